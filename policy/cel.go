@@ -1,0 +1,140 @@
+package policy
+
+import (
+	"fmt"
+	"reflect"
+	"sync"
+	"time"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/ext"
+)
+
+// celCostLimit bounds the work one condition may do per evaluation, so that a policy
+// cannot turn the request path into a denial of service.
+const celCostLimit = 100_000
+
+// celAction is the view of an Action that CEL conditions see: the class by name.
+type celAction struct {
+	Class          string   `cel:"class"`
+	Kind           string   `cel:"kind"`
+	Statement      string   `cel:"statement"`
+	Tables         []string `cel:"tables"`
+	Schemas        []string `cel:"schemas"`
+	Functions      []string `cel:"functions"`
+	EstimatedRows  int64    `cel:"estimated_rows"`
+	MultiStatement bool     `cel:"multi_statement"`
+	InTransaction  bool     `cel:"in_transaction"`
+	Method         string   `cel:"method"`
+	Path           string   `cel:"path"`
+	Namespace      string   `cel:"namespace"`
+}
+
+var (
+	celEnvOnce sync.Once
+	celEnv     *cel.Env
+	celEnvErr  error
+)
+
+// newCELEnv returns the shared environment conditions are checked in. The variables are
+// subject, resource, action and now; the string, list and set extensions are available.
+func newCELEnv() (*cel.Env, error) {
+	celEnvOnce.Do(func() {
+		celEnv, celEnvErr = cel.NewEnv(
+			ext.NativeTypes(reflect.TypeFor[Subject](), reflect.TypeFor[Resource](), reflect.TypeFor[celAction](), ext.ParseStructTags(true)),
+			cel.Variable("subject", cel.ObjectType("policy.Subject")),
+			cel.Variable("resource", cel.ObjectType("policy.Resource")),
+			cel.Variable("action", cel.ObjectType("policy.celAction")),
+			cel.Variable("now", cel.TimestampType),
+			ext.Strings(),
+			ext.Lists(),
+			ext.Sets(),
+		)
+	})
+	return celEnv, celEnvErr
+}
+
+// condition is a compiled `when` expression.
+type condition struct {
+	prg cel.Program
+	// usesEstimate is set when the expression reads action.estimated_rows, so front ends
+	// know to ask the upstream for an estimate before deciding.
+	usesEstimate bool
+}
+
+func compileCondition(expr string) (*condition, error) {
+	env, err := newCELEnv()
+	if err != nil {
+		return nil, fmt.Errorf("could not build the CEL environment: %w", err)
+	}
+	checked, iss := env.Compile(expr)
+	if iss.Err() != nil {
+		return nil, iss.Err()
+	}
+	if !checked.OutputType().IsExactType(types.BoolType) {
+		return nil, fmt.Errorf("condition must be a bool expression, not %s", checked.OutputType())
+	}
+	prg, err := env.Program(checked, cel.CostLimit(celCostLimit), cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, err
+	}
+	c := &condition{prg: prg}
+	ast.PreOrderVisit(checked.NativeRep().Expr(), ast.NewExprVisitor(func(e ast.Expr) {
+		if e.Kind() == ast.SelectKind && e.AsSelect().FieldName() == "estimated_rows" {
+			if op := e.AsSelect().Operand(); op.Kind() == ast.IdentKind && op.AsIdent() == "action" {
+				c.usesEstimate = true
+			}
+		}
+	}))
+	return c, nil
+}
+
+// celActivation resolves the four variables of a condition for one request.
+type celActivation struct {
+	subject  *Subject
+	resource *Resource
+	action   celAction
+	now      time.Time
+}
+
+func (a *celActivation) ResolveName(name string) (any, bool) {
+	switch name {
+	case "subject":
+		if a.subject == nil {
+			return &Subject{}, true
+		}
+		return a.subject, true
+	case "resource":
+		return a.resource, true
+	case "action":
+		return &a.action, true
+	case "now":
+		return a.now, true
+	}
+	return nil, false
+}
+
+func (a *celActivation) Parent() cel.Activation { return nil }
+
+// eval reports whether the condition holds for the request.
+func (c *condition) eval(req *Request, res *Resource) (bool, error) {
+	act := req.Action
+	a := &celActivation{subject: req.Subject, resource: res, now: req.Time}
+	a.action = celAction{
+		Class: act.Class.String(), Kind: act.Kind, Statement: act.Statement, Tables: act.Tables,
+		Schemas: act.Schemas, Functions: act.Functions, EstimatedRows: act.EstimatedRows,
+		MultiStatement: act.MultiStatement, InTransaction: act.InTransaction,
+		Method: act.Method, Path: act.Path, Namespace: act.Namespace,
+	}
+	out, _, err := c.prg.Eval(a)
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.Value().(bool)
+	if !ok {
+		return false, fmt.Errorf("condition returned %s, not bool", out.Type())
+	}
+	return b, nil
+}

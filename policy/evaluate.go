@@ -1,0 +1,84 @@
+package policy
+
+import "fmt"
+
+// Evaluate decides req and writes the outcome into d, reusing d's storage. Every policy that
+// matches applies: any deny wins, then the combined quorum of all approval policies, then
+// allow; when none matches, the resource's default applies. An unknown resource or a nil
+// action is denied. Evaluate does not allocate when the request is allowed by policies
+// without conditions.
+func (e *Engine) Evaluate(req *Request, d *Decision) {
+	d.reset(e.snapshot)
+	cr := e.resources[req.Resource]
+	switch {
+	case cr == nil:
+		d.Effect, d.reason = Deny, "unknown resource "+req.Resource
+		return
+	case req.Action == nil:
+		d.Effect, d.reason = Deny, "no action to decide"
+		return
+	}
+	class := req.Action.Class
+	if class >= numClasses {
+		class = ClassUnknown
+	}
+	var hasDeny, hasApproval, hasAllow bool
+	for _, r := range cr.byClass[class] {
+		if !r.anyone && !r.principals.matchesAny(req.Subject) {
+			continue
+		}
+		if r.schedule != nil && !r.schedule.contains(req.Time) {
+			continue
+		}
+		if r.when != nil {
+			ok, err := r.when.eval(req, &cr.Resource)
+			if err != nil {
+				if d.Err == nil {
+					d.Err = fmt.Errorf("condition of policy %s: %w", r.Name, err)
+				}
+				ok = r.Effect != Allow
+			}
+			if !ok {
+				continue
+			}
+		}
+		d.Matched = append(d.Matched, r)
+		switch r.Effect {
+		case Deny:
+			hasDeny = true
+		case RequireApproval:
+			hasApproval = true
+		case Allow:
+			hasAllow = true
+		}
+	}
+	switch {
+	case hasDeny:
+		d.Effect = Deny
+	case hasApproval:
+		d.Effect = RequireApproval
+		shared := true // d.Quorum still points into the Engine
+		for _, r := range d.Matched {
+			switch {
+			case r.Effect != RequireApproval:
+			case d.Quorum == nil:
+				d.Quorum = r.Quorum
+			default:
+				if shared {
+					d.Quorum, shared = d.Quorum.clone(), false
+				}
+				d.Quorum.merge(r.Quorum)
+			}
+		}
+	case hasAllow:
+		d.Effect = Allow
+	default:
+		d.Effect, d.Default, d.reason = cr.defaultEffect, true, cr.defaultReason
+		return
+	}
+	for _, r := range d.Matched {
+		if r.Effect == d.Effect && r.Tier > d.Tier {
+			d.Tier = r.Tier
+		}
+	}
+}

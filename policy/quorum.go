@@ -1,0 +1,215 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// DefaultApprovalTimeout is how long a request waits for its quorum when no policy says.
+const DefaultApprovalTimeout = 15 * time.Minute
+
+// Errors returned by Quorum.Eligible.
+var (
+	ErrSelfApproval = errors.New("requesters may not approve their own request")
+	ErrNotEligible  = errors.New("not an eligible approver")
+)
+
+// Quorum is the approval rule a request must satisfy. When several approval policies match,
+// their quorums combine so that all of them hold at once: the larger minimum wins, required
+// users, teams and roles add up, the requester may approve only if every policy allows it,
+// a reason is needed if any policy asks, and the shortest timeout applies.
+type Quorum struct {
+	MinApprovals        int           `json:"min_approvals"`
+	MinDistinctTeams    int           `json:"min_distinct_teams,omitempty"`
+	RequiredUsers       []string      `json:"required_users,omitempty"`
+	RequiredTeams       []string      `json:"required_teams,omitempty"`
+	RequiredRoles       []string      `json:"required_roles,omitempty"`
+	// Approvers are who may approve. AnyApprover is set instead when the quorum accepts
+	// any identity other than the requester.
+	Approvers           Principals    `json:"approvers"`
+	AnyApprover         bool          `json:"any_approver,omitempty"`
+	RequesterCanApprove bool          `json:"requester_can_approve"`
+	RequireReason       bool          `json:"require_reason,omitempty"`
+	Timeout             time.Duration `json:"timeout"`
+}
+
+func compileQuorum(q *QuorumSpec) (*Quorum, error) {
+	c := &Quorum{
+		MinApprovals:        q.MinApprovals,
+		MinDistinctTeams:    q.MinDistinctTeams,
+		RequiredUsers:       sortedCopy(q.RequiredUsers),
+		RequiredTeams:       sortedCopy(q.RequiredTeams),
+		RequiredRoles:       sortedCopy(q.RequiredRoles),
+		Approvers:           q.Approvers,
+		RequesterCanApprove: q.RequesterCanApprove,
+		RequireReason:       q.RequireReason,
+		Timeout:             DefaultApprovalTimeout,
+	}
+	if c.MinApprovals < 0 || c.MinDistinctTeams < 0 {
+		return nil, fmt.Errorf("min_approvals and min_distinct_teams must not be negative")
+	}
+	if q.Timeout != "" {
+		d, err := time.ParseDuration(q.Timeout)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("timeout: invalid duration %q (want e.g. 15m or 2h)", q.Timeout)
+		}
+		c.Timeout = d
+	}
+	// A quorum always needs at least one approval, and at least as many as its distinct
+	// teams ask for.
+	c.MinApprovals = max(c.MinApprovals, 1, c.MinDistinctTeams)
+	// Without an explicit approvers list, those named by the required terms approve; a
+	// quorum that names nobody accepts anyone but the requester.
+	if c.Approvers.empty() {
+		c.Approvers = Principals{Users: c.RequiredUsers, Teams: c.RequiredTeams, Roles: c.RequiredRoles}
+		c.AnyApprover = c.Approvers.empty()
+	}
+	c.Approvers = normalizePrincipals(c.Approvers)
+	a := c.Approvers
+	if !c.AnyApprover && len(a.Users)+len(a.Groups)+len(a.Roles) == 0 && len(a.Teams) < c.MinDistinctTeams {
+		return nil, fmt.Errorf("min_distinct_teams %d cannot be met by approvers from teams %v alone; list the eligible approvers under approvers", c.MinDistinctTeams, a.Teams)
+	}
+	return c, nil
+}
+
+// merge folds o into q so that satisfying q satisfies both.
+func (q *Quorum) merge(o *Quorum) {
+	q.MinApprovals = max(q.MinApprovals, o.MinApprovals)
+	q.MinDistinctTeams = max(q.MinDistinctTeams, o.MinDistinctTeams)
+	q.RequiredUsers = union(q.RequiredUsers, o.RequiredUsers)
+	q.RequiredTeams = union(q.RequiredTeams, o.RequiredTeams)
+	q.RequiredRoles = union(q.RequiredRoles, o.RequiredRoles)
+	q.Approvers = Principals{
+		Users:  union(q.Approvers.Users, o.Approvers.Users),
+		Groups: union(q.Approvers.Groups, o.Approvers.Groups),
+		Teams:  union(q.Approvers.Teams, o.Approvers.Teams),
+		Roles:  union(q.Approvers.Roles, o.Approvers.Roles),
+	}
+	q.AnyApprover = q.AnyApprover || o.AnyApprover
+	q.RequesterCanApprove = q.RequesterCanApprove && o.RequesterCanApprove
+	q.RequireReason = q.RequireReason || o.RequireReason
+	q.Timeout = min(q.Timeout, o.Timeout)
+}
+
+func (q *Quorum) clone() *Quorum {
+	c := *q
+	c.RequiredUsers = slices.Clone(q.RequiredUsers)
+	c.RequiredTeams = slices.Clone(q.RequiredTeams)
+	c.RequiredRoles = slices.Clone(q.RequiredRoles)
+	c.Approvers = Principals{
+		Users: slices.Clone(q.Approvers.Users), Groups: slices.Clone(q.Approvers.Groups),
+		Teams: slices.Clone(q.Approvers.Teams), Roles: slices.Clone(q.Approvers.Roles),
+	}
+	return &c
+}
+
+// Eligible returns nil if approver may approve a request made by requester: the approver
+// is not the requester (unless the quorum allows it) and is one of its Approvers, or the
+// quorum accepts anyone.
+func (q *Quorum) Eligible(requester, approver *Subject) error {
+	if approver == nil {
+		return ErrNotEligible
+	}
+	if requester != nil && approver.User == requester.User && !q.RequesterCanApprove {
+		return ErrSelfApproval
+	}
+	if q.AnyApprover || q.Approvers.matchesAny(approver) {
+		return nil
+	}
+	return ErrNotEligible
+}
+
+// Term is one condition of a quorum and how far the approvals so far go toward it.
+type Term struct {
+	Name string `json:"name"`
+	Have int    `json:"have"`
+	Need int    `json:"need"`
+}
+
+// Met reports whether the term is satisfied.
+func (t Term) Met() bool { return t.Have >= t.Need }
+
+func (t Term) String() string {
+	mark := ""
+	if t.Met() {
+		mark = " ✓"
+	}
+	return fmt.Sprintf("%s: %d/%d%s", t.Name, t.Have, t.Need, mark)
+}
+
+// Progress is the state of a quorum given a set of approvals.
+type Progress struct {
+	Terms []Term `json:"terms"`
+}
+
+// Met reports whether every term is satisfied.
+func (p Progress) Met() bool {
+	for _, t := range p.Terms {
+		if !t.Met() {
+			return false
+		}
+	}
+	return true
+}
+
+// Progress counts approvers toward each term of the quorum. Approvers that are not eligible
+// (see Eligible) and repeated approvals by the same user count for nothing.
+func (q *Quorum) Progress(requester *Subject, approvers []*Subject) Progress {
+	var counted []*Subject
+	seen := map[string]bool{}
+	for _, a := range approvers {
+		if a == nil || seen[a.User] || q.Eligible(requester, a) != nil {
+			continue
+		}
+		seen[a.User] = true
+		counted = append(counted, a)
+	}
+	p := Progress{Terms: []Term{{Name: "approvals", Have: len(counted), Need: q.MinApprovals}}}
+	if q.MinDistinctTeams > 0 {
+		teams := map[string]bool{}
+		for _, a := range counted {
+			for _, t := range a.Teams {
+				teams[t] = true
+			}
+		}
+		p.Terms = append(p.Terms, Term{Name: "distinct teams", Have: min(len(teams), q.MinDistinctTeams), Need: q.MinDistinctTeams})
+	}
+	count := func(name string, ok func(*Subject) bool) {
+		t := Term{Name: name, Need: 1}
+		for _, a := range counted {
+			if ok(a) {
+				t.Have = 1
+				break
+			}
+		}
+		p.Terms = append(p.Terms, t)
+	}
+	for _, u := range q.RequiredUsers {
+		count("user "+u, func(s *Subject) bool { return s.User == u })
+	}
+	for _, team := range q.RequiredTeams {
+		count("team "+team, func(s *Subject) bool { return s.InTeam(team) })
+	}
+	for _, r := range q.RequiredRoles {
+		count("role "+r, func(s *Subject) bool { return s.HasRole(r) })
+	}
+	return p
+}
+
+func sortedCopy(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return slices.Compact(c)
+}
+
+func union(a, b []string) []string {
+	if len(b) == 0 {
+		return a
+	}
+	return sortedCopy(append(slices.Clone(a), b...))
+}
