@@ -64,6 +64,7 @@ type Rule struct {
 	classes    classSet
 	principals Principals
 	anyone     bool
+	except     Principals
 	when       *condition
 	schedule   *window
 	reason     string
@@ -176,7 +177,7 @@ func compilePolicy(set *Set, p *Policy) (*Rule, []*FieldError) {
 	var errs []*FieldError
 	fail := func(err error, path ...any) { errs = append(errs, &FieldError{Path: path, Err: err}) }
 
-	r := &Rule{Name: p.Name, Description: p.Description, principals: p.Match.Principals, anyone: p.Match.Principals.empty()}
+	r := &Rule{Name: p.Name, Description: p.Description, principals: p.Match.Principals, anyone: p.Match.Principals.empty(), except: p.Match.Except}
 	if p.Name == "" {
 		fail(errors.New("name is required"), "name")
 	}
@@ -225,6 +226,8 @@ func compilePolicy(set *Set, p *Policy) (*Rule, []*FieldError) {
 	}
 	checkNames(set.Teams, p.Match.Principals.Teams, "team", "match", "principals", "teams")
 	checkNames(set.Roles, p.Match.Principals.Roles, "role", "match", "principals", "roles")
+	checkNames(set.Teams, p.Match.Except.Teams, "team", "match", "except", "teams")
+	checkNames(set.Roles, p.Match.Except.Roles, "role", "match", "except", "roles")
 
 	if p.When != "" {
 		if r.when, err = compileCondition(p.When); err != nil {
@@ -243,7 +246,7 @@ func compilePolicy(set *Set, p *Policy) (*Rule, []*FieldError) {
 	case r.Effect != RequireApproval && p.Quorum != nil && p.Effect != "":
 		fail(fmt.Errorf("quorum is only valid with effect require_approval, not %s", r.Effect), "quorum")
 	case p.Quorum != nil:
-		if r.Quorum, err = compileQuorum(p.Quorum); err != nil {
+		if r.Quorum, err = CompileQuorum(p.Quorum); err != nil {
 			fail(err, "quorum")
 		}
 		q := p.Quorum

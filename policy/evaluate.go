@@ -24,7 +24,7 @@ func (e *Engine) Evaluate(req *Request, d *Decision) {
 	}
 	var hasDeny, hasApproval, hasAllow bool
 	for _, r := range cr.byClass[class] {
-		if !r.anyone && !r.principals.matchesAny(req.Subject) {
+		if !r.anyone && !r.principals.matchesAny(req.Subject) || r.except.matchesAny(req.Subject) {
 			continue
 		}
 		if r.schedule != nil && !r.schedule.contains(req.Time) {

@@ -15,11 +15,12 @@ type Policy struct {
 
 // Match selects the requests a policy applies to. Each list matches if it is empty or if
 // any of its entries matches; a policy applies when resources, actions and principals all
-// match.
+// match and the subject is not one of Except.
 type Match struct {
 	Resources  ResourceSelector `yaml:"resources" json:"resources"`
 	Actions    []string         `yaml:"actions" json:"actions,omitempty"`
 	Principals Principals       `yaml:"principals" json:"principals"`
+	Except     Principals       `yaml:"except" json:"except"`
 }
 
 // ResourceSelector selects configured resources by name, kind and labels. Names and kinds

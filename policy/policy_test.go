@@ -28,7 +28,7 @@ func testSet() *Set {
 		Roles: []string{"auditor", "orders-writer"},
 		Policies: []Policy{
 			{Name: "prod-read", Match: Match{Resources: ResourceSelector{Labels: map[string]string{"env": "production"}}, Actions: []string{"read"}}, Effect: "allow"},
-			{Name: "orders-write", Description: "production writes need an SRE", Match: Match{Resources: ResourceSelector{Names: []string{"orders"}}, Actions: []string{"write", "delete"}},
+			{Name: "orders-write", Description: "production writes need an SRE", Match: Match{Resources: ResourceSelector{Names: []string{"orders"}}, Actions: []string{"write", "delete"}, Except: Principals{Roles: []string{"orders-writer"}}},
 				Effect: "require_approval", Quorum: &QuorumSpec{RequiredTeams: []string{"sre"}, Timeout: "10m"}},
 			{Name: "writer-role", Match: Match{Resources: ResourceSelector{Names: []string{"orders"}}, Actions: []string{"write"}, Principals: Principals{Roles: []string{"orders-writer"}}}, Effect: "allow"},
 			{Name: "no-ddl", Tier: "medium", Match: Match{Resources: ResourceSelector{Names: []string{"orders"}}, Actions: []string{"ddl"}}, Effect: "deny", Description: "DDL on orders is break-glass only"},
@@ -65,7 +65,7 @@ func TestEvaluate(t *testing.T) {
 	}{
 		{"read allowed", alice, "orders", act(ClassRead, "orders"), Allow, []string{"prod-read"}, false, TierMedium},
 		{"write needs approval", alice, "orders", act(ClassWrite), RequireApproval, []string{"orders-write"}, false, TierMedium},
-		{"role holder still matched by approval", &Subject{User: "x", Roles: []string{"orders-writer"}}, "orders", act(ClassWrite), RequireApproval, []string{"orders-write", "writer-role"}, false, TierMedium},
+		{"role holder excepted from approval", &Subject{User: "x", Roles: []string{"orders-writer"}}, "orders", act(ClassWrite), Allow, []string{"writer-role"}, false, TierMedium},
 		{"ddl denied", dave, "orders", act(ClassDDL), Deny, []string{"no-ddl"}, false, TierMedium},
 		{"unknown is most dangerous", alice, "orders", act(ClassUnknown), Deny, []string{"orders-write", "no-ddl"}, false, TierMedium},
 		{"small delete", alice, "orders", &Action{Class: ClassDelete, EstimatedRows: 10}, RequireApproval, []string{"orders-write"}, false, TierMedium},

@@ -35,7 +35,8 @@ type Quorum struct {
 	Timeout             time.Duration `json:"timeout"`
 }
 
-func compileQuorum(q *QuorumSpec) (*Quorum, error) {
+// CompileQuorum validates a quorum as written and returns it with its defaults applied.
+func CompileQuorum(q *QuorumSpec) (*Quorum, error) {
 	c := &Quorum{
 		MinApprovals:        q.MinApprovals,
 		MinDistinctTeams:    q.MinDistinctTeams,

@@ -24,6 +24,7 @@ func snapshotHash(set *Set) string {
 		p.Match.Resources.Names = sortedCopy(p.Match.Resources.Names)
 		p.Match.Resources.Kinds = sortedCopy(p.Match.Resources.Kinds)
 		p.Match.Principals = normalizePrincipals(p.Match.Principals)
+		p.Match.Except = normalizePrincipals(p.Match.Except)
 		if p.Schedule != nil {
 			s := *p.Schedule
 			s.Weekdays = sortedCopy(s.Weekdays)

@@ -1,0 +1,181 @@
+package configs
+
+import (
+	"time"
+
+	"github.com/portcullis/portcullis/policy"
+)
+
+// Config is a whole Portcullis configuration file.
+type Config struct {
+	Version     int             `yaml:"version"`
+	Server      Server          `yaml:"server"`
+	Identity    Identity        `yaml:"identity"`
+	Teams       []Team          `yaml:"teams"`
+	OrgRoles    []OrgRole       `yaml:"org_roles"`
+	Resources   []Resource      `yaml:"resources"`
+	Roles       []Role          `yaml:"roles"`
+	Defaults    policy.Defaults `yaml:"defaults"`
+	Policies    []policy.Policy `yaml:"policies"`
+	PolicyFiles []string        `yaml:"policy_files"`
+	Store       Store           `yaml:"store"`
+	Vault       Vault           `yaml:"vault"`
+	Audit       Audit           `yaml:"audit"`
+
+	// Path is the file the configuration was loaded from.
+	Path string `yaml:"-"`
+	// Engine is the compiled policy set.
+	Engine *policy.Engine `yaml:"-"`
+}
+
+// Server configures the listeners.
+type Server struct {
+	// Listen is the address of the console and API.
+	Listen string `yaml:"listen"`
+	// PostgresListen is the address of the PostgreSQL front end; empty disables it.
+	PostgresListen string `yaml:"postgres_listen"`
+	// PublicURL is how users reach the console; links in notices and notifications use it.
+	PublicURL string `yaml:"public_url"`
+	TLS       TLS    `yaml:"tls"`
+}
+
+// TLS names a certificate and key in PEM files.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// SelfSigned makes Portcullis generate a throwaway certificate when no files are given.
+	SelfSigned bool `yaml:"self_signed"`
+}
+
+// Identity configures how tokens become identities.
+type Identity struct {
+	OIDC         *OIDC         `yaml:"oidc"`
+	StaticTokens []StaticToken `yaml:"static_tokens"`
+}
+
+// OIDC configures an OpenID Connect provider whose ID tokens Portcullis accepts.
+type OIDC struct {
+	Issuer       string   `yaml:"issuer"`
+	ClientID     string   `yaml:"client_id"`
+	ClientSecret string   `yaml:"client_secret"`
+	GroupsClaim  string   `yaml:"groups_claim"`
+	UserClaim    string   `yaml:"user_claim"`
+	Scopes       []string `yaml:"scopes"`
+}
+
+// StaticToken is a long-lived token for a service identity or a demo user. Only the
+// token's SHA-256 is stored.
+type StaticToken struct {
+	Subject     string   `yaml:"subject"`
+	Email       string   `yaml:"email"`
+	Groups      []string `yaml:"groups"`
+	TokenSHA256 string   `yaml:"token_sha256"`
+}
+
+// Team is a set of users, by name or identity-provider group.
+type Team struct {
+	Name   string   `yaml:"name"`
+	Users  []string `yaml:"users"`
+	Groups []string `yaml:"groups"`
+}
+
+// OrgRole is a standing role (for example security-reviewer) held by users, groups or
+// whole teams.
+type OrgRole struct {
+	Name   string   `yaml:"name"`
+	Users  []string `yaml:"users"`
+	Groups []string `yaml:"groups"`
+	Teams  []string `yaml:"teams"`
+}
+
+// Resource is an upstream system reached through Portcullis.
+type Resource struct {
+	Name string `yaml:"name"`
+	// Kind is postgres, http or kubernetes.
+	Kind string `yaml:"kind"`
+	// Upstream is host:port for postgres and a URL for http and kubernetes.
+	Upstream string `yaml:"upstream"`
+	// Database is the upstream database name for postgres (default: the resource name).
+	Database      string            `yaml:"database"`
+	Labels        map[string]string `yaml:"labels"`
+	DefaultEffect string            `yaml:"default_effect"`
+	Credentials   Credentials       `yaml:"credentials"`
+}
+
+// Credentials says where the upstream credentials of a resource come from.
+type Credentials struct {
+	Static *StaticCredentials `yaml:"static"`
+	Vault  *VaultCredentials  `yaml:"vault"`
+}
+
+// StaticCredentials are fixed upstream credentials held in the configuration.
+type StaticCredentials struct {
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+}
+
+// VaultCredentials names the Vault secret that mints upstream credentials.
+type VaultCredentials struct {
+	Path string `yaml:"path"`
+	// Roles maps an elevation role to the path used while it is active.
+	Roles map[string]string `yaml:"roles"`
+}
+
+// Role is an elevation role that can be requested for a time.
+type Role struct {
+	Name          string             `yaml:"name"`
+	Description   string             `yaml:"description"`
+	Grants        []Grant            `yaml:"grants"`
+	MaxDuration   Duration           `yaml:"max_duration"`
+	Durations     []Duration         `yaml:"durations"`
+	RequireReason bool               `yaml:"require_reason"`
+	RequireTicket bool               `yaml:"require_ticket"`
+	Quorum        *policy.QuorumSpec `yaml:"quorum"`
+}
+
+// Grant is what an elevation role gives: action classes on resources.
+type Grant struct {
+	Resources []string `yaml:"resources"`
+	Actions   []string `yaml:"actions"`
+}
+
+// Store says where approvals and grants live.
+type Store struct {
+	// Redis, when set, is a redis:// or rediss:// URL; otherwise the embedded store is used.
+	Redis string `yaml:"redis"`
+	// Path is the embedded store's directory.
+	Path string `yaml:"path"`
+}
+
+// Vault configures the connection to HashiCorp Vault.
+type Vault struct {
+	Address string   `yaml:"address"`
+	Token   string   `yaml:"token"`
+	AppRole *AppRole `yaml:"approle"`
+	Timeout Duration `yaml:"timeout"`
+}
+
+// AppRole is Vault AppRole login material.
+type AppRole struct {
+	RoleID   string `yaml:"role_id"`
+	SecretID string `yaml:"secret_id"`
+	Mount    string `yaml:"mount"`
+}
+
+// Audit configures the audit log.
+type Audit struct {
+	// Dir is where segment files are written.
+	Dir string `yaml:"dir"`
+	// SegmentMaxBytes rotates to a new segment when one grows past it.
+	SegmentMaxBytes int64 `yaml:"segment_max_bytes"`
+	// NoSync turns off fsync; only for throwaway demos.
+	NoSync bool `yaml:"no_sync"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("15m", "1h30m").
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }

@@ -1,0 +1,257 @@
+package configs
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/portcullis/portcullis/policy"
+)
+
+// Defaults applied by applyDefaults; docs/config.md lists them.
+const (
+	DefaultListen          = "127.0.0.1:8080"
+	DefaultGroupsClaim     = "groups"
+	DefaultUserClaim       = "email"
+	DefaultAuditDir        = "portcullis-data/audit"
+	DefaultStorePath       = "portcullis-data/state"
+	DefaultSegmentMaxBytes = 64 << 20
+)
+
+func (c *Config) applyDefaults() {
+	if c.Server.Listen == "" {
+		c.Server.Listen = DefaultListen
+	}
+	if c.Server.PublicURL == "" {
+		c.Server.PublicURL = "http://" + c.Server.Listen
+	}
+	if o := c.Identity.OIDC; o != nil {
+		if o.GroupsClaim == "" {
+			o.GroupsClaim = DefaultGroupsClaim
+		}
+		if o.UserClaim == "" {
+			o.UserClaim = DefaultUserClaim
+		}
+		if len(o.Scopes) == 0 {
+			o.Scopes = []string{"openid", "email", "profile", "groups"}
+		}
+	}
+	for i := range c.Resources {
+		if r := &c.Resources[i]; r.Kind == "postgres" && r.Database == "" {
+			r.Database = r.Name
+		}
+	}
+	if c.Audit.Dir == "" {
+		c.Audit.Dir = DefaultAuditDir
+	}
+	if c.Audit.SegmentMaxBytes == 0 {
+		c.Audit.SegmentMaxBytes = DefaultSegmentMaxBytes
+	}
+	if c.Store.Path == "" {
+		c.Store.Path = DefaultStorePath
+	}
+}
+
+// names checks that every name in a list is present and unique, and returns the names.
+func names[T any](errs *Error, o origin, section string, items []T, name func(*T) string) []string {
+	out := make([]string, 0, len(items))
+	for i := range items {
+		n := name(&items[i])
+		switch {
+		case n == "":
+			errs.add(o.file, o.line(section, i), "%s[%d]: name is required", section, i)
+		case slices.Contains(out, n):
+			errs.add(o.file, o.line(section, i, "name"), "%s: duplicate name %q", section, n)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func (c *Config) validate(o origin, errs *Error) {
+	if c.Version != 1 {
+		errs.add(o.file, o.line("version"), "version: want 1, got %d (is this a Portcullis configuration?)", c.Version)
+	}
+
+	// Identities.
+	if oc := c.Identity.OIDC; oc != nil {
+		if u, err := url.Parse(oc.Issuer); err != nil || u.Scheme == "" || u.Host == "" {
+			errs.add(o.file, o.line("identity", "oidc", "issuer"), "identity.oidc.issuer: want an https:// URL, got %q", oc.Issuer)
+		}
+		if oc.ClientID == "" {
+			errs.add(o.file, o.line("identity", "oidc"), "identity.oidc.client_id is required")
+		}
+	}
+	names(errs, o.at("identity"), "static_tokens", c.Identity.StaticTokens, func(t *StaticToken) string { return t.Subject })
+	for i, t := range c.Identity.StaticTokens {
+		if b, err := hex.DecodeString(t.TokenSHA256); err != nil || len(b) != 32 {
+			errs.add(o.file, o.line("identity", "static_tokens", i, "token_sha256"), "identity.static_tokens[%d].token_sha256: want 64 hex digits (sha256sum of the token)", i)
+		}
+	}
+
+	teams := names(errs, o, "teams", c.Teams, func(t *Team) string { return t.Name })
+	orgRoles := names(errs, o, "org_roles", c.OrgRoles, func(r *OrgRole) string { return r.Name })
+	for i, r := range c.OrgRoles {
+		for j, t := range r.Teams {
+			if !slices.Contains(teams, t) {
+				errs.add(o.file, o.line("org_roles", i, "teams", j), "org_roles[%d].teams: unknown team %q", i, t)
+			}
+		}
+	}
+	roles := names(errs, o, "roles", c.Roles, func(r *Role) string { return r.Name })
+	for i, r := range roles {
+		if slices.Contains(orgRoles, r) {
+			errs.add(o.file, o.line("roles", i, "name"), "roles: %q is also an org role; give them different names", r)
+		}
+	}
+
+	// Resources.
+	resources := names(errs, o, "resources", c.Resources, func(r *Resource) string { return r.Name })
+	usesVault := false
+	for i, r := range c.Resources {
+		at := func(path ...any) int { return o.line(append([]any{"resources", i}, path...)...) }
+		if !slices.Contains(policy.ResourceKinds, r.Kind) {
+			errs.add(o.file, at("kind"), "resources[%d].kind: want one of %s, got %q", i, strings.Join(policy.ResourceKinds, ", "), r.Kind)
+		}
+		switch {
+		case r.Upstream == "":
+			errs.add(o.file, at(), "resources[%d] (%s): upstream is required", i, r.Name)
+		case r.Kind == "http" || r.Kind == "kubernetes":
+			if u, err := url.Parse(r.Upstream); err != nil || u.Scheme == "" || u.Host == "" {
+				errs.add(o.file, at("upstream"), "resources[%d].upstream: want a URL, got %q", i, r.Upstream)
+			}
+		case r.Kind == "postgres" && !strings.Contains(r.Upstream, ":"):
+			errs.add(o.file, at("upstream"), "resources[%d].upstream: want host:port, got %q", i, r.Upstream)
+		}
+		cr := r.Credentials
+		if cr.Static != nil && cr.Vault != nil {
+			errs.add(o.file, at("credentials"), "resources[%d].credentials: give static or vault, not both", i)
+		}
+		if v := cr.Vault; v != nil {
+			usesVault = true
+			if v.Path == "" {
+				errs.add(o.file, at("credentials", "vault"), "resources[%d].credentials.vault.path is required", i)
+			}
+			for role := range v.Roles {
+				if !slices.Contains(roles, role) {
+					errs.add(o.file, at("credentials", "vault", "roles", role), "resources[%d].credentials.vault.roles: unknown role %q", i, role)
+				}
+			}
+		}
+	}
+
+	// Elevation roles.
+	for i, r := range c.Roles {
+		at := func(path ...any) int { return o.line(append([]any{"roles", i}, path...)...) }
+		if len(r.Grants) == 0 {
+			errs.add(o.file, at(), "roles[%d] (%s): grants is required", i, r.Name)
+		}
+		for j, g := range r.Grants {
+			for k, res := range g.Resources {
+				if !slices.Contains(resources, res) {
+					errs.add(o.file, at("grants", j, "resources", k), "roles[%d].grants[%d]: unknown resource %q", i, j, res)
+				}
+			}
+			if len(g.Actions) == 0 {
+				errs.add(o.file, at("grants", j), "roles[%d].grants[%d]: actions is required", i, j)
+			}
+			for k, a := range g.Actions {
+				if _, err := policy.ParseClass(a); err != nil {
+					errs.add(o.file, at("grants", j, "actions", k), "roles[%d].grants[%d]: %v", i, j, err)
+				}
+			}
+		}
+		if r.MaxDuration <= 0 {
+			errs.add(o.file, at("max_duration"), "roles[%d] (%s): max_duration is required", i, r.Name)
+		}
+		for j, d := range r.Durations {
+			if d <= 0 || d > r.MaxDuration {
+				errs.add(o.file, at("durations", j), "roles[%d].durations: %s is not between 0 and max_duration %s", i, d, r.MaxDuration)
+			}
+		}
+		if r.Quorum == nil {
+			errs.add(o.file, at(), "roles[%d] (%s): quorum is required", i, r.Name)
+		} else {
+			if _, err := policy.CompileQuorum(r.Quorum); err != nil {
+				errs.add(o.file, at("quorum"), "roles[%d].quorum: %v", i, err)
+			}
+			check := func(list []string, known []string, what string, path ...any) {
+				for k, n := range list {
+					if !slices.Contains(known, n) {
+						errs.add(o.file, at(append(path, k)...), "roles[%d].%s: unknown %s %q", i, strings.Join(strs(path), "."), what, n)
+					}
+				}
+			}
+			check(r.Quorum.RequiredTeams, teams, "team", "quorum", "required_teams")
+			check(r.Quorum.Approvers.Teams, teams, "team", "quorum", "approvers", "teams")
+			check(r.Quorum.RequiredRoles, orgRoles, "org role", "quorum", "required_roles")
+		}
+	}
+
+	if c.Store.Redis != "" {
+		if u, err := url.Parse(c.Store.Redis); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+			errs.add(o.file, o.line("store", "redis"), "store.redis: want a redis:// or rediss:// URL")
+		}
+	}
+	if usesVault && c.Vault.Address == "" {
+		errs.add(o.file, o.line("vault"), "vault.address is required: resources take credentials from Vault")
+	}
+	if c.Vault.AppRole != nil && c.Vault.Token != "" {
+		errs.add(o.file, o.line("vault"), "vault: give token or approle, not both")
+	}
+	if c.Audit.SegmentMaxBytes < 4096 {
+		errs.add(o.file, o.line("audit", "segment_max_bytes"), "audit.segment_max_bytes: want at least 4096")
+	}
+}
+
+func strs(path []any) []string {
+	out := make([]string, len(path))
+	for i, p := range path {
+		out[i] = fmt.Sprint(p)
+	}
+	return out
+}
+
+// compile builds the policy engine, pointing each policy error at its line.
+func (c *Config) compile(root origin, origins []origin, errs *Error) {
+	set := &policy.Set{Policies: c.Policies, Defaults: c.Defaults}
+	for _, r := range c.Resources {
+		set.Resources = append(set.Resources, policy.Resource{Name: r.Name, Kind: r.Kind, Labels: r.Labels, DefaultEffect: r.DefaultEffect})
+	}
+	for _, t := range c.Teams {
+		set.Teams = append(set.Teams, t.Name)
+	}
+	for _, r := range c.OrgRoles {
+		set.Roles = append(set.Roles, r.Name)
+	}
+	for _, r := range c.Roles {
+		set.Roles = append(set.Roles, r.Name)
+	}
+	engine, err := policy.Compile(set)
+	if err == nil {
+		c.Engine = engine
+		return
+	}
+	for _, e := range unjoin(err) {
+		var fe *policy.FieldError
+		switch {
+		case errors.As(e, &fe):
+			o := origins[fe.Index]
+			errs.add(o.file, o.line(fe.Path...), "%v", fe)
+		case strings.HasPrefix(e.Error(), "defaults."):
+			errs.add(root.file, root.line("defaults"), "%v", e)
+		default:
+			errs.add(root.file, root.line("resources"), "%v", e)
+		}
+	}
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
