@@ -21,11 +21,11 @@ var (
 // users, teams and roles add up, the requester may approve only if every policy allows it,
 // a reason is needed if any policy asks, and the shortest timeout applies.
 type Quorum struct {
-	MinApprovals        int           `json:"min_approvals"`
-	MinDistinctTeams    int           `json:"min_distinct_teams,omitempty"`
-	RequiredUsers       []string      `json:"required_users,omitempty"`
-	RequiredTeams       []string      `json:"required_teams,omitempty"`
-	RequiredRoles       []string      `json:"required_roles,omitempty"`
+	MinApprovals     int      `json:"min_approvals"`
+	MinDistinctTeams int      `json:"min_distinct_teams,omitempty"`
+	RequiredUsers    []string `json:"required_users,omitempty"`
+	RequiredTeams    []string `json:"required_teams,omitempty"`
+	RequiredRoles    []string `json:"required_roles,omitempty"`
 	// Approvers are who may approve. AnyApprover is set instead when the quorum accepts
 	// any identity other than the requester.
 	Approvers           Principals    `json:"approvers"`
