@@ -1,0 +1,163 @@
+package identity
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/policy"
+)
+
+// Errors callers branch on.
+var (
+	// ErrInvalidToken means the token is not one Portcullis accepts: unknown, malformed,
+	// expired, or signed by someone else. Clients get this error's text and nothing more.
+	ErrInvalidToken = errors.New("invalid token")
+	// ErrProviderUnavailable means the OIDC provider could not be reached to verify a token.
+	ErrProviderUnavailable = errors.New("identity provider unavailable")
+)
+
+// Source says how an identity was established.
+const (
+	SourceStatic = "static"
+	SourceOIDC   = "oidc"
+)
+
+// Identity is an authenticated user or service with the teams and roles the configuration
+// gives it.
+type Identity struct {
+	policy.Subject
+	Source string
+	// Expiry is when the token stops being valid; zero for static tokens.
+	Expiry time.Time
+}
+
+type staticEntry struct {
+	hash [sha256.Size]byte
+	tok  *configs.StaticToken
+}
+
+// Authenticator verifies tokens. It is safe for concurrent use.
+type Authenticator struct {
+	cfg    *configs.Config
+	static []staticEntry
+
+	oidcCfg  *configs.OIDC
+	mu       sync.Mutex
+	verifier *oidc.IDTokenVerifier
+	now      func() time.Time
+}
+
+// Option configures an Authenticator.
+type Option func(*Authenticator)
+
+// WithClock makes the Authenticator read time from now, for tests of expiry.
+func WithClock(now func() time.Time) Option { return func(a *Authenticator) { a.now = now } }
+
+// New returns an Authenticator for the identities in cfg. It does not contact the OIDC
+// provider; discovery happens on the first OIDC token.
+func New(cfg *configs.Config, opts ...Option) (*Authenticator, error) {
+	a := &Authenticator{cfg: cfg, oidcCfg: cfg.Identity.OIDC, now: time.Now}
+	for _, o := range opts {
+		o(a)
+	}
+	for i := range cfg.Identity.StaticTokens {
+		t := &cfg.Identity.StaticTokens[i]
+		b, err := hex.DecodeString(t.TokenSHA256)
+		if err != nil || len(b) != sha256.Size {
+			return nil, fmt.Errorf("static token of %s: token_sha256 is not a SHA-256", t.Subject)
+		}
+		e := staticEntry{tok: t}
+		copy(e.hash[:], b)
+		a.static = append(a.static, e)
+	}
+	return a, nil
+}
+
+// Authenticate returns the identity token stands for. It fails with an error wrapping
+// ErrInvalidToken when the token is not valid, and ErrProviderUnavailable when the OIDC
+// provider cannot be reached to tell.
+func (a *Authenticator) Authenticate(ctx context.Context, token string) (*Identity, error) {
+	token = strings.TrimSpace(token)
+	if token == "" {
+		return nil, fmt.Errorf("%w: no token given", ErrInvalidToken)
+	}
+	if id := a.static1(token); id != nil {
+		return id, nil
+	}
+	if a.oidcCfg == nil || strings.Count(token, ".") != 2 {
+		return nil, fmt.Errorf("%w: unknown token", ErrInvalidToken)
+	}
+	return a.verifyOIDC(ctx, token)
+}
+
+// static1 looks the token up among the static tokens. Every configured hash is compared,
+// in constant time, whatever matches, so timing says nothing about which entry matched.
+func (a *Authenticator) static1(token string) *Identity {
+	sum := sha256.Sum256([]byte(token))
+	var found *configs.StaticToken
+	for i := range a.static {
+		if subtle.ConstantTimeCompare(sum[:], a.static[i].hash[:]) == 1 {
+			found = a.static[i].tok
+		}
+	}
+	if found == nil {
+		return nil
+	}
+	return &Identity{Subject: *a.cfg.Subject(found.Subject, found.Email, found.Groups), Source: SourceStatic}
+}
+
+func (a *Authenticator) oidcVerifier(ctx context.Context) (*oidc.IDTokenVerifier, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.verifier != nil {
+		return a.verifier, nil
+	}
+	p, err := oidc.NewProvider(ctx, a.oidcCfg.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrProviderUnavailable, err)
+	}
+	a.verifier = p.Verifier(&oidc.Config{ClientID: a.oidcCfg.ClientID, Now: a.now})
+	return a.verifier, nil
+}
+
+func (a *Authenticator) verifyOIDC(ctx context.Context, token string) (*Identity, error) {
+	v, err := a.oidcVerifier(ctx)
+	if err != nil {
+		return nil, err
+	}
+	idt, err := v.Verify(ctx, token)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+	}
+	var claims map[string]any
+	if err := idt.Claims(&claims); err != nil {
+		return nil, fmt.Errorf("%w: unreadable claims", ErrInvalidToken)
+	}
+	user, _ := claims[a.oidcCfg.UserClaim].(string)
+	if user == "" {
+		return nil, fmt.Errorf("%w: the token has no %s claim", ErrInvalidToken, a.oidcCfg.UserClaim)
+	}
+	email, _ := claims["email"].(string)
+	var groups []string
+	switch g := claims[a.oidcCfg.GroupsClaim].(type) {
+	case string:
+		groups = []string{g}
+	case []any:
+		for _, v := range g {
+			if s, ok := v.(string); ok {
+				groups = append(groups, s)
+			}
+		}
+	}
+	return &Identity{Subject: *a.cfg.Subject(user, email, groups), Source: SourceOIDC, Expiry: idt.Expiry}, nil
+}

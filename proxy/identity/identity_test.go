@@ -1,0 +1,112 @@
+package identity
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/internal/testenv"
+)
+
+func demoConfig(t *testing.T, issuer string) *configs.Config {
+	t.Helper()
+	cfg, err := configs.Load("../../configs/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if issuer != "" {
+		cfg.Identity.OIDC = &configs.OIDC{Issuer: issuer, ClientID: "portcullis", GroupsClaim: "groups", UserClaim: "email"}
+	}
+	return cfg
+}
+
+func TestStaticTokens(t *testing.T) {
+	a, err := New(demoConfig(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct{ token, user, team string }{
+		{"alice-demo-token", "alice", "engineering"},
+		{"bob-demo-token", "bob", "sre"},
+		{"carol-demo-token", "carol", "security"},
+		{" dave-demo-token\n", "dave", "engineering"},
+	} {
+		id, err := a.Authenticate(ctx, tc.token)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.user, err)
+		}
+		if id.User != tc.user || !id.InTeam(tc.team) || id.Source != SourceStatic {
+			t.Errorf("%q -> %+v", tc.token, id)
+		}
+	}
+	for _, bad := range []string{"", "alice-demo-tokeN", "alice", "a.b.c"} {
+		_, err := a.Authenticate(ctx, bad)
+		if !errors.Is(err, ErrInvalidToken) {
+			t.Errorf("token %q: err = %v, want ErrInvalidToken", bad, err)
+		}
+		if bad != "" && strings.Contains(err.Error(), bad) {
+			t.Errorf("error %q repeats the token", err)
+		}
+	}
+}
+
+func TestOIDC(t *testing.T) {
+	iss := testenv.NewIssuer(t)
+	now := time.Now()
+	a, err := New(demoConfig(t, iss.URL), WithClock(func() time.Time { return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	good := iss.Token(t, map[string]any{"sub": "u-1", "aud": "portcullis", "email": "erin@example.com", "groups": []string{"sre", "oncall"}})
+	id, err := a.Authenticate(ctx, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.User != "erin@example.com" || !slices.Equal(id.Teams, []string{"sre"}) || !id.InGroup("oncall") || id.Source != SourceOIDC || id.Expiry.IsZero() {
+		t.Errorf("identity %+v", id)
+	}
+
+	foreign, _ := rsa.GenerateKey(rand.Reader, 2048)
+	tests := []struct {
+		name  string
+		token string
+		why   string
+	}{
+		{"wrong audience", iss.Token(t, map[string]any{"sub": "u", "aud": "someone-else", "email": "e@x"}), "audience"},
+		{"expired", iss.Token(t, map[string]any{"sub": "u", "aud": "portcullis", "email": "e@x", "exp": now.Add(-time.Minute).Unix()}), "expired"},
+		{"wrong issuer", iss.Token(t, map[string]any{"iss": "https://evil.example", "aud": "portcullis", "email": "e@x"}), "issuer"},
+		{"foreign key", testenv.SignToken(t, foreign, "test-key", iss.URL, map[string]any{"aud": "portcullis", "email": "e@x"}), "signature"},
+		{"no user claim", iss.Token(t, map[string]any{"sub": "u", "aud": "portcullis"}), "no email claim"},
+		{"tampered", good[:len(good)-4] + "AAAA", "signature"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := a.Authenticate(ctx, tt.token)
+			if !errors.Is(err, ErrInvalidToken) || !strings.Contains(err.Error(), tt.why) {
+				t.Errorf("err = %v, want ErrInvalidToken saying %q", err, tt.why)
+			}
+			if err != nil && strings.Contains(err.Error(), tt.token) {
+				t.Error("the error repeats the token")
+			}
+		})
+	}
+}
+
+func TestOIDCProviderDown(t *testing.T) {
+	a, err := New(demoConfig(t, "http://127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.Authenticate(context.Background(), "x.y.z")
+	if !errors.Is(err, ErrProviderUnavailable) {
+		t.Errorf("err = %v, want ErrProviderUnavailable", err)
+	}
+}
