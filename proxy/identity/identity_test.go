@@ -82,7 +82,7 @@ func TestOIDC(t *testing.T) {
 	}{
 		{"wrong audience", iss.Token(t, map[string]any{"sub": "u", "aud": "someone-else", "email": "e@x"}), "audience"},
 		{"expired", iss.Token(t, map[string]any{"sub": "u", "aud": "portcullis", "email": "e@x", "exp": now.Add(-time.Minute).Unix()}), "expired"},
-		{"wrong issuer", iss.Token(t, map[string]any{"iss": "https://evil.example", "aud": "portcullis", "email": "e@x"}), "issuer"},
+		{"wrong issuer", iss.Token(t, map[string]any{"iss": "https://evil.example", "aud": "portcullis", "email": "e@x"}), "different provider"},
 		{"foreign key", testenv.SignToken(t, foreign, "test-key", iss.URL, map[string]any{"aud": "portcullis", "email": "e@x"}), "signature"},
 		{"no user claim", iss.Token(t, map[string]any{"sub": "u", "aud": "portcullis"}), "no email claim"},
 		{"tampered", good[:len(good)-4] + "AAAA", "signature"},
