@@ -1,0 +1,83 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// GenesisHash is the prev_hash of the first event of a log.
+const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// Event is one audited happening. Append fills Seq, ID, Time (when zero), PrevHash and Hash.
+type Event struct {
+	Seq  uint64    `json:"seq"`
+	ID   string    `json:"id"`
+	Time time.Time `json:"time"`
+	// Type names what happened, for example "pg.statement" or "approval.decided".
+	Type string `json:"type"`
+	// Actor is who acted; Subject is on whose behalf or whom the event is about, when
+	// that is someone else (an approver acts on a requester's request).
+	Actor    string `json:"actor,omitempty"`
+	Subject  string `json:"subject,omitempty"`
+	Resource string `json:"resource,omitempty"`
+	// Action is what was attempted: a statement, a verb and path, a role.
+	Action string `json:"action,omitempty"`
+	// Decision is the policy effect: allow, deny or require_approval.
+	Decision   string   `json:"decision,omitempty"`
+	Rules      []string `json:"rules,omitempty"`
+	PolicyHash string   `json:"policy_hash,omitempty"`
+	Reason     string   `json:"reason,omitempty"`
+	// Result is how it ended: ok, error, denied, approved, timeout, ...
+	Result  string `json:"result,omitempty"`
+	Session string `json:"session,omitempty"`
+	// Details holds front-end specific facts (classification, row counts, durations).
+	Details map[string]any `json:"details,omitempty"`
+
+	PrevHash string `json:"prev_hash"`
+	Hash     string `json:"hash,omitempty"`
+}
+
+// encode appends the event's line to dst: the JSON of the event without its hash, with
+// ,"hash":"<sha256 of that JSON>" spliced in before the closing brace, and a newline.
+// It sets e.Hash.
+func (e *Event) encode(dst []byte) ([]byte, error) {
+	e.Hash = ""
+	body, err := json.Marshal(e)
+	if err != nil {
+		return dst, fmt.Errorf("could not encode audit event: %w", err)
+	}
+	sum := sha256.Sum256(body)
+	e.Hash = hex.EncodeToString(sum[:])
+	dst = append(dst, body[:len(body)-1]...)
+	dst = append(dst, `,"hash":"`...)
+	dst = append(dst, e.Hash...)
+	return append(dst, "\"}\n"...), nil
+}
+
+var hashSuffix = regexp.MustCompile(`,"hash":"([0-9a-f]{64})"}$`)
+
+// decodeLine checks one line (without its newline) against its own hash and returns the
+// event it holds.
+func decodeLine(line []byte) (*Event, error) {
+	m := hashSuffix.FindSubmatchIndex(line)
+	if m == nil {
+		return nil, fmt.Errorf("no hash at the end of the line")
+	}
+	body := append(bytes.Clone(line[:m[0]]), '}')
+	sum := sha256.Sum256(body)
+	want := line[m[2]:m[3]]
+	if hex.EncodeToString(sum[:]) != string(want) {
+		return nil, fmt.Errorf("hash mismatch: the event was changed after it was written")
+	}
+	e := &Event{}
+	if err := json.Unmarshal(body, e); err != nil {
+		return nil, fmt.Errorf("malformed event: %w", err)
+	}
+	e.Hash = string(want)
+	return e, nil
+}

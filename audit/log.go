@@ -1,0 +1,308 @@
+package audit
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("audit log is closed")
+
+// File is the part of *os.File the log writes segments through.
+type File interface {
+	Write([]byte) (int, error)
+	Sync() error
+	Close() error
+}
+
+// Options configures a Log.
+type Options struct {
+	// Dir holds the segments; it is created if missing.
+	Dir string
+	// SegmentMaxBytes starts a new segment once the current one is this large
+	// (default 64 MiB).
+	SegmentMaxBytes int64
+	// NoSync skips fsync. Events can then be lost in a crash; for throwaway demos only.
+	NoSync bool
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Logger receives operational messages (never event contents).
+	Logger *slog.Logger
+	// OpenSegment opens a segment file for appending; tests replace it to inject faults.
+	OpenSegment func(path string) (File, error)
+}
+
+type appendReq struct {
+	ev   *Event
+	done chan error
+}
+
+// Log is an open audit log. It is safe for concurrent use.
+type Log struct {
+	opts Options
+	reqs chan *appendReq
+
+	// Owned by the commit loop.
+	seg      File
+	segNum   int
+	segSize  int64
+	seq      uint64
+	prevHash string
+	headF    *os.File
+	buf      []byte
+
+	mu     sync.RWMutex // guards closed, failed and sinks
+	closed bool
+	failed error
+	sinks  []*sinkRunner
+
+	loopDone chan struct{}
+}
+
+// Open opens the log in opts.Dir, creating it if needed, and continues the chain from its
+// last event.
+func Open(opts Options) (*Log, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("audit log directory is not set")
+	}
+	if opts.SegmentMaxBytes <= 0 {
+		opts.SegmentMaxBytes = 64 << 20
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.OpenSegment == nil {
+		opts.OpenSegment = func(path string) (File, error) {
+			return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		}
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("could not create audit directory: %w", err)
+	}
+	segs, err := segments(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("could not list audit segments: %w", err)
+	}
+	last, err := lastEvent(opts.Dir, segs)
+	if err != nil {
+		return nil, fmt.Errorf("could not recover the audit log: %w", err)
+	}
+	l := &Log{opts: opts, reqs: make(chan *appendReq, 4096), prevHash: GenesisHash, loopDone: make(chan struct{})}
+	if last != nil {
+		l.seq, l.prevHash = last.Seq, last.Hash
+	}
+	if h, err := readHead(opts.Dir); err != nil {
+		return nil, err
+	} else if h != nil && h.Seq > l.seq {
+		return nil, fmt.Errorf("audit log is missing events: %s records event %d but the log ends at %d; run portcullis audit verify", headFile, h.Seq, l.seq)
+	}
+	num := 1
+	if len(segs) > 0 {
+		num = segs[len(segs)-1]
+	}
+	if err := l.openSegment(num); err != nil {
+		return nil, err
+	}
+	if l.headF, err = os.OpenFile(filepath.Join(opts.Dir, headFile), os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		return nil, fmt.Errorf("could not open the audit head record: %w", err)
+	}
+	go l.commitLoop()
+	return l, nil
+}
+
+func (l *Log) openSegment(num int) error {
+	path := filepath.Join(l.opts.Dir, segmentName(num))
+	size := int64(0)
+	if fi, err := os.Stat(path); err == nil {
+		size = fi.Size()
+	}
+	f, err := l.opts.OpenSegment(path)
+	if err != nil {
+		return fmt.Errorf("could not open audit segment: %w", err)
+	}
+	if !l.opts.NoSync {
+		if err := syncDir(l.opts.Dir); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	l.seg, l.segNum, l.segSize = f, num, size
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("could not open audit directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("could not sync audit directory: %w", err)
+	}
+	return nil
+}
+
+// Append writes ev to the log and returns once it is durable. It fills in ev's Seq, ID,
+// PrevHash and Hash, and Time if it is zero. An error means the event may not have been
+// recorded and the caller must not go ahead with what it records.
+func (l *Log) Append(ctx context.Context, ev *Event) error {
+	l.mu.RLock()
+	closed, failed := l.closed, l.failed
+	if !closed && failed == nil {
+		// Sending under the read lock keeps Close from closing the channel under us.
+		r := &appendReq{ev: ev, done: make(chan error, 1)}
+		select {
+		case l.reqs <- r:
+			l.mu.RUnlock()
+			select {
+			case err := <-r.done:
+				return err
+			case <-ctx.Done():
+				return fmt.Errorf("audit write not confirmed: %w", ctx.Err())
+			}
+		case <-ctx.Done():
+			l.mu.RUnlock()
+			return fmt.Errorf("audit write not started: %w", ctx.Err())
+		}
+	}
+	l.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	return fmt.Errorf("audit log failed earlier, refusing further writes: %w", failed)
+}
+
+const maxBatch = 1024
+
+func (l *Log) commitLoop() {
+	defer close(l.loopDone)
+	batch := make([]*appendReq, 0, maxBatch)
+	events := make([]Event, 0, maxBatch)
+	for r := range l.reqs {
+		batch = append(batch[:0], r)
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case r, ok := <-l.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		err := l.commit(batch)
+		events = events[:0]
+		for _, r := range batch {
+			r.done <- err
+			if err == nil {
+				events = append(events, *r.ev)
+			}
+		}
+		if err == nil {
+			l.toSinks(events)
+		}
+	}
+}
+
+// commit writes a batch as one write and one fsync. On failure the log is marked failed:
+// what reached the disk is unknown, so no later event may chain onto it.
+func (l *Log) commit(batch []*appendReq) error {
+	if err := l.failedErr(); err != nil {
+		return err
+	}
+	l.buf = l.buf[:0]
+	seq, prev := l.seq, l.prevHash
+	now := l.opts.Now().UTC()
+	for _, r := range batch {
+		ev := r.ev
+		seq++
+		ev.Seq, ev.PrevHash = seq, prev
+		if ev.ID == "" {
+			ev.ID = "ev_" + rand.Text()
+		}
+		if ev.Time.IsZero() {
+			ev.Time = now
+		}
+		start := len(l.buf)
+		var err error
+		if l.buf, err = ev.encode(l.buf); err != nil {
+			return l.fail(err)
+		}
+		if len(l.buf)-start > maxLine {
+			return l.fail(fmt.Errorf("event %d is larger than %d bytes", seq, maxLine))
+		}
+		prev = ev.Hash
+	}
+	if _, err := l.seg.Write(l.buf); err != nil {
+		return l.fail(fmt.Errorf("could not write audit segment: %w", err))
+	}
+	if !l.opts.NoSync {
+		if err := l.seg.Sync(); err != nil {
+			return l.fail(fmt.Errorf("could not sync audit segment: %w", err))
+		}
+	}
+	l.seq, l.prevHash = seq, prev
+	l.segSize += int64(len(l.buf))
+	if _, err := l.headF.WriteAt(encodeHead(head{Seq: seq, Hash: prev}), 0); err != nil {
+		return l.fail(fmt.Errorf("could not update the audit head record: %w", err))
+	}
+	if l.segSize >= l.opts.SegmentMaxBytes {
+		if err := l.seg.Close(); err != nil {
+			return l.fail(fmt.Errorf("could not close audit segment: %w", err))
+		}
+		if err := l.openSegment(l.segNum + 1); err != nil {
+			return l.fail(err)
+		}
+		l.opts.Logger.Info("audit segment rotated", "segment", segmentName(l.segNum), "seq", seq)
+	}
+	return nil
+}
+
+func (l *Log) failedErr() error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.failed != nil {
+		return fmt.Errorf("audit log failed earlier, refusing further writes: %w", l.failed)
+	}
+	return nil
+}
+
+func (l *Log) fail(err error) error {
+	l.mu.Lock()
+	l.failed = err
+	l.mu.Unlock()
+	l.opts.Logger.Error("audit log failed; every further audited action will be refused", "err", err)
+	return err
+}
+
+// Close waits for pending appends, flushes sinks and closes the files.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.reqs)
+	l.mu.Unlock()
+	<-l.loopDone
+	l.mu.RLock()
+	sinks := l.sinks
+	l.mu.RUnlock()
+	for _, s := range sinks {
+		s.close()
+	}
+	return errors.Join(l.seg.Close(), l.headF.Close())
+}
