@@ -102,19 +102,35 @@ func decodeStrict[T any](file string, data []byte, errs *Error) ([]T, []*yaml.No
 	}
 }
 
+// Option changes how a configuration is loaded.
+type Option func(*loader)
+
+type loader struct {
+	allowUnsetEnv bool
+}
+
+// AllowUnsetEnv lets ${NAME} references to unset variables expand to the empty string.
+// The policy tools use it so that checking policies does not need deployment secrets;
+// `portcullis serve` does not.
+func AllowUnsetEnv() Option { return func(l *loader) { l.allowUnsetEnv = true } }
+
 // Load reads, checks and compiles the configuration in path. It returns an *Error listing
 // every problem, each with its file and line, when anything is wrong.
-func Load(path string) (*Config, error) {
+func Load(path string, opts ...Option) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("could not read configuration: %w", err)
 	}
-	return Parse(path, data)
+	return Parse(path, data, opts...)
 }
 
 // Parse is Load for a configuration already in memory; path names it in errors and is
 // the base for relative policy_files globs.
-func Parse(path string, data []byte) (*Config, error) {
+func Parse(path string, data []byte, opts ...Option) (*Config, error) {
+	var ld loader
+	for _, o := range opts {
+		o(&ld)
+	}
 	errs := &Error{}
 	cfgs, docs := decodeStrict[Config](path, data, errs)
 	if len(errs.Problems) > 0 {
@@ -127,7 +143,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	cfg := &cfgs[0]
 	cfg.Path = path
 	root := origin{file: path, node: docs[0]}
-	expandEnv(reflect.ValueOf(cfg).Elem(), root, nil, errs)
+	expandEnv(reflect.ValueOf(cfg).Elem(), root, nil, ld.allowUnsetEnv, errs)
 
 	// Every policy remembers where it was written, for errors.
 	origins := make([]origin, len(cfg.Policies))
@@ -155,7 +171,7 @@ func Parse(path string, data []byte) (*Config, error) {
 			ps, pdocs := decodeStrict[policy.Policy](f, data, errs)
 			for j := range ps {
 				o := origin{file: f, node: pdocs[j]}
-				expandEnv(reflect.ValueOf(&ps[j]).Elem(), o, nil, errs)
+				expandEnv(reflect.ValueOf(&ps[j]).Elem(), o, nil, ld.allowUnsetEnv, errs)
 				cfg.Policies = append(cfg.Policies, ps[j])
 				origins = append(origins, o)
 			}
@@ -174,12 +190,12 @@ var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?
 
 // expandEnv replaces ${NAME} and ${NAME:-default} in every string below v with the
 // environment's value; $$ stands for a literal $. An unset variable without a default is
-// a problem at its line.
-func expandEnv(v reflect.Value, o origin, path []any, errs *Error) {
+// a problem at its line unless allowUnset.
+func expandEnv(v reflect.Value, o origin, path []any, allowUnset bool, errs *Error) {
 	switch v.Kind() {
 	case reflect.Pointer:
 		if !v.IsNil() {
-			expandEnv(v.Elem(), o, path, errs)
+			expandEnv(v.Elem(), o, path, allowUnset, errs)
 		}
 	case reflect.Struct:
 		t := v.Type()
@@ -189,11 +205,11 @@ func expandEnv(v reflect.Value, o origin, path []any, errs *Error) {
 			if !f.IsExported() || tag == "-" || tag == "" {
 				continue
 			}
-			expandEnv(v.Field(i), o, append(slices.Clone(path), tag), errs)
+			expandEnv(v.Field(i), o, append(slices.Clone(path), tag), allowUnset, errs)
 		}
 	case reflect.Slice:
 		for i := range v.Len() {
-			expandEnv(v.Index(i), o, append(slices.Clone(path), i), errs)
+			expandEnv(v.Index(i), o, append(slices.Clone(path), i), allowUnset, errs)
 		}
 	case reflect.Map:
 		if v.Type().Elem().Kind() != reflect.String {
@@ -201,18 +217,18 @@ func expandEnv(v reflect.Value, o origin, path []any, errs *Error) {
 		}
 		for _, k := range v.MapKeys() {
 			s := v.MapIndex(k).String()
-			if out, ok := expand(s, o, append(slices.Clone(path), k.String()), errs); ok {
+			if out, ok := expand(s, o, append(slices.Clone(path), k.String()), allowUnset, errs); ok {
 				v.SetMapIndex(k, reflect.ValueOf(out).Convert(v.Type().Elem()))
 			}
 		}
 	case reflect.String:
-		if out, ok := expand(v.String(), o, path, errs); ok {
+		if out, ok := expand(v.String(), o, path, allowUnset, errs); ok {
 			v.SetString(out)
 		}
 	}
 }
 
-func expand(s string, o origin, path []any, errs *Error) (string, bool) {
+func expand(s string, o origin, path []any, allowUnset bool, errs *Error) (string, bool) {
 	if !bytes.ContainsRune([]byte(s), '$') {
 		return s, false
 	}
@@ -227,7 +243,9 @@ func expand(s string, o origin, path []any, errs *Error) (string, bool) {
 		if len(m) > len(sub[1])+3 { // has a :- default
 			return sub[2]
 		}
-		errs.add(o.file, o.line(path...), "environment variable %s is not set", sub[1])
+		if !allowUnset {
+			errs.add(o.file, o.line(path...), "environment variable %s is not set", sub[1])
+		}
 		return ""
 	})
 	return out, true

@@ -1,0 +1,56 @@
+package testenv
+
+import (
+	"os"
+	"testing"
+
+	"github.com/portcullis/portcullis/internal/devserver"
+)
+
+// tempDir makes a directory under the system temp dir (not t.TempDir, whose parents are
+// private to root and so closed to the postgres user) and removes it when the test ends.
+func tempDir(t testing.TB, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatalf("could not make a directory for %s: %v", prefix, err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// Postgres starts a fresh PostgreSQL cluster on a free loopback port and stops it when
+// the test ends. The superuser is postgres; connect with DSN.
+func Postgres(t testing.TB) *devserver.Postgres {
+	t.Helper()
+	p, err := devserver.StartPostgres(devserver.PostgresOptions{Dir: tempDir(t, "portcullis-pg-")})
+	if err != nil {
+		t.Fatalf("could not start PostgreSQL: %v", err)
+	}
+	t.Cleanup(func() { p.Stop() })
+	return p
+}
+
+// Redis starts redis-server on a free loopback port, without persistence, and stops it
+// when the test ends.
+func Redis(t testing.TB) *devserver.Redis {
+	t.Helper()
+	r, err := devserver.StartRedis(tempDir(t, "portcullis-redis-"))
+	if err != nil {
+		t.Fatalf("could not start Redis: %v", err)
+	}
+	t.Cleanup(func() { r.Stop() })
+	return r
+}
+
+// Vault starts a Vault dev server (root token devserver.VaultRootToken) on a free
+// loopback port and stops it when the test ends.
+func Vault(t testing.TB) *devserver.Vault {
+	t.Helper()
+	v, err := devserver.StartVault(tempDir(t, "portcullis-vault-"))
+	if err != nil {
+		t.Fatalf("could not start Vault: %v", err)
+	}
+	t.Cleanup(func() { v.Stop() })
+	return v
+}
