@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -213,4 +214,13 @@ func union(a, b []string) []string {
 		return a
 	}
 	return sortedCopy(append(slices.Clone(a), b...))
+}
+
+// MarshalJSON writes the timeout as a duration string ("15m0s").
+func (q Quorum) MarshalJSON() ([]byte, error) {
+	type plain Quorum
+	return json.Marshal(struct {
+		plain
+		Timeout string `json:"timeout"`
+	}{plain(q), q.Timeout.String()})
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -16,7 +17,10 @@ type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
-func main() {
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// run executes the command line args and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
 	root := &cobra.Command{
 		Use:           "portcullis",
 		Short:         "Identity-aware access proxy with just-in-time elevation",
@@ -25,14 +29,18 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(serveCmd(), demoCmd(), policyCmd(), auditCmd(), versionCmd())
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	if err := root.Execute(); err != nil {
 		var ee exitError
 		if errors.As(err, &ee) {
-			os.Exit(ee.code)
+			return ee.code
 		}
-		fmt.Fprintln(os.Stderr, "portcullis:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "portcullis:", err)
+		return 1
 	}
+	return 0
 }
 
 func versionCmd() *cobra.Command {

@@ -129,4 +129,3 @@ func lookBin(name string, fallbacks ...string) (string, error) {
 }
 
 func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
-

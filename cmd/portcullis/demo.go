@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/spf13/cobra"
+
+	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/internal/devserver"
+)
+
+// Demo defaults; configs/demo.yaml reads the same environment variables.
+const (
+	demoPGPort     = 55432
+	demoPGPassword = "portcullis-demo-upstream"
+)
+
+var demoUsers = []struct{ name, team string }{
+	{"alice", "engineering"}, {"bob", "sre"}, {"carol", "security"}, {"dave", "engineering, group oncall"},
+}
+
+func demoCmd() *cobra.Command {
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the demo: a seeded PostgreSQL and Portcullis with configs/demo.yaml",
+		Long: "Demo starts a local PostgreSQL holding the orders database (created and seeded on first\n" +
+			"run), then Portcullis with the demo configuration, and prints how to connect as each demo\n" +
+			"user. State lives in $DEMO_DIR (default ./.demo). It runs until interrupted, then stops\n" +
+			"everything it started.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runDemo(ctx, cmd.OutOrStdout(), cfgPath)
+		},
+	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration (default configs/demo.yaml, or the built-in copy)")
+	return cmd
+}
+
+func runDemo(ctx context.Context, out io.Writer, cfgPath string) error {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	dir := envOr("DEMO_DIR", ".demo")
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	port := demoPGPort
+	if p := os.Getenv("DEMO_PG_PORT"); p != "" {
+		if port, err = strconv.Atoi(p); err != nil {
+			return fmt.Errorf("DEMO_PG_PORT: %w", err)
+		}
+	}
+	password := envOr("DEMO_PG_PASSWORD", demoPGPassword)
+	os.Setenv("DEMO_DIR", dir)
+	os.Setenv("DEMO_PG_PORT", strconv.Itoa(port))
+	os.Setenv("DEMO_PG_PASSWORD", password)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if cfgPath == "" {
+		if cfgPath, err = demoConfig(dir); err != nil {
+			return err
+		}
+	}
+	cfg, err := configs.Load(cfgPath)
+	if err != nil {
+		return fmt.Errorf("demo configuration %s:\n%w", cfgPath, err)
+	}
+
+	fmt.Fprintf(out, "Starting PostgreSQL for the orders database on 127.0.0.1:%d (data in %s) ...\n", port, filepath.Join(dir, "pg"))
+	pg, err := devserver.StartPostgres(devserver.PostgresOptions{Dir: filepath.Join(dir, "pg"), Port: port, Durable: true})
+	if err != nil {
+		return fmt.Errorf("could not start the demo PostgreSQL (is port %d free? set DEMO_PG_PORT to move it): %w", port, err)
+	}
+	defer func() {
+		pg.Stop()
+		fmt.Fprintln(out, "Stopped PostgreSQL.")
+	}()
+	if err := seedOrders(ctx, pg, password); err != nil {
+		return fmt.Errorf("could not seed the orders database: %w", err)
+	}
+
+	return serve(ctx, cfg, logger, func(addr string) {
+		printDemo(out, cfg, addr)
+	})
+}
+
+// demoConfig returns configs/demo.yaml when run from the repository, or else writes the
+// built-in copy under dir.
+func demoConfig(dir string) (string, error) {
+	if _, err := os.Stat("configs/demo.yaml"); err == nil {
+		return "configs/demo.yaml", nil
+	}
+	dst := filepath.Join(dir, "config")
+	err := fs.WalkDir(configs.Files, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := configs.Files.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(dst, filepath.Dir(p)), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, p), b, 0o644)
+	})
+	return filepath.Join(dst, "demo.yaml"), err
+}
+
+// seedOrders creates the upstream role Portcullis logs in as and the orders table, once.
+func seedOrders(ctx context.Context, pg *devserver.Postgres, password string) error {
+	admin, err := pgx.Connect(ctx, pg.DSN("postgres"))
+	if err != nil {
+		return err
+	}
+	defer admin.Close(ctx)
+	var exists bool
+	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'orders')").Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		for _, q := range []string{
+			fmt.Sprintf("CREATE ROLE portcullis LOGIN PASSWORD '%s'", password),
+			"CREATE DATABASE orders OWNER portcullis",
+		} {
+			if _, err := admin.Exec(ctx, q); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := admin.Exec(ctx, fmt.Sprintf("ALTER ROLE portcullis PASSWORD '%s'", password)); err != nil {
+		return err
+	}
+	db, err := pgx.Connect(ctx, fmt.Sprintf("postgres://portcullis:%s@%s/orders?sslmode=disable", password, pg.Addr()))
+	if err != nil {
+		return err
+	}
+	defer db.Close(ctx)
+	_, err = db.Exec(ctx, `
+CREATE TABLE IF NOT EXISTS orders (
+	id         bigserial PRIMARY KEY,
+	customer   text        NOT NULL,
+	item       text        NOT NULL,
+	quantity   int         NOT NULL CHECK (quantity > 0),
+	total      numeric(10,2) NOT NULL,
+	status     text        NOT NULL DEFAULT 'new',
+	created_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO orders (customer, item, quantity, total, status)
+SELECT c, i, q, q * p, s FROM (VALUES
+	('acme',    'widget',   3,  9.99, 'paid'),
+	('acme',    'gadget',   1, 24.50, 'new'),
+	('globex',  'widget',  10,  9.99, 'shipped'),
+	('initech', 'stapler',  2, 12.00, 'new'),
+	('umbrella','gadget',   5, 24.50, 'paid')
+) AS seed(c, i, q, p, s)
+WHERE NOT EXISTS (SELECT 1 FROM orders);`)
+	return err
+}
+
+func printDemo(out io.Writer, cfg *configs.Config, addr string) {
+	fmt.Fprintf(out, `
+Portcullis demo is running (Ctrl-C stops everything).
+
+  Console and API   http://%s
+  PostgreSQL proxy  not in this build yet (it will listen on %s)
+  Audit log         %s  (portcullis audit verify --dir %s)
+  Policy snapshot   %s
+
+Demo users (static tokens, demo only):
+`, addr, cfg.Server.PostgresListen, cfg.Audit.Dir, cfg.Audit.Dir, cfg.Engine.Snapshot())
+	for _, u := range demoUsers {
+		fmt.Fprintf(out, "  %-6s %-28s token %s-demo-token\n", u.name, "("+u.team+")", u.name)
+	}
+	fmt.Fprintf(out, `
+Try:
+  curl -s -H 'Authorization: Bearer alice-demo-token' http://%[1]s/api/v1/whoami
+  curl -s -H 'Authorization: Bearer alice-demo-token' http://%[1]s/api/v1/decisions \
+       -d '{"resource": "orders", "sql": "UPDATE orders SET status = '\''paid'\'' WHERE id = 2"}'
+  bin/portcullis policy explain --config configs/demo.yaml --as alice --resource orders --sql 'ALTER TABLE orders ADD note text'
+
+Started: PostgreSQL (orders, 127.0.0.1:%[2]d), Portcullis API (%[1]s).
+Not started: Redis and Vault (nothing in this build uses them yet; the embedded store is the default).
+`, addr, pgPortFromEnv())
+}
+
+func pgPortFromEnv() int {
+	p, _ := strconv.Atoi(os.Getenv("DEMO_PG_PORT"))
+	return p
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

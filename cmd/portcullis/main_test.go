@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/portcullis/portcullis/audit"
+)
+
+func runCLI(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	var out bytes.Buffer
+	code := run(args, &out, &out)
+	return code, out.String()
+}
+
+func TestPolicyCheckNamesTheLine(t *testing.T) {
+	tests := []struct {
+		file, want string
+	}{
+		{"testdata/unknown-key.yaml", "testdata/unknown-key.yaml:10: field replicas not found"},
+		{"testdata/bad-cel.yaml", "testdata/bad-cel.yaml:9: policy \"big-deletes\": when: "},
+		{"testdata/unknown-team.yaml", "testdata/unknown-team.yaml:13: policy \"writes\": quorum.required_teams[1]: unknown team \"dba\""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			code, out := runCLI(t, "policy", "check", "--config", tt.file)
+			if code == 0 || !strings.Contains(out, tt.want) {
+				t.Errorf("exit %d, output:\n%s\nwant non-zero and %q", code, out, tt.want)
+			}
+		})
+	}
+	for _, f := range []string{"../../configs/demo.yaml", "../../configs/example.yaml"} {
+		if code, out := runCLI(t, "policy", "check", "--config", f); code != 0 {
+			t.Errorf("%s: exit %d\n%s", f, code, out)
+		}
+	}
+}
+
+func TestPolicyTest(t *testing.T) {
+	code, out := runCLI(t, "policy", "test", "../../configs/policies/tests")
+	if code != 0 || !strings.Contains(out, " passed, 0 failed") {
+		t.Fatalf("shipped policy tests: exit %d\n%s", code, out)
+	}
+	code, out = runCLI(t, "policy", "test", "testdata/wrong-case.yaml")
+	for _, want := range []string{
+		"--- FAIL: deliberately wrong - DDL is not allowed (testdata/wrong-case.yaml:3)",
+		"effect:  got deny, want allow",
+		"rules:   got [orders-ddl-deny], want [orders-read]",
+		"decision: deny: denied by policy orders-ddl-deny",
+		"1 passed, 1 failed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+}
+
+func TestPolicyExplain(t *testing.T) {
+	code, out := runCLI(t, "policy", "explain", "--config", "../../configs/demo.yaml", "--as", "alice", "--resource", "orders",
+		"--sql", "UPDATE orders SET status = 'paid' WHERE id = 2")
+	for _, want := range []string{"decision:  require_approval", "orders-write-approval (require_approval, tier high)", "one from each of teams [sre]", "class write, UPDATE, tables [orders]"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("exit %d; output lacks %q:\n%s", code, want, out)
+		}
+	}
+	code, out = runCLI(t, "policy", "explain", "--config", "../../configs/demo.yaml", "--as", "bob", "--resource", "orders", "--action", "ddl")
+	if code != 0 || !strings.Contains(out, "decision:  deny") {
+		t.Errorf("explain --action ddl: exit %d\n%s", code, out)
+	}
+	if code, _ := runCLI(t, "policy", "explain", "--config", "../../configs/demo.yaml", "--as", "nobody", "--resource", "orders", "--action", "read"); code == 0 {
+		t.Error("explain for an unknown identity succeeded")
+	}
+}
+
+func TestAuditVerifyAndExport(t *testing.T) {
+	dir := t.TempDir()
+	l, err := audit.Open(audit.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"alice", "bob", "alice"} {
+		if err := l.Append(context.Background(), &audit.Event{Type: "pg.statement", Actor: a, Resource: "orders", Action: "SELECT 1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	if code, out := runCLI(t, "audit", "verify", "--dir", dir); code != 0 || !strings.Contains(out, "intact: 3 events") {
+		t.Fatalf("verify intact log: exit %d\n%s", code, out)
+	}
+	code, out := runCLI(t, "audit", "export", "--dir", dir, "--actor", "alice")
+	if code != 0 || strings.Count(out, "\n") != 2 {
+		t.Errorf("export --actor alice: exit %d\n%s", code, out)
+	}
+
+	seg := filepath.Join(dir, "segment-00000001.jsonl")
+	b, _ := os.ReadFile(seg)
+	i := bytes.Index(b, []byte(`"actor":"bob"`))
+	orig := b[i+10]
+	b[i+10] = 'x' // bob -> bxb, one byte
+	os.WriteFile(seg, b, 0o600)
+	code, out = runCLI(t, "audit", "verify", "--dir", dir)
+	if code == 0 || !strings.Contains(out, "line 2 (event 2)") {
+		t.Errorf("verify after a one-byte change: exit %d\n%s", code, out)
+	}
+
+	b[i+10] = orig
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	os.WriteFile(seg, bytes.Join([][]byte{lines[0], lines[1]}, nil), 0o600) // delete the last line
+	if code, out = runCLI(t, "audit", "verify", "--dir", dir); code == 0 || !strings.Contains(out, "cut off the end") {
+		t.Errorf("verify after deleting the last line: exit %d\n%s", code, out)
+	}
+}

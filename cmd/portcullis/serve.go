@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/proxy/identity"
+	"github.com/portcullis/portcullis/web"
+)
+
+func serveCmd() *cobra.Command {
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Run the Portcullis server",
+		Long: "Serve loads the configuration (refusing to start if anything in it is wrong), opens the\n" +
+			"audit log, and serves the API and console on server.listen until interrupted.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			cfg, err := configs.Load(cfgPath)
+			if err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), err)
+				fmt.Fprintln(cmd.ErrOrStderr(), "portcullis: refusing to start with an invalid configuration")
+				return exitError{1}
+			}
+			return serve(ctx, cfg, logger, func(addr string) {
+				logger.Info("portcullis serving", "listen", addr, "public_url", cfg.Server.PublicURL, "policy_snapshot", cfg.Engine.Snapshot())
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file (required)")
+	cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+// serve runs the server for cfg until ctx ends. ready is called with the listen address
+// once the server accepts connections.
+func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready func(addr string)) error {
+	log, err := audit.Open(audit.Options{Dir: cfg.Audit.Dir, SegmentMaxBytes: cfg.Audit.SegmentMaxBytes, NoSync: cfg.Audit.NoSync, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("could not open the audit log: %w", err)
+	}
+	defer log.Close()
+	auth, err := identity.New(cfg)
+	if err != nil {
+		return err
+	}
+	// Audit before act: a server whose audit log cannot be written does not start.
+	if err := log.Append(ctx, &audit.Event{Type: "server.started", Actor: "portcullis", PolicyHash: cfg.Engine.Snapshot(),
+		Details: map[string]any{"config": cfg.Path, "listen": cfg.Server.Listen, "version": version}}); err != nil {
+		return fmt.Errorf("could not write the audit log: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("could not listen on %s: %w", cfg.Server.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           (&web.Server{Config: cfg, Auth: auth, Log: logger}).Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if cfg.Server.TLS.CertFile != "" {
+			errc <- srv.ServeTLS(ln, cfg.Server.TLS.CertFile, cfg.Server.TLS.KeyFile)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	ready(ln.Addr().String())
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Shutdown(shutdown)
+	return log.Append(shutdown, &audit.Event{Type: "server.stopped", Actor: "portcullis", PolicyHash: cfg.Engine.Snapshot()})
+}

@@ -1,0 +1,185 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy/identity"
+	"github.com/portcullis/portcullis/proxy/pgsql"
+)
+
+// Authenticator turns a bearer token into an identity.
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (*identity.Identity, error)
+}
+
+// Server serves the API.
+type Server struct {
+	Config *configs.Config
+	Auth   Authenticator
+	Log    *slog.Logger
+	Now    func() time.Time
+}
+
+// Handler returns the HTTP handler with every route.
+func (s *Server) Handler() http.Handler {
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	r := mux.NewRouter()
+	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }).Methods(http.MethodGet)
+	r.Handle("/", s.handle(s.index)).Methods(http.MethodGet)
+	api := r.PathPrefix("/api/v1").Subrouter()
+	api.Handle("/whoami", s.authed(s.whoami)).Methods(http.MethodGet)
+	api.Handle("/decisions", s.authed(s.decide)).Methods(http.MethodPost)
+	r.NotFoundHandler = s.handle(func(http.ResponseWriter, *http.Request) error { return errNotFound })
+	return r
+}
+
+// httpError is an error with the status and message a client may see.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errStatus(status int, format string, args ...any) error {
+	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+var errNotFound = errStatus(http.StatusNotFound, "not found")
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (s *Server) handle(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// writeError is the one place errors become responses.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+	case errors.Is(err, identity.ErrInvalidToken):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis"`)
+		he = &httpError{http.StatusUnauthorized, "invalid or missing token"}
+	case errors.Is(err, identity.ErrProviderUnavailable):
+		he = &httpError{http.StatusServiceUnavailable, "identity provider unavailable; try again"}
+	default:
+		s.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		he = &httpError{http.StatusInternalServerError, "internal error"}
+	}
+	writeJSON(w, he.status, map[string]string{"error": he.msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+type ctxKey struct{}
+
+// authed requires a valid bearer token and puts the identity in the request context.
+func (s *Server) authed(h handlerFunc) http.Handler {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			return fmt.Errorf("%w: no bearer token", identity.ErrInvalidToken)
+		}
+		id, err := s.Auth.Authenticate(r.Context(), tok)
+		if err != nil {
+			return err
+		}
+		return h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, id)))
+	})
+}
+
+func caller(r *http.Request) *identity.Identity {
+	return r.Context().Value(ctxKey{}).(*identity.Identity)
+}
+
+func (s *Server) index(w http.ResponseWriter, _ *http.Request) error {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, err := fmt.Fprintf(w, "Portcullis is running.\n\nAPI: %s/api/v1 (Authorization: Bearer <token>)\n  GET  /api/v1/whoami\n  POST /api/v1/decisions {\"resource\": \"orders\", \"sql\": \"UPDATE orders SET ...\"}\n", s.Config.Server.PublicURL)
+	return err
+}
+
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request) error {
+	id := caller(r)
+	return writeJSON(w, http.StatusOK, map[string]any{
+		"user": id.User, "email": id.Email, "groups": id.Groups, "teams": id.Teams, "roles": id.Roles,
+		"source": id.Source, "expiry": id.Expiry,
+	})
+}
+
+// decisionRequest asks what policy would decide for the caller; nothing is executed.
+type decisionRequest struct {
+	Resource string `json:"resource"`
+	SQL      string `json:"sql"`
+	Action   *struct {
+		Class         string   `json:"class"`
+		Tables        []string `json:"tables"`
+		EstimatedRows *int64   `json:"estimated_rows"`
+		Method        string   `json:"method"`
+		Path          string   `json:"path"`
+	} `json:"action"`
+}
+
+func (s *Server) decide(w http.ResponseWriter, r *http.Request) error {
+	var req decisionRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return errStatus(http.StatusBadRequest, "malformed request body: %v", err)
+	}
+	if s.Config.Engine.Resource(req.Resource) == nil {
+		return errStatus(http.StatusNotFound, "no resource %q", req.Resource)
+	}
+	var act *policy.Action
+	switch {
+	case req.SQL != "" && req.Action != nil:
+		return errStatus(http.StatusUnprocessableEntity, "give sql or action, not both")
+	case req.SQL != "":
+		act = pgsql.Classify(req.SQL)
+	case req.Action != nil:
+		c, err := policy.ParseClass(req.Action.Class)
+		if err != nil {
+			return errStatus(http.StatusUnprocessableEntity, "%v", err)
+		}
+		act = &policy.Action{Class: c, Tables: req.Action.Tables, EstimatedRows: -1, Method: req.Action.Method, Path: req.Action.Path}
+		if req.Action.EstimatedRows != nil {
+			act.EstimatedRows = *req.Action.EstimatedRows
+		}
+	default:
+		return errStatus(http.StatusUnprocessableEntity, "give sql or action")
+	}
+	id := caller(r)
+	var d policy.Decision
+	s.Config.Engine.Evaluate(&policy.Request{Subject: &id.Subject, Resource: req.Resource, Action: act, Time: s.Now()}, &d)
+	rules := make([]map[string]string, len(d.Matched))
+	for i, m := range d.Matched {
+		rules[i] = map[string]string{"name": m.Name, "effect": m.Effect.String(), "tier": m.Tier.String(), "description": m.Description}
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{
+		"effect": d.Effect, "reason": d.Reason(), "rules": rules, "quorum": d.Quorum, "default": d.Default,
+		"tier": d.Tier.String(), "policy_snapshot": d.Snapshot,
+		"action": map[string]any{"class": act.Class, "kind": act.Kind, "tables": act.Tables, "functions": act.Functions, "multi_statement": act.MultiStatement},
+	})
+}
