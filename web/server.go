@@ -123,10 +123,13 @@ func (s *Server) index(w http.ResponseWriter, _ *http.Request) error {
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) error {
 	id := caller(r)
-	return writeJSON(w, http.StatusOK, map[string]any{
-		"user": id.User, "email": id.Email, "groups": id.Groups, "teams": id.Teams, "roles": id.Roles,
-		"source": id.Source, "expiry": id.Expiry,
-	})
+	out := map[string]any{
+		"user": id.User, "email": id.Email, "groups": id.Groups, "teams": id.Teams, "roles": id.Roles, "source": id.Source,
+	}
+	if !id.Expiry.IsZero() {
+		out["expiry"] = id.Expiry
+	}
+	return writeJSON(w, http.StatusOK, out)
 }
 
 // decisionRequest asks what policy would decide for the caller; nothing is executed.
