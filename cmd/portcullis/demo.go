@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
@@ -79,8 +81,12 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string) error {
 		return fmt.Errorf("demo configuration %s:\n%w", cfgPath, err)
 	}
 
-	fmt.Fprintf(out, "Starting PostgreSQL for the orders database on 127.0.0.1:%d (data in %s) ...\n", port, filepath.Join(dir, "pg"))
-	pg, err := devserver.StartPostgres(devserver.PostgresOptions{Dir: filepath.Join(dir, "pg"), Port: port, Durable: true})
+	pgDir := demoPGDir(dir)
+	if pgDir != filepath.Join(dir, "pg") {
+		fmt.Fprintf(out, "The postgres user cannot reach %s; keeping the demo database in %s instead.\n", dir, pgDir)
+	}
+	fmt.Fprintf(out, "Starting PostgreSQL for the orders database on 127.0.0.1:%d (data in %s) ...\n", port, pgDir)
+	pg, err := devserver.StartPostgres(devserver.PostgresOptions{Dir: pgDir, Port: port, Durable: true})
 	if err != nil {
 		return fmt.Errorf("could not start the demo PostgreSQL (is port %d free? set DEMO_PG_PORT to move it): %w", port, err)
 	}
@@ -95,6 +101,18 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string) error {
 	return serve(ctx, cfg, logger, func(addr string) {
 		printDemo(out, cfg, addr)
 	})
+}
+
+// demoPGDir returns where the demo keeps PostgreSQL's data: dir/pg, or, when running as
+// root and the postgres user cannot enter a parent of dir (such as /root), a directory
+// under the system temp dir named after dir.
+func demoPGDir(dir string) string {
+	pgDir := filepath.Join(dir, "pg")
+	if devserver.PostgresCanReach(pgDir) {
+		return pgDir
+	}
+	sum := sha256.Sum256([]byte(dir))
+	return filepath.Join(os.TempDir(), "portcullis-demo-pg-"+hex.EncodeToString(sum[:6]))
 }
 
 // demoConfig returns configs/demo.yaml when run from the repository, or else writes the

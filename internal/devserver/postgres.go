@@ -146,3 +146,31 @@ func chownTree(dir string, uid, gid int) error {
 		return os.Lchown(p, uid, gid)
 	})
 }
+
+// PostgresCanReach reports whether the user PostgreSQL runs as can reach dir (or where dir
+// will be created): every existing directory on the way must be searchable by it. It is
+// always true when not running as root.
+func PostgresCanReach(dir string) bool {
+	cred, err := pgCredential()
+	if err != nil || cred == nil {
+		return err == nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	for p := abs; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err == nil {
+			st := fi.Sys().(*syscall.Stat_t)
+			mode := fi.Mode().Perm()
+			ok := mode&0o001 != 0 || (st.Uid == cred.Uid && mode&0o100 != 0) || (st.Gid == cred.Gid && mode&0o010 != 0)
+			if !ok && p != abs {
+				return false
+			}
+		}
+		if p == filepath.Dir(p) {
+			return true
+		}
+	}
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/internal/devserver"
+)
+
+// syncBuffer is a bytes.Buffer safe for the demo goroutine and the test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestDemo runs the demo end to end on free ports: PostgreSQL seeded with orders, the API
+// answering the demo users, and everything stopped and the audit log intact afterwards.
+func TestDemo(t *testing.T) {
+	dir, err := os.MkdirTemp("", "portcullis-demo-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir); os.RemoveAll(demoPGDir(filepath.Join(dir, "state"))) })
+	// The demo configuration, moved to a free API port.
+	cfgDir := filepath.Join(dir, "config")
+	os.MkdirAll(filepath.Join(cfgDir, "policies"), 0o755)
+	demo, _ := os.ReadFile("../../configs/demo.yaml")
+	demo = bytes.Replace(demo, []byte("listen: 127.0.0.1:8080"), []byte("listen: 127.0.0.1:0"), 1)
+	os.WriteFile(filepath.Join(cfgDir, "demo.yaml"), demo, 0o644)
+	pol, _ := os.ReadFile("../../configs/policies/orders.yaml")
+	os.WriteFile(filepath.Join(cfgDir, "policies", "orders.yaml"), pol, 0o644)
+
+	port, _ := devserver.FreePort()
+	t.Setenv("DEMO_DIR", filepath.Join(dir, "state"))
+	t.Setenv("DEMO_PG_PORT", fmt.Sprint(port))
+	t.Setenv("DEMO_PG_PASSWORD", "")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- runDemo(ctx, out, filepath.Join(cfgDir, "demo.yaml")) }()
+
+	addrRe := regexp.MustCompile(`Console and API\s+http://(\S+)`)
+	var api string
+	for deadline := time.Now().Add(60 * time.Second); api == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if m := addrRe.FindStringSubmatch(out.String()); m != nil {
+			api = m[1]
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("demo ended early: %v\n%s", err, out)
+		default:
+		}
+	}
+	if api == "" {
+		t.Fatalf("demo did not come up:\n%s", out)
+	}
+	for _, u := range []string{"alice", "bob", "carol", "dave"} {
+		if !strings.Contains(out.String(), u+"-demo-token") {
+			t.Errorf("the demo does not print %s's token", u)
+		}
+		req, _ := http.NewRequest("GET", "http://"+api+"/api/v1/whoami", nil)
+		req.Header.Set("Authorization", "Bearer "+u+"-demo-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Errorf("whoami as %s: %v %v", u, resp, err)
+		} else {
+			resp.Body.Close()
+		}
+	}
+	db, err := pgx.Connect(ctx, fmt.Sprintf("postgres://portcullis:%s@127.0.0.1:%d/orders?sslmode=disable", demoPGPassword, port))
+	if err != nil {
+		t.Fatalf("the seeded orders database: %v", err)
+	}
+	var n int
+	if err := db.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&n); err != nil || n != 5 {
+		t.Errorf("orders holds %d rows (%v), want 5", n, err)
+	}
+	db.Close(ctx)
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo stopped with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not stop")
+	}
+	if !strings.Contains(out.String(), "Stopped PostgreSQL.") {
+		t.Errorf("demo did not stop PostgreSQL:\n%s", out)
+	}
+	s, err := audit.Verify(filepath.Join(dir, "state", "audit"))
+	if err != nil || s.Events != 2 {
+		t.Errorf("demo audit log: %+v %v", s, err)
+	}
+}
