@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/portcullis/portcullis/policy"
 )
@@ -19,6 +20,7 @@ const (
 	DefaultAuditDir        = "portcullis-data/audit"
 	DefaultStorePath       = "portcullis-data/state"
 	DefaultSegmentMaxBytes = 64 << 20
+	DefaultVaultTimeout    = 10 * time.Second
 )
 
 func (c *Config) applyDefaults() {
@@ -52,6 +54,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Store.Path == "" {
 		c.Store.Path = DefaultStorePath
+	}
+	if c.Vault.AppRole != nil && c.Vault.AppRole.Mount == "" {
+		c.Vault.AppRole.Mount = "approle"
+	}
+	if c.Vault.Timeout == 0 {
+		c.Vault.Timeout = Duration(DefaultVaultTimeout)
 	}
 }
 
