@@ -118,3 +118,17 @@ func TestAuditVerifyAndExport(t *testing.T) {
 		t.Errorf("verify after deleting the last line: exit %d\n%s", code, out)
 	}
 }
+
+func TestServeRefusesABrokenConfig(t *testing.T) {
+	for _, f := range []string{"testdata/unknown-key.yaml", "testdata/bad-cel.yaml", "testdata/unknown-team.yaml"} {
+		code, out := runCLI(t, "serve", "--config", f)
+		if code == 0 || !strings.Contains(out, "refusing to start") || !strings.Contains(out, f+":") {
+			t.Errorf("serve --config %s: exit %d\n%s", f, code, out)
+		}
+	}
+	// serve needs its secrets: an unset ${ENV} is an error for it, unlike policy check.
+	code, out := runCLI(t, "serve", "--config", "../../configs/example.yaml")
+	if code == 0 || !strings.Contains(out, "OIDC_CLIENT_SECRET is not set") {
+		t.Errorf("serve with unset secrets: exit %d\n%s", code, out)
+	}
+}
