@@ -22,7 +22,9 @@ type Credentials struct {
 }
 
 // String hides the secret so that credentials printed by mistake give nothing away.
-func (c Credentials) String() string { return fmt.Sprintf("credentials for %s (password hidden)", c.Username) }
+func (c Credentials) String() string {
+	return fmt.Sprintf("credentials for %s (password hidden)", c.Username)
+}
 
 // GoString hides the secret from %#v as well.
 func (c Credentials) GoString() string { return c.String() }
