@@ -21,6 +21,17 @@ func policyCmd() *cobra.Command {
 	return cmd
 }
 
+// loadForPolicy loads a configuration for the policy tools, which need no secrets: unset
+// ${ENV} references are allowed. Problems are printed and turned into exit status 1.
+func loadForPolicy(cmd *cobra.Command, path string) (*configs.Config, error) {
+	cfg, err := configs.Load(path, configs.AllowUnsetEnv())
+	if err != nil {
+		fmt.Fprintln(cmd.ErrOrStderr(), err)
+		return nil, exitError{1}
+	}
+	return cfg, nil
+}
+
 func policyCheckCmd() *cobra.Command {
 	var cfgPath string
 	cmd := &cobra.Command{
@@ -31,10 +42,9 @@ func policyCheckCmd() *cobra.Command {
 			"and the command exits 1 if there is any. Unset ${ENV} references are allowed here.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := configs.Load(cfgPath, configs.AllowUnsetEnv())
+			cfg, err := loadForPolicy(cmd, cfgPath)
 			if err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), err)
-				return exitError{1}
+				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok: %d policies, %d resources, %d roles; policy snapshot %s\n",
 				cfgPath, len(cfg.Policies), len(cfg.Resources), len(cfg.Roles), cfg.Engine.Snapshot()[:16])
@@ -146,10 +156,9 @@ func policyExplainCmd() *cobra.Command {
 			"exec, unknown).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := configs.Load(cfgPath, configs.AllowUnsetEnv())
+			cfg, err := loadForPolicy(cmd, cfgPath)
 			if err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), err)
-				return exitError{1}
+				return err
 			}
 			subject, err := cfg.CaseSubject(&policy.CaseRequest{As: as, Roles: roles})
 			if err != nil {
