@@ -39,8 +39,16 @@ type Options struct {
 	OpenSegment func(path string) (File, error)
 }
 
+// Wait modes of an append.
+const (
+	waitDurable = iota // written and fsynced
+	waitWritten        // written to the segment (survives a Portcullis crash, not a host crash)
+	waitNone           // queued; committed in order, nobody waits
+)
+
 type appendReq struct {
 	ev   *Event
+	mode int
 	done chan error
 }
 
@@ -49,14 +57,22 @@ type Log struct {
 	opts Options
 	reqs chan *appendReq
 
-	// Owned by the commit loop.
-	seg      File
-	segNum   int
-	segSize  int64
-	seq      uint64
+	// Owned by the writer goroutine.
+	segNum  int
+	segSize int64
+	seq     uint64
 	prevHash string
-	headF    *os.File
-	buf      []byte
+	buf     []byte
+
+	fileMu sync.Mutex // guards seg against rotation while the syncer syncs it
+	seg    File
+	headF  *os.File
+
+	syncMu      sync.Mutex // guards the fields below, shared by writer and syncer
+	writtenSeq  uint64
+	writtenHash string
+	durable     []*appendReq // written, waiting for fsync, in seq order
+	syncWake    chan struct{}
 
 	mu     sync.RWMutex // guards closed, failed and sinks
 	closed bool
@@ -64,6 +80,7 @@ type Log struct {
 	sinks  []*sinkRunner
 
 	loopDone chan struct{}
+	syncDone chan struct{}
 }
 
 // Open opens the log in opts.Dir, creating it if needed, and continues the chain from its
@@ -97,7 +114,8 @@ func Open(opts Options) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("could not recover the audit log: %w", err)
 	}
-	l := &Log{opts: opts, reqs: make(chan *appendReq, 4096), prevHash: GenesisHash, loopDone: make(chan struct{})}
+	l := &Log{opts: opts, reqs: make(chan *appendReq, 4096), prevHash: GenesisHash, loopDone: make(chan struct{}),
+		syncDone: make(chan struct{}), syncWake: make(chan struct{}, 1)}
 	if last != nil {
 		l.seq, l.prevHash = last.Seq, last.Hash
 	}
@@ -117,6 +135,7 @@ func Open(opts Options) (*Log, error) {
 		return nil, fmt.Errorf("could not open the audit head record: %w", err)
 	}
 	go l.commitLoop()
+	go l.syncLoop()
 	return l, nil
 }
 
@@ -152,18 +171,38 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// Append writes ev to the log and returns once it is durable. It fills in ev's Seq, ID,
-// PrevHash and Hash, and Time if it is zero. An error means the event may not have been
-// recorded and the caller must not go ahead with what it records.
-func (l *Log) Append(ctx context.Context, ev *Event) error {
+// Append writes ev to the log and returns once it is durable (written and fsynced). It
+// fills in ev's Seq, ID, PrevHash and Hash, and Time if it is zero. An error means the
+// event may not have been recorded and the caller must not go ahead with what it records.
+func (l *Log) Append(ctx context.Context, ev *Event) error { return l.append(ctx, ev, waitDurable) }
+
+// AppendWritten is Append for events that need only be in the log, in order, before the
+// caller proceeds: it returns once the event is written to the segment (where it survives
+// a crash of Portcullis), and the fsync follows within the next group commit.
+func (l *Log) AppendWritten(ctx context.Context, ev *Event) error {
+	return l.append(ctx, ev, waitWritten)
+}
+
+// Enqueue adds ev to the log without waiting for it; it is committed in order with the
+// rest. A failure to write it is logged, and fails every later append.
+func (l *Log) Enqueue(ev *Event) {
+	if err := l.append(context.Background(), ev, waitNone); err != nil {
+		l.opts.Logger.Error("audit event not recorded", "type", ev.Type, "err", err)
+	}
+}
+
+func (l *Log) append(ctx context.Context, ev *Event, mode int) error {
 	l.mu.RLock()
 	closed, failed := l.closed, l.failed
 	if !closed && failed == nil {
 		// Sending under the read lock keeps Close from closing the channel under us.
-		r := &appendReq{ev: ev, done: make(chan error, 1)}
+		r := &appendReq{ev: ev, mode: mode, done: make(chan error, 1)}
 		select {
 		case l.reqs <- r:
 			l.mu.RUnlock()
+			if mode == waitNone {
+				return nil
+			}
 			select {
 			case err := <-r.done:
 				return err
@@ -184,8 +223,11 @@ func (l *Log) Append(ctx context.Context, ev *Event) error {
 
 const maxBatch = 1024
 
+// commitLoop writes queued events in batches, one write per batch, and hands the batches
+// to the sync loop.
 func (l *Log) commitLoop() {
 	defer close(l.loopDone)
+	defer close(l.syncWake)
 	batch := make([]*appendReq, 0, maxBatch)
 	events := make([]Event, 0, maxBatch)
 	for r := range l.reqs {
@@ -202,23 +244,37 @@ func (l *Log) commitLoop() {
 				break drain
 			}
 		}
-		err := l.commit(batch)
+		if err := l.write(batch); err != nil {
+			for _, r := range batch {
+				r.done <- err
+			}
+			continue
+		}
 		events = events[:0]
+		l.syncMu.Lock()
+		l.writtenSeq, l.writtenHash = l.seq, l.prevHash
 		for _, r := range batch {
-			r.done <- err
-			if err == nil {
-				events = append(events, *r.ev)
+			events = append(events, *r.ev)
+			switch r.mode {
+			case waitDurable:
+				l.durable = append(l.durable, r)
+			default:
+				r.done <- nil
 			}
 		}
-		if err == nil {
-			l.toSinks(events)
+		l.syncMu.Unlock()
+		select {
+		case l.syncWake <- struct{}{}:
+		default:
 		}
+		l.toSinks(events)
 	}
 }
 
-// commit writes a batch as one write and one fsync. On failure the log is marked failed:
-// what reached the disk is unknown, so no later event may chain onto it.
-func (l *Log) commit(batch []*appendReq) error {
+// write encodes a batch and writes it to the segment in one call, rotating after it when
+// the segment is full. On failure the log is marked failed: what reached the disk is
+// unknown, so no later event may chain onto it.
+func (l *Log) write(batch []*appendReq) error {
 	if err := l.failedErr(); err != nil {
 		return err
 	}
@@ -248,17 +304,16 @@ func (l *Log) commit(batch []*appendReq) error {
 	if _, err := l.seg.Write(l.buf); err != nil {
 		return l.fail(fmt.Errorf("could not write audit segment: %w", err))
 	}
-	if !l.opts.NoSync {
-		if err := l.seg.Sync(); err != nil {
-			return l.fail(fmt.Errorf("could not sync audit segment: %w", err))
-		}
-	}
 	l.seq, l.prevHash = seq, prev
 	l.segSize += int64(len(l.buf))
-	if _, err := l.headF.WriteAt(encodeHead(head{Seq: seq, Hash: prev}), 0); err != nil {
-		return l.fail(fmt.Errorf("could not update the audit head record: %w", err))
-	}
 	if l.segSize >= l.opts.SegmentMaxBytes {
+		l.fileMu.Lock()
+		defer l.fileMu.Unlock()
+		if !l.opts.NoSync {
+			if err := l.seg.Sync(); err != nil {
+				return l.fail(fmt.Errorf("could not sync audit segment: %w", err))
+			}
+		}
 		if err := l.seg.Close(); err != nil {
 			return l.fail(fmt.Errorf("could not close audit segment: %w", err))
 		}
@@ -268,6 +323,44 @@ func (l *Log) commit(batch []*appendReq) error {
 		l.opts.Logger.Info("audit segment rotated", "segment", segmentName(l.segNum), "seq", seq)
 	}
 	return nil
+}
+
+// syncLoop fsyncs what the commit loop wrote, as often as it can, and acknowledges the
+// appends waiting for durability; one fsync covers every batch written before it began.
+func (l *Log) syncLoop() {
+	defer close(l.syncDone)
+	for range l.syncWake {
+		l.syncOnce()
+	}
+	l.syncOnce() // whatever the last batches left
+}
+
+func (l *Log) syncOnce() {
+	l.syncMu.Lock()
+	upTo, hash, waiting := l.writtenSeq, l.writtenHash, l.durable
+	l.durable = nil
+	l.syncMu.Unlock()
+	if upTo == 0 && len(waiting) == 0 {
+		return
+	}
+	var err error
+	if err = l.failedErr(); err == nil {
+		l.fileMu.Lock()
+		if !l.opts.NoSync {
+			if serr := l.seg.Sync(); serr != nil {
+				err = l.fail(fmt.Errorf("could not sync audit segment: %w", serr))
+			}
+		}
+		l.fileMu.Unlock()
+	}
+	if err == nil && upTo > 0 {
+		if _, werr := l.headF.WriteAt(encodeHead(head{Seq: upTo, Hash: hash}), 0); werr != nil {
+			err = l.fail(fmt.Errorf("could not update the audit head record: %w", werr))
+		}
+	}
+	for _, r := range waiting {
+		r.done <- err
+	}
 }
 
 func (l *Log) failedErr() error {
@@ -298,6 +391,7 @@ func (l *Log) Close() error {
 	close(l.reqs)
 	l.mu.Unlock()
 	<-l.loopDone
+	<-l.syncDone
 	l.mu.RLock()
 	sinks := l.sinks
 	l.mu.RUnlock()

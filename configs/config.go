@@ -100,6 +100,9 @@ type Resource struct {
 	Labels        map[string]string `yaml:"labels"`
 	DefaultEffect string            `yaml:"default_effect"`
 	Credentials   Credentials       `yaml:"credentials"`
+	// AuditParams records statement parameter values in the audit log (off: only the
+	// statement text and a digest of the parameters).
+	AuditParams bool `yaml:"audit_params"`
 }
 
 // Credentials says where the upstream credentials of a resource come from.

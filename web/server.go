@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/identity"
 	"github.com/portcullis/portcullis/proxy/pgsql"
@@ -25,10 +26,11 @@ type Authenticator interface {
 
 // Server serves the API.
 type Server struct {
-	Config *configs.Config
-	Auth   Authenticator
-	Log    *slog.Logger
-	Now    func() time.Time
+	Config    *configs.Config
+	Auth      Authenticator
+	Approvals *elevation.Approvals
+	Log       *slog.Logger
+	Now       func() time.Time
 }
 
 // Handler returns the HTTP handler with every route.
@@ -42,6 +44,13 @@ func (s *Server) Handler() http.Handler {
 	api := r.PathPrefix("/api/v1").Subrouter()
 	api.Handle("/whoami", s.authed(s.whoami)).Methods(http.MethodGet)
 	api.Handle("/decisions", s.authed(s.decide)).Methods(http.MethodPost)
+	if s.Approvals != nil {
+		approvals := api.NewRoute().Subrouter()
+		approvals.Use(func(next http.Handler) http.Handler {
+			return s.authed(func(w http.ResponseWriter, r *http.Request) error { next.ServeHTTP(w, r); return nil })
+		})
+		(&elevation.API{Approvals: s.Approvals, Log: s.Log, Caller: func(r *http.Request) *policy.Subject { return &caller(r).Subject }}).Register(approvals)
+	}
 	r.NotFoundHandler = s.handle(func(http.ResponseWriter, *http.Request) error { return errNotFound })
 	return r
 }

@@ -16,7 +16,9 @@ import (
 
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/proxy/identity"
+	"github.com/portcullis/portcullis/proxy/pgwire"
 	"github.com/portcullis/portcullis/web"
 )
 
@@ -60,6 +62,11 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 	if err != nil {
 		return err
 	}
+	store, err := elevation.OpenFileStore(cfg.Store.Path)
+	if err != nil {
+		return err
+	}
+	approvals := elevation.NewApprovals(store, nil)
 	// Audit before act: a server whose audit log cannot be written does not start.
 	if err := log.Append(ctx, &audit.Event{Type: "server.started", Actor: "portcullis", PolicyHash: cfg.Engine.Snapshot(),
 		Details: map[string]any{"config": cfg.Path, "listen": cfg.Server.Listen, "version": version}}); err != nil {
@@ -69,12 +76,29 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 	if err != nil {
 		return fmt.Errorf("could not listen on %s: %w", cfg.Server.Listen, err)
 	}
+	errc := make(chan error, 2)
+	var pg *pgwire.Server
+	if cfg.Server.PostgresListen != "" {
+		host, _, _ := net.SplitHostPort(cfg.Server.PostgresListen)
+		tlsCfg, err := pgwire.TLSConfig(cfg.Server.TLS, host)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		pln, err := net.Listen("tcp", cfg.Server.PostgresListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("could not listen on %s: %w", cfg.Server.PostgresListen, err)
+		}
+		pg = &pgwire.Server{Config: cfg, Auth: auth, Broker: elevation.NewStaticBroker(cfg), Approvals: approvals, Audit: log, Log: logger, TLS: tlsCfg}
+		go func() { errc <- pg.Serve(pln) }()
+		defer pg.Close()
+	}
 	srv := &http.Server{
-		Handler:           (&web.Server{Config: cfg, Auth: auth, Log: logger}).Handler(),
+		Handler:           (&web.Server{Config: cfg, Auth: auth, Approvals: approvals, Log: logger}).Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	errc := make(chan error, 1)
 	go func() {
 		if cfg.Server.TLS.CertFile != "" {
 			errc <- srv.ServeTLS(ln, cfg.Server.TLS.CertFile, cfg.Server.TLS.KeyFile)
@@ -93,5 +117,8 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	srv.Shutdown(shutdown)
+	if pg != nil {
+		pg.Close()
+	}
 	return log.Append(shutdown, &audit.Event{Type: "server.stopped", Actor: "portcullis", PolicyHash: cfg.Engine.Snapshot()})
 }

@@ -1,0 +1,177 @@
+package elevation
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/gorilla/mux"
+
+	"github.com/portcullis/portcullis/policy"
+)
+
+// API serves the approvals endpoints under a router whose requests are already
+// authenticated; Caller returns the authenticated subject of a request.
+type API struct {
+	Approvals *Approvals
+	Caller    func(*http.Request) *policy.Subject
+	Log       *slog.Logger
+}
+
+// Register mounts the endpoints on r (the /api/v1 subrouter).
+func (a *API) Register(r *mux.Router) {
+	r.Handle("/approvals", a.handle(a.list)).Methods(http.MethodGet)
+	r.Handle("/approvals/{id}", a.handle(a.get)).Methods(http.MethodGet)
+	r.Handle("/approvals/{id}/approve", a.handle(a.decide(true))).Methods(http.MethodPost)
+	r.Handle("/approvals/{id}/deny", a.handle(a.decide(false))).Methods(http.MethodPost)
+	r.Handle("/approvals/{id}/cancel", a.handle(a.cancel)).Methods(http.MethodPost)
+}
+
+// StatusOf maps a service error to an HTTP status and a message safe to show.
+func StatusOf(err error) (int, string) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound, "no such approval request"
+	case errors.Is(err, ErrNotEligible):
+		return http.StatusForbidden, err.Error()
+	case errors.Is(err, ErrAlreadyReviewed), errors.Is(err, ErrAlreadyDecided):
+		return http.StatusConflict, err.Error()
+	case errors.Is(err, ErrInvalid):
+		return http.StatusUnprocessableEntity, err.Error()
+	}
+	return http.StatusInternalServerError, "internal error"
+}
+
+func (a *API) handle(h func(http.ResponseWriter, *http.Request) (any, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, err := h(w, r)
+		status := http.StatusOK
+		if err != nil {
+			var msg string
+			status, msg = StatusOf(err)
+			if status == http.StatusInternalServerError && a.Log != nil {
+				a.Log.Error("approvals API", "path", r.URL.Path, "err", err)
+			}
+			v = map[string]string{"error": msg}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(v)
+	})
+}
+
+// View is a request as the API shows it to one caller.
+type View struct {
+	*Request
+	Progress   policy.Progress `json:"progress"`
+	CanApprove bool            `json:"can_approve"`
+	WhyNot     string          `json:"why_not,omitempty"`
+}
+
+func view(r *Request, who *policy.Subject) *View {
+	v := &View{Request: r, Progress: r.Progress()}
+	if err := CanApprove(r, who); err != nil {
+		v.WhyNot = err.Error()
+	} else {
+		v.CanApprove = true
+	}
+	return v
+}
+
+// visible reports whether who may see r: its requester, anyone who may or did decide on it.
+func visible(r *Request, who *policy.Subject) bool {
+	if r.Requester.User == who.User || r.Artifact.Quorum.Eligible(&r.Requester, who) == nil {
+		return true
+	}
+	for _, v := range r.Votes {
+		if v.Approver.User == who.User {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *API) list(_ http.ResponseWriter, r *http.Request) (any, error) {
+	who := a.Caller(r)
+	state := r.URL.Query().Get("state")
+	if state == "" {
+		state = StatePending
+	}
+	switch state {
+	case StatePending, StateApproved, StateDenied, StateExpired, StateCancelled, StateAbandoned, StateExecuted, "all":
+	default:
+		return nil, errors.Join(ErrInvalid, errors.New("state must be pending, approved, denied, expired or all"))
+	}
+	all, err := a.Approvals.List(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	out := []*View{}
+	for _, req := range all {
+		match := state == "all" || req.State == state || (state == StateApproved && req.State == StateExecuted)
+		if match && visible(req, who) {
+			out = append(out, view(req, who))
+		}
+	}
+	return map[string]any{"approvals": out}, nil
+}
+
+func (a *API) get(_ http.ResponseWriter, r *http.Request) (any, error) {
+	req, err := a.Approvals.Get(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		return nil, err
+	}
+	who := a.Caller(r)
+	if !visible(req, who) {
+		return nil, ErrNotFound
+	}
+	return view(req, who), nil
+}
+
+type decisionBody struct {
+	Comment string `json:"comment"`
+}
+
+func readBody(r *http.Request) (decisionBody, error) {
+	var b decisionBody
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil && !errors.Is(err, io.EOF) {
+		return b, errors.Join(ErrInvalid, errors.New(`malformed body: want {"comment": "..."}`))
+	}
+	b.Comment = strings.TrimSpace(b.Comment)
+	return b, nil
+}
+
+func (a *API) decide(approve bool) func(http.ResponseWriter, *http.Request) (any, error) {
+	return func(_ http.ResponseWriter, r *http.Request) (any, error) {
+		body, err := readBody(r)
+		if err != nil {
+			return nil, err
+		}
+		who := a.Caller(r)
+		id := mux.Vars(r)["id"]
+		var req *Request
+		if approve {
+			req, err = a.Approvals.Approve(r.Context(), id, who, body.Comment)
+		} else {
+			req, err = a.Approvals.Deny(r.Context(), id, who, body.Comment)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return view(req, who), nil
+	}
+}
+
+func (a *API) cancel(_ http.ResponseWriter, r *http.Request) (any, error) {
+	req, err := a.Approvals.Cancel(r.Context(), mux.Vars(r)["id"], a.Caller(r))
+	if err != nil {
+		return nil, err
+	}
+	return view(req, a.Caller(r)), nil
+}

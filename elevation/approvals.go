@@ -1,0 +1,293 @@
+package elevation
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/portcullis/portcullis/policy"
+)
+
+// Errors of the approvals service; the API maps them to statuses.
+var (
+	// ErrNotEligible (403) covers self-approval and approvers the quorum does not name.
+	ErrNotEligible = errors.New("not an eligible approver")
+	// ErrAlreadyReviewed (409): this approver already decided on this request.
+	ErrAlreadyReviewed = errors.New("you already reviewed this request")
+	// ErrAlreadyDecided (409): the request is no longer pending.
+	ErrAlreadyDecided = errors.New("the request was already decided")
+	// ErrInvalid (422): malformed or missing input, such as a required comment.
+	ErrInvalid = errors.New("invalid input")
+	// ErrNotApproved: the request may not run (not approved, already run, or its
+	// artifact or policy snapshot changed).
+	ErrNotApproved = errors.New("the request is not approved for this artifact")
+)
+
+// Approvals is the approval service: it creates requests, records votes against their
+// quorum, and wakes the sessions waiting on them.
+type Approvals struct {
+	store Store
+	now   func() time.Time
+
+	mu      sync.Mutex
+	waiters map[string][]chan struct{}
+}
+
+// NewApprovals returns the service over store. now is the clock (time.Now when nil).
+func NewApprovals(store Store, now func() time.Time) *Approvals {
+	if now == nil {
+		now = time.Now
+	}
+	return &Approvals{store: store, now: now, waiters: map[string][]chan struct{}{}}
+}
+
+// Create stores a new pending request for artifact and returns it.
+func (a *Approvals) Create(ctx context.Context, requester *policy.Subject, session string, art Artifact) (*Request, error) {
+	if art.Quorum == nil {
+		return nil, fmt.Errorf("%w: an approval request needs a quorum", ErrInvalid)
+	}
+	now := a.now().UTC()
+	r := &Request{
+		ID:           "apr_" + rand.Text()[:16],
+		Type:         TypeStatement,
+		State:        StatePending,
+		Requester:    *requester,
+		Session:      session,
+		Artifact:     art,
+		ArtifactHash: art.Hash(),
+		CreatedAt:    now,
+		ExpiresAt:    now.Add(art.Quorum.Timeout),
+		Timeline:     []TimelineEntry{{At: now, What: "requested", Who: requester.User}},
+	}
+	if err := a.store.Create(ctx, r); err != nil {
+		return nil, fmt.Errorf("could not store the approval request: %w", err)
+	}
+	return r, nil
+}
+
+// Get returns the request id, marking it expired first if its time is up.
+func (a *Approvals) Get(ctx context.Context, id string) (*Request, error) {
+	r, err := a.store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.Pending() && !a.now().Before(r.ExpiresAt) {
+		return a.expire(ctx, id)
+	}
+	return r, nil
+}
+
+// List returns every request, newest first, expiring those whose time is up.
+func (a *Approvals) List(ctx context.Context) ([]*Request, error) {
+	all, err := a.store.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i, r := range all {
+		if r.Pending() && !a.now().Before(r.ExpiresAt) {
+			if e, err := a.expire(ctx, r.ID); err == nil {
+				all[i] = e
+			}
+		}
+	}
+	slices.Reverse(all)
+	return all, nil
+}
+
+func (a *Approvals) expire(ctx context.Context, id string) (*Request, error) {
+	r, err := a.finish(ctx, id, StateExpired, "", "nobody decided before the timeout")
+	if errors.Is(err, ErrAlreadyDecided) {
+		return a.store.Get(ctx, id)
+	}
+	return r, err
+}
+
+// CanApprove returns nil if who may vote on r now, or the reason not.
+func CanApprove(r *Request, who *policy.Subject) error {
+	if !r.Pending() {
+		return ErrAlreadyDecided
+	}
+	for _, v := range r.Votes {
+		if v.Approver.User == who.User {
+			return ErrAlreadyReviewed
+		}
+	}
+	q := r.Artifact.Quorum
+	switch err := q.Eligible(&r.Requester, who); {
+	case errors.Is(err, policy.ErrSelfApproval):
+		return fmt.Errorf("%w: %v", ErrNotEligible, err)
+	case err != nil:
+		return fmt.Errorf("%w: this request is approved by %s", ErrNotEligible, describePrincipals(q.Approvers))
+	}
+	return nil
+}
+
+func describePrincipals(p policy.Principals) string {
+	var parts []string
+	for _, l := range []struct {
+		what  string
+		names []string
+	}{{"user", p.Users}, {"group", p.Groups}, {"team", p.Teams}, {"role", p.Roles}} {
+		for _, n := range l.names {
+			parts = append(parts, l.what+" "+n)
+		}
+	}
+	return strings.Join(parts, " or ")
+}
+
+// Approve records approver's approval; the request becomes approved when its quorum is met.
+func (a *Approvals) Approve(ctx context.Context, id string, approver *policy.Subject, comment string) (*Request, error) {
+	return a.vote(ctx, id, approver, true, comment)
+}
+
+// Deny records approver's denial, which denies the request.
+func (a *Approvals) Deny(ctx context.Context, id string, approver *policy.Subject, comment string) (*Request, error) {
+	return a.vote(ctx, id, approver, false, comment)
+}
+
+func (a *Approvals) vote(ctx context.Context, id string, who *policy.Subject, approve bool, comment string) (*Request, error) {
+	if _, err := a.Get(ctx, id); err != nil { // expires it if due
+		return nil, err
+	}
+	r, err := a.store.Update(ctx, id, func(r *Request) error {
+		if err := CanApprove(r, who); err != nil {
+			return err
+		}
+		if r.Artifact.Quorum.RequireReason && comment == "" {
+			return fmt.Errorf("%w: the policy requires a comment", ErrInvalid)
+		}
+		now := a.now().UTC()
+		r.Votes = append(r.Votes, Vote{Approver: *who, Approve: approve, Comment: comment, At: now})
+		what := "approved"
+		if !approve {
+			what = "denied"
+		}
+		r.Timeline = append(r.Timeline, TimelineEntry{At: now, What: what, Who: who.User, Note: comment})
+		switch {
+		case !approve:
+			r.State, r.DecidedAt = StateDenied, now
+		case r.Progress().Met():
+			r.State, r.DecidedAt = StateApproved, now
+			r.Timeline = append(r.Timeline, TimelineEntry{At: now, What: "quorum met"})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.notify(id)
+	return r, nil
+}
+
+// Cancel withdraws a pending request; only its requester may.
+func (a *Approvals) Cancel(ctx context.Context, id string, who *policy.Subject) (*Request, error) {
+	r, err := a.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.Requester.User != who.User {
+		return nil, fmt.Errorf("%w: only the requester may cancel", ErrNotEligible)
+	}
+	return a.finish(ctx, id, StateCancelled, who.User, "")
+}
+
+// Abandon closes a pending request whose client went away or cancelled its statement.
+func (a *Approvals) Abandon(ctx context.Context, id, why string) (*Request, error) {
+	return a.finish(ctx, id, StateAbandoned, "", why)
+}
+
+// finish moves a pending request to a final state.
+func (a *Approvals) finish(ctx context.Context, id, state, who, note string) (*Request, error) {
+	r, err := a.store.Update(ctx, id, func(r *Request) error {
+		if !r.Pending() {
+			return ErrAlreadyDecided
+		}
+		now := a.now().UTC()
+		r.State, r.DecidedAt = state, now
+		r.Timeline = append(r.Timeline, TimelineEntry{At: now, What: state, Who: who, Note: note})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.notify(id)
+	return r, nil
+}
+
+// Wait blocks until request id is no longer pending (expiring it at its timeout) or ctx
+// ends, and returns it.
+func (a *Approvals) Wait(ctx context.Context, id string) (*Request, error) {
+	for {
+		ch := a.subscribe(id)
+		r, err := a.Get(ctx, id)
+		if err != nil || !r.Pending() {
+			a.unsubscribe(id, ch)
+			return r, err
+		}
+		timer := time.NewTimer(time.Until(r.ExpiresAt))
+		select {
+		case <-ch:
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			a.unsubscribe(id, ch)
+			return nil, ctx.Err()
+		}
+		timer.Stop()
+		a.unsubscribe(id, ch)
+	}
+}
+
+// Consume marks an approved request as executed, once, if it was approved for exactly
+// this artifact hash under this policy snapshot.
+func (a *Approvals) Consume(ctx context.Context, id, artifactHash, snapshot string) (*Request, error) {
+	return a.store.Update(ctx, id, func(r *Request) error {
+		switch {
+		case r.State != StateApproved:
+			return fmt.Errorf("%w: it is %s", ErrNotApproved, r.State)
+		case r.ArtifactHash != artifactHash:
+			return fmt.Errorf("%w: the statement differs from the one approved", ErrNotApproved)
+		case r.Artifact.Snapshot != snapshot:
+			return fmt.Errorf("%w: the policies changed since it was approved", ErrNotApproved)
+		}
+		now := a.now().UTC()
+		r.State = StateExecuted
+		r.Timeline = append(r.Timeline, TimelineEntry{At: now, What: "executed"})
+		return nil
+	})
+}
+
+func (a *Approvals) subscribe(id string) chan struct{} {
+	ch := make(chan struct{}, 1)
+	a.mu.Lock()
+	a.waiters[id] = append(a.waiters[id], ch)
+	a.mu.Unlock()
+	return ch
+}
+
+func (a *Approvals) unsubscribe(id string, ch chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	w := slices.DeleteFunc(a.waiters[id], func(c chan struct{}) bool { return c == ch })
+	if len(w) == 0 {
+		delete(a.waiters, id)
+	} else {
+		a.waiters[id] = w
+	}
+}
+
+func (a *Approvals) notify(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, ch := range a.waiters[id] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}

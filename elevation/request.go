@@ -1,0 +1,109 @@
+package elevation
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+
+	"github.com/portcullis/portcullis/policy"
+)
+
+// Request states. A pending request ends in exactly one of the others.
+const (
+	StatePending   = "pending"
+	StateApproved  = "approved"  // quorum met; the artifact may run once
+	StateExecuted  = "executed"  // the approved artifact ran
+	StateDenied    = "denied"    // an eligible approver denied it
+	StateExpired   = "expired"   // nobody decided before the timeout
+	StateCancelled = "cancelled" // the requester withdrew it
+	StateAbandoned = "abandoned" // the waiting client went away
+)
+
+// TypeStatement is a request to run one statement.
+const TypeStatement = "statement"
+
+// Artifact is exactly what a request asks to do. Its hash binds an approval to it: a
+// changed statement, parameter, estimate or policy needs a new request.
+type Artifact struct {
+	Resource      string         `json:"resource"`
+	Statement     string         `json:"statement"`
+	Params        []string       `json:"params,omitempty"` // as the client sent them (binary as \x hex)
+	Class         string         `json:"class"`
+	Kind          string         `json:"kind,omitempty"`
+	Tables        []string       `json:"tables,omitempty"`
+	Functions     []string       `json:"functions,omitempty"`
+	EstimatedRows int64          `json:"estimated_rows"`
+	Rules         []RuleRef      `json:"rules"`
+	Quorum        *policy.Quorum `json:"quorum"`
+	Snapshot      string         `json:"policy_snapshot"`
+	Requester     string         `json:"requester"`
+}
+
+// Hash returns the SHA-256 (hex) of the artifact's canonical JSON.
+func (a *Artifact) Hash() string {
+	b, _ := json.Marshal(a)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// RuleRef is a matched policy as recorded in a request.
+type RuleRef struct {
+	Name        string `json:"name"`
+	Effect      string `json:"effect"`
+	Tier        string `json:"tier"`
+	Description string `json:"description,omitempty"`
+}
+
+// Vote is one approver's decision.
+type Vote struct {
+	Approver policy.Subject `json:"approver"`
+	Approve  bool           `json:"approve"`
+	Comment  string         `json:"comment,omitempty"`
+	At       time.Time      `json:"at"`
+}
+
+// TimelineEntry is one thing that happened to a request.
+type TimelineEntry struct {
+	At   time.Time `json:"at"`
+	What string    `json:"what"`
+	Who  string    `json:"who,omitempty"`
+	Note string    `json:"note,omitempty"`
+}
+
+// Request is an approval request.
+type Request struct {
+	ID           string          `json:"id"`
+	Type         string          `json:"type"`
+	State        string          `json:"state"`
+	Requester    policy.Subject  `json:"requester"`
+	Session      string          `json:"session,omitempty"`
+	Artifact     Artifact        `json:"artifact"`
+	ArtifactHash string          `json:"artifact_hash"`
+	CreatedAt    time.Time       `json:"created_at"`
+	ExpiresAt    time.Time       `json:"expires_at"`
+	DecidedAt    time.Time       `json:"decided_at,omitzero"`
+	Votes        []Vote          `json:"votes"`
+	Timeline     []TimelineEntry `json:"timeline"`
+}
+
+// Pending reports whether the request still waits for a decision.
+func (r *Request) Pending() bool { return r.State == StatePending }
+
+// Progress returns how far the approvals so far go toward each quorum term.
+func (r *Request) Progress() policy.Progress {
+	var approvers []*policy.Subject
+	for i := range r.Votes {
+		if r.Votes[i].Approve {
+			approvers = append(approvers, &r.Votes[i].Approver)
+		}
+	}
+	return r.Artifact.Quorum.Progress(&r.Requester, approvers)
+}
+
+func (r *Request) clone() *Request {
+	b, _ := json.Marshal(r)
+	c := &Request{}
+	json.Unmarshal(b, c)
+	return c
+}

@@ -1,0 +1,322 @@
+package pgwire
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/policy"
+)
+
+var errClientGone = errors.New("the client went away")
+
+// authorize decides a statement about to run and returns whether to forward it. When it
+// does not, the client has been answered. simple says which protocol's error shape to use.
+func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int16, simple bool) (*stmtResult, bool) {
+	ss.stats.statements++
+	now := ss.srv.Now()
+	act.InTransaction = ss.inTransaction()
+	eng := ss.srv.Config.Engine
+	if eng.NeedsEstimate(ss.res.Name, act.Class) && (act.Kind == "UPDATE" || act.Kind == "DELETE") && !act.MultiStatement {
+		act.EstimatedRows = ss.estimate(act.Statement, params, formats)
+	}
+	d := &ss.dec
+	eng.Evaluate(&policy.Request{Subject: &ss.who.Subject, Resource: ss.res.Name, Action: act, Time: now}, d)
+	ev := ss.statementEvent(act, params, formats, d)
+	switch d.Effect {
+	case policy.Allow:
+		if err := ss.audit(ev, act.Class == policy.ClassRead); err != nil {
+			ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: the audit log cannot be written", "", "tell the Portcullis operators"))
+			return nil, false
+		}
+		return &stmtResult{start: now}, true
+	case policy.Deny:
+		ss.stats.denied++
+		ev.Result = "denied"
+		ss.audit(ev, false) // denied either way
+		ss.fail(simple, errorResponse("ERROR", codeInsufficientPrivilege, "permission denied by Portcullis: "+d.Reason(),
+			fmt.Sprintf("Resource %s, %s statement (%s), policy snapshot %.12s.", ss.res.Name, act.Class, act.Kind, d.Snapshot),
+			"Request an elevated role (portcullis request ROLE --for 1h --reason ...) or, in an emergency, break glass; if the policy is wrong, ask its owners."))
+		return nil, false
+	default:
+		return ss.awaitApproval(act, params, formats, d, ev, simple)
+	}
+}
+
+// fail answers the current statement with an error.
+func (ss *session) fail(simple bool, e *pgproto3.ErrorResponse) {
+	if simple {
+		ss.inject(encode(e), true)
+	} else {
+		ss.extendedError(e)
+	}
+}
+
+// audit writes a statement event before the statement is forwarded. Reads need only be
+// written; everything else is fsynced first.
+func (ss *session) audit(ev *audit.Event, read bool) error {
+	var err error
+	if read {
+		err = ss.srv.Audit.AppendWritten(context.Background(), ev)
+	} else {
+		err = ss.srv.Audit.Append(context.Background(), ev)
+	}
+	if err != nil {
+		ss.srv.Log.Error("audit write failed; statement refused", "session", ss.id, "err", err)
+	}
+	return err
+}
+
+func (ss *session) statementEvent(act *policy.Action, params [][]byte, formats []int16, d *policy.Decision) *audit.Event {
+	sum := sha256.Sum256([]byte(act.Statement))
+	details := map[string]any{
+		"class": act.Class.String(), "kind": act.Kind, "digest": hex.EncodeToString(sum[:8]), "client_addr": ss.remote,
+	}
+	if len(act.Tables) > 0 {
+		details["tables"] = act.Tables
+	}
+	if act.MultiStatement {
+		details["multi_statement"] = true
+	}
+	if act.InTransaction {
+		details["in_transaction"] = true
+	}
+	if act.EstimatedRows >= 0 {
+		details["estimated_rows"] = act.EstimatedRows
+	}
+	if len(params) > 0 {
+		if ss.res.AuditParams {
+			details["params"] = renderParams(params, formats)
+		} else {
+			details["params_digest"] = paramsDigest(params)
+		}
+	}
+	return &audit.Event{Type: "pg.statement", Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Action: act.Statement,
+		Decision: d.Effect.String(), Rules: d.RuleNames(), PolicyHash: d.Snapshot, Reason: d.Reason(), Details: details}
+}
+
+// renderParams shows parameter values as text; binary ones as \x hex.
+func renderParams(params [][]byte, formats []int16) []string {
+	out := make([]string, len(params))
+	for i, p := range params {
+		f := int16(0)
+		switch {
+		case len(formats) == 1:
+			f = formats[0]
+		case i < len(formats):
+			f = formats[i]
+		}
+		switch {
+		case p == nil:
+			out[i] = "NULL"
+		case f == 1:
+			out[i] = `\x` + hex.EncodeToString(p)
+		default:
+			out[i] = string(p)
+		}
+	}
+	return out
+}
+
+func paramsDigest(params [][]byte) string {
+	h := sha256.New()
+	for _, p := range params {
+		fmt.Fprintf(h, "%d:", len(p))
+		h.Write(p)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// awaitApproval creates an approval request for the statement, tells the client, and
+// waits — this session only — for the decision.
+func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []int16, d *policy.Decision, ev *audit.Event, simple bool) (*stmtResult, bool) {
+	ss.stats.approvals++
+	ctx := context.Background()
+	art := elevation.Artifact{
+		Resource: ss.res.Name, Statement: act.Statement, Params: renderParams(params, formats), Class: act.Class.String(), Kind: act.Kind,
+		Tables: act.Tables, Functions: act.Functions, EstimatedRows: act.EstimatedRows, Quorum: d.Quorum, Snapshot: d.Snapshot, Requester: ss.who.User,
+	}
+	for _, r := range d.Matched {
+		art.Rules = append(art.Rules, elevation.RuleRef{Name: r.Name, Effect: r.Effect.String(), Tier: r.Tier.String(), Description: r.Description})
+	}
+	req, err := ss.srv.Approvals.Create(ctx, &ss.who.Subject, ss.id, art)
+	if err != nil {
+		ss.srv.Log.Error("could not create an approval request", "session", ss.id, "err", err)
+		ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: Portcullis could not record the approval request", "", ""))
+		return nil, false
+	}
+	ev.Result, ev.Details["approval"] = "waiting", req.ID
+	if err := ss.audit(ev, false); err != nil {
+		ss.srv.Approvals.Abandon(ctx, req.ID, "the audit log cannot be written")
+		ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: the audit log cannot be written", "", ""))
+		return nil, false
+	}
+	url := strings.TrimRight(ss.srv.Config.Server.PublicURL, "/") + "/approvals/" + req.ID
+	var terms []string
+	for _, t := range req.Progress().Terms {
+		terms = append(terms, t.String())
+	}
+	ss.inject(encode(&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "01000",
+		Message: fmt.Sprintf("Portcullis: this statement needs approval (%s). Approval request %s is waiting for %s.", d.Reason(), req.ID, strings.Join(terms, ", ")),
+		Detail:  fmt.Sprintf("Approve at %s or with: portcullis approve %s. The statement runs as soon as the quorum is met; it waits up to %s.", url, req.ID, d.Quorum.Timeout),
+		Hint:    "Cancel (Ctrl-C) to withdraw the request."}), false)
+
+	wctx, cancel := context.WithCancelCause(ctx)
+	ss.waitCancel.Store(&cancel)
+	stop := ss.watchClient(cancel)
+	r, err := ss.srv.Approvals.Wait(wctx, req.ID)
+	stop()
+	ss.waitCancel.Store(nil)
+	cancel(nil)
+	if err != nil {
+		cause := context.Cause(wctx)
+		ss.srv.Approvals.Abandon(ctx, req.ID, cause.Error())
+		ss.srv.Audit.Append(ctx, &audit.Event{Type: "pg.approval.closed", Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: elevation.StateAbandoned, Reason: cause.Error(), Details: map[string]any{"approval": req.ID}})
+		if errors.Is(cause, errCancelRequested) {
+			ss.fail(simple, errorResponse("ERROR", codeQueryCanceled, "canceling statement due to user request; approval request "+req.ID+" withdrawn", "", ""))
+		} else {
+			ss.client.Close()
+		}
+		return nil, false
+	}
+	var approvers []string
+	for _, v := range r.Votes {
+		if v.Approve {
+			approvers = append(approvers, v.Approver.User)
+		}
+	}
+	closed := &audit.Event{Type: "pg.approval.closed", Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: r.State,
+		PolicyHash: d.Snapshot, Details: map[string]any{"approval": r.ID, "approvers": approvers}}
+	if r.State == elevation.StateApproved {
+		if _, err := ss.srv.Approvals.Consume(ctx, r.ID, req.ArtifactHash, ss.srv.Config.Engine.Snapshot()); err != nil {
+			closed.Result, closed.Reason = "refused", err.Error()
+			ss.srv.Audit.Append(ctx, closed)
+			ss.fail(simple, errorResponse("ERROR", codeInsufficientPrivilege, "permission denied by Portcullis: "+err.Error(), "", "Run the statement again to ask for a new approval."))
+			return nil, false
+		}
+		closed.Result, closed.Decision = "approved", "allow"
+		if err := ss.audit(closed, false); err != nil {
+			ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: the audit log cannot be written", "", ""))
+			return nil, false
+		}
+		return &stmtResult{start: ss.srv.Now(), approval: r.ID}, true
+	}
+	ss.srv.Audit.Append(ctx, closed)
+	msg := fmt.Sprintf("permission denied by Portcullis: approval request %s was %s", r.ID, r.State)
+	for _, v := range r.Votes {
+		if !v.Approve {
+			msg += " by " + v.Approver.User
+			if v.Comment != "" {
+				msg += ": " + v.Comment
+			}
+		}
+	}
+	code := codeInsufficientPrivilege
+	if r.State == elevation.StateExpired {
+		code = codeQueryCanceled
+		msg += fmt.Sprintf(" (nobody decided within %s)", d.Quorum.Timeout)
+	}
+	ss.fail(simple, errorResponse("ERROR", code, msg, "", ""))
+	return nil, false
+}
+
+// watchClient cancels the wait when the client's connection closes. It checks without
+// reading, so pipelined messages stay where they are.
+func (ss *session) watchClient(cancel context.CancelCauseFunc) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if peerClosed(ss.client) {
+					cancel(errClientGone)
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// peerClosed reports whether the other end has closed c, peeking at the socket.
+func peerClosed(c net.Conn) bool {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	closed := false
+	err = rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		closed = n == 0 && err == nil
+		return true
+	})
+	return closed || err != nil
+}
+
+// estimate asks the upstream planner how many rows an UPDATE or DELETE would touch, on a
+// connection of its own. It returns -1 when it cannot tell.
+func (ss *session) estimate(sql string, params [][]byte, formats []int16) int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	creds, err := ss.srv.Broker.Credentials(ctx, ss.res.Name, "")
+	if err != nil {
+		return -1
+	}
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(creds.Username, creds.Password), Host: ss.res.Upstream, Path: "/" + ss.res.Database, RawQuery: "sslmode=prefer"}
+	conn, err := pgconn.Connect(ctx, u.String())
+	if err != nil {
+		ss.srv.Log.Warn("row estimate: upstream connection failed", "session", ss.id, "err", err)
+		return -1
+	}
+	defer conn.Close(ctx)
+	res := conn.ExecParams(ctx, "EXPLAIN (FORMAT JSON) "+sql, params, nil, formats, nil).Read()
+	if res.Err != nil || len(res.Rows) == 0 || len(res.Rows[0]) == 0 {
+		return -1
+	}
+	return planRows(res.Rows[0][0])
+}
+
+// planRows reads the row estimate from EXPLAIN (FORMAT JSON) output: the rows the
+// ModifyTable node's input produces.
+func planRows(b []byte) int64 {
+	type node struct {
+		Type  string  `json:"Node Type"`
+		Rows  float64 `json:"Plan Rows"`
+		Plans []node  `json:"Plans"`
+	}
+	var out []struct{ Plan node }
+	if json.Unmarshal(b, &out) != nil || len(out) == 0 {
+		return -1
+	}
+	n := out[0].Plan
+	if n.Type == "ModifyTable" && len(n.Plans) > 0 {
+		n = n.Plans[0]
+	}
+	return int64(n.Rows)
+}

@@ -1,0 +1,282 @@
+package pgwire
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy/identity"
+)
+
+// session is one client connection and its upstream connection.
+type session struct {
+	srv        *Server
+	id         string
+	remote     string
+	clientUser string
+	who        *identity.Identity
+	res        *configs.Resource
+
+	client net.Conn
+	cr     *reader
+	cw     *bufio.Writer // guarded by mu once the relay runs
+	up     net.Conn
+	ur     *reader
+	uw     *bufio.Writer // client loop only
+
+	pid      uint32
+	secret   []byte
+	upPID    uint32
+	upSecret []byte
+	upParams map[string]string
+
+	// Client loop state.
+	stmts   map[string]*prepared
+	portals map[string]*portal
+	skip    bool // after an error of ours in the extended protocol, until Sync
+	dec     policy.Decision
+	stats   struct{ statements, denied, approvals int }
+
+	// waitCancel withdraws the statement waiting for approval, if any.
+	waitCancel atomic.Pointer[context.CancelCauseFunc]
+
+	mu       sync.Mutex
+	queue    []entry // responses owed to the client, in order
+	txStatus byte
+	ending   bool
+}
+
+// prepared is a statement created by Parse, classified once.
+type prepared struct {
+	act *policy.Action
+}
+
+// portal is a statement bound to parameters.
+type portal struct {
+	stmt    *prepared
+	params  [][]byte
+	formats []int16
+}
+
+// entry is a response the client is owed: the response to a message forwarded upstream
+// (kind is its type), or, when kind is 0, bytes Portcullis writes itself.
+type entry struct {
+	kind byte
+	data []byte
+	rfq  bool // synthetic: follow with ReadyForQuery at the then current status
+	stmt *stmtResult
+}
+
+// stmtResult collects how a forwarded statement ended, for the audit log.
+type stmtResult struct {
+	start     time.Time
+	tag       string
+	errCode   string
+	errMsg    string
+	approval  string
+	statement string
+}
+
+func (ss *session) run() {
+	ss.stmts, ss.portals = map[string]*prepared{}, map[string]*portal{}
+	start := ss.srv.Now()
+	relayDone := make(chan struct{})
+	go func() {
+		defer close(relayDone)
+		ss.relay()
+	}()
+	err := ss.clientLoop()
+	ss.mu.Lock()
+	ss.ending = true
+	ss.mu.Unlock()
+	ss.up.Close()
+	<-relayDone
+	ss.client.Close()
+	ss.srv.unregister(ss)
+	result, reason := "ok", ""
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		result, reason = "error", err.Error()
+	}
+	ss.srv.Audit.Enqueue(&audit.Event{Type: "pg.session.end", Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: result, Reason: reason,
+		Details: map[string]any{"duration_ms": ss.srv.Now().Sub(start).Milliseconds(), "statements": ss.stats.statements, "denied": ss.stats.denied, "approvals": ss.stats.approvals}})
+}
+
+// kill ends the session from outside (server shutdown).
+func (ss *session) kill() {
+	ss.client.Close()
+	if ss.up != nil {
+		ss.up.Close()
+	}
+}
+
+// cancel withdraws a statement waiting for approval, or cancels the running one upstream.
+func (ss *session) cancel() {
+	if wc := ss.waitCancel.Load(); wc != nil {
+		(*wc)(errCancelRequested)
+		return
+	}
+	go func() {
+		d := net.Dialer{Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp", ss.res.Upstream)
+		if err != nil {
+			ss.srv.Log.Warn("could not forward a cancel request", "session", ss.id, "err", err)
+			return
+		}
+		defer c.Close()
+		b, _ := (&pgproto3.CancelRequest{ProcessID: ss.upPID, SecretKey: ss.upSecret}).Encode(nil)
+		c.Write(b)
+		io.Copy(io.Discard, c) // the server closes when done
+	}()
+}
+
+var errCancelRequested = errors.New("canceling statement due to user request")
+
+// relay copies upstream messages to the client and settles the response queue.
+func (ss *session) relay() {
+	for {
+		typ, body, err := ss.ur.next()
+		ss.mu.Lock()
+		if err != nil {
+			if !ss.ending {
+				ss.srv.Log.Warn("upstream connection lost", "session", ss.id, "err", err)
+				ss.cw.Write(encode(errorResponse("FATAL", codeConnectionFailure, "the upstream connection to "+ss.res.Name+" closed", "", "")))
+				ss.cw.Flush()
+			}
+			ss.mu.Unlock()
+			ss.client.Close() // ends the client loop
+			return
+		}
+		writeRaw(ss.cw, typ, body)
+		ss.settle(typ, body)
+		if !ss.ur.buffered() {
+			if err := ss.cw.Flush(); err != nil {
+				ss.mu.Unlock()
+				ss.up.Close()
+				return
+			}
+		}
+		ss.mu.Unlock()
+	}
+}
+
+// settle updates the queue for one upstream message. ss.mu is held.
+func (ss *session) settle(typ byte, body []byte) {
+	var head *entry
+	if len(ss.queue) > 0 {
+		head = &ss.queue[0]
+	}
+	switch typ {
+	case 'Z':
+		ss.txStatus = body[0]
+		ss.pop()
+	case '1', '2', '3': // ParseComplete, BindComplete, CloseComplete
+		ss.pop()
+	case 'T', 'n': // RowDescription, NoData: the end of a Describe
+		if head != nil && head.kind == 'D' {
+			ss.pop()
+		}
+	case 'C':
+		if head != nil && head.stmt != nil {
+			var cc pgproto3.CommandComplete
+			if cc.Decode(body) == nil {
+				head.stmt.tag = string(cc.CommandTag)
+			}
+		}
+		if head != nil && head.kind == 'E' {
+			ss.pop()
+		}
+	case 'I', 's': // EmptyQueryResponse, PortalSuspended
+		if head != nil && head.kind == 'E' {
+			ss.pop()
+		}
+	case 'E':
+		if head != nil && head.stmt != nil {
+			var er pgproto3.ErrorResponse
+			if er.Decode(body) == nil {
+				head.stmt.errCode, head.stmt.errMsg = er.Code, er.Message
+			}
+		}
+		if head != nil && head.kind != 'Q' && head.kind != 'F' && head.kind != 'S' {
+			// In the extended protocol the server now skips everything until Sync.
+			ss.pop()
+			for len(ss.queue) > 0 && ss.queue[0].kind != 'S' {
+				ss.finish(&ss.queue[0])
+				ss.queue = ss.queue[1:]
+			}
+		}
+	}
+	ss.writeSynthetic()
+}
+
+// pop settles the head of the queue.
+func (ss *session) pop() {
+	if len(ss.queue) == 0 {
+		return
+	}
+	ss.finish(&ss.queue[0])
+	ss.queue[0] = entry{}
+	ss.queue = ss.queue[1:]
+}
+
+// writeSynthetic writes the responses of ours that are now at the head of the queue.
+func (ss *session) writeSynthetic() {
+	for len(ss.queue) > 0 && ss.queue[0].kind == 0 {
+		e := ss.queue[0]
+		ss.queue = ss.queue[1:]
+		ss.cw.Write(e.data)
+		if e.rfq {
+			ss.cw.Write(encode(&pgproto3.ReadyForQuery{TxStatus: ss.txStatus}))
+		}
+	}
+}
+
+// inject sends bytes of ours to the client after every response owed before them.
+func (ss *session) inject(data []byte, rfq bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.queue = append(ss.queue, entry{data: data, rfq: rfq})
+	if len(ss.queue) == 1 {
+		ss.writeSynthetic()
+		ss.cw.Flush()
+	}
+}
+
+// expect records that a forwarded message is owed a response.
+func (ss *session) expect(kind byte, st *stmtResult) {
+	ss.mu.Lock()
+	ss.queue = append(ss.queue, entry{kind: kind, stmt: st})
+	ss.mu.Unlock()
+}
+
+func (ss *session) inTransaction() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.txStatus != 'I'
+}
+
+// finish audits how a statement ended; the event is queued, not waited for.
+func (ss *session) finish(e *entry) {
+	st := e.stmt
+	if st == nil {
+		return
+	}
+	ev := &audit.Event{Type: "pg.result", Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: "ok",
+		Details: map[string]any{"duration_us": ss.srv.Now().Sub(st.start).Microseconds(), "tag": st.tag}}
+	if st.errCode != "" {
+		ev.Result, ev.Reason = "error", st.errCode+": "+st.errMsg
+	}
+	if st.approval != "" {
+		ev.Details["approval"] = st.approval
+	}
+	ss.srv.Audit.Enqueue(ev)
+}
