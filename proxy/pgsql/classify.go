@@ -247,3 +247,20 @@ func kindOf(m proto.Message) string {
 	}
 	return b.String()
 }
+
+// PreparedName returns the statement name of a single SQL-level PREPARE or EXECUTE
+// statement, with which of the two it is. Front ends use it to decide EXECUTE name (and a
+// protocol Bind to that name) on what was prepared.
+func PreparedName(sql string) (name string, prepare bool, ok bool) {
+	tree, err := pg.Parse(sql)
+	if err != nil || len(tree.Stmts) != 1 {
+		return "", false, false
+	}
+	switch n := nodeMessage(tree.Stmts[0].GetStmt()).(type) {
+	case *pg.PrepareStmt:
+		return n.Name, true, true
+	case *pg.ExecuteStmt:
+		return n.Name, false, true
+	}
+	return "", false, false
+}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy/pgsql"
 )
 
 // clientLoop reads client messages, decides statements and forwards what may run. It
@@ -84,9 +86,26 @@ func (ss *session) query(body []byte) error {
 		return nil
 	}
 	act := ss.srv.cache.classify(q.String)
+	// SQL-level PREPARE and EXECUTE: remember what was prepared, and decide EXECUTE (and
+	// any protocol Bind to that name) on it.
+	prepareName := ""
+	if strings.HasPrefix(act.Kind, "PREPARE ") || act.Kind == "EXECUTE" {
+		if name, prepare, ok := pgsql.PreparedName(q.String); ok {
+			if prepare {
+				prepareName = name
+			} else if p := ss.stmts[name]; p != nil {
+				cp := *p.act
+				cp.Statement, cp.Kind = q.String, "EXECUTE "+strings.TrimPrefix(p.act.Kind, "PREPARE ")
+				act = &cp
+			}
+		}
+	}
 	st, ok := ss.authorize(act, nil, nil, true)
 	if !ok {
 		return nil
+	}
+	if prepareName != "" {
+		ss.stmts[prepareName] = &prepared{act: act}
 	}
 	ss.expect('Q', st)
 	return ss.forward('Q', body)

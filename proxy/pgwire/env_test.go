@@ -1,0 +1,249 @@
+package pgwire_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/internal/devserver"
+	"github.com/portcullis/portcullis/internal/testenv"
+	"github.com/portcullis/portcullis/proxy/identity"
+	"github.com/portcullis/portcullis/proxy/pgwire"
+	"github.com/portcullis/portcullis/web"
+)
+
+const upstreamPassword = "upstream-secret-pw"
+
+// testConfig is the configuration of the tests: alice (engineering) writes, bob and erin
+// (sre) and carol (security) approve.
+const testConfig = `version: 1
+server:
+  public_url: http://portcullis.test
+identity:
+  static_tokens:
+    - {subject: alice, groups: [engineering], token_sha256: %s}
+    - {subject: bob, groups: [sre], token_sha256: %s}
+    - {subject: carol, groups: [security], token_sha256: %s}
+    - {subject: erin, groups: [sre], token_sha256: %s}
+teams:
+  - {name: engineering, groups: [engineering]}
+  - {name: sre, groups: [sre]}
+  - {name: security, groups: [security]}
+resources:
+  - name: orders
+    kind: postgres
+    upstream: %s
+    labels: {env: production}
+    credentials: {static: {username: portcullis, password: %s}}
+  - name: bench
+    kind: postgres
+    upstream: %s
+    database: orders
+    labels: {env: staging}
+    credentials: {static: {username: portcullis, password: %s}}
+  - name: down
+    kind: postgres
+    upstream: 127.0.0.1:%d
+    credentials: {static: {username: portcullis, password: x}}
+policies:
+  - name: orders-read
+    match: {resources: {names: [orders]}, actions: [read]}
+    effect: allow
+  - name: orders-write
+    description: writes need SRE
+    match: {resources: {names: [orders]}, actions: [write, delete]}
+    effect: require_approval
+    quorum: {required_teams: [sre], timeout: 30s}
+  - name: orders-ddl
+    description: no DDL on orders
+    match: {resources: {names: [orders]}, actions: [ddl]}
+    effect: deny
+  - name: quick-timeout
+    match: {resources: {names: [orders]}, actions: [write]}
+    when: "'timeouts' in action.tables"
+    effect: require_approval
+    quorum: {required_teams: [sre], timeout: 1s}
+  - name: two-approvers
+    match: {resources: {names: [orders]}, actions: [write]}
+    when: "'pairs' in action.tables"
+    effect: require_approval
+    quorum: {min_approvals: 2, approvers: {teams: [sre, security]}}
+  - name: big-deletes
+    description: deletes of more than 1000 rows are never allowed here
+    match: {resources: {names: [orders]}, actions: [delete]}
+    when: action.estimated_rows > 1000
+    effect: deny
+  - name: bench-all
+    match: {resources: {names: [bench]}}
+    effect: allow
+`
+
+type env struct {
+	pg        *devserver.Postgres
+	cfg       *configs.Config
+	srv       *pgwire.Server
+	addr      string
+	api       *httptest.Server
+	approvals *elevation.Approvals
+	auditDir  string
+	log       *audit.Log
+}
+
+func token(name string) string { return name + "-token" }
+
+func sha(s string) string {
+	return fmt.Sprintf("%x", sha256Sum([]byte(s)))
+}
+
+// newEnv starts PostgreSQL with the orders database, and Portcullis's PostgreSQL front
+// end and API in front of it.
+func newEnv(t *testing.T, opts ...func(*pgwire.Server)) *env {
+	t.Helper()
+	e := &env{pg: testenv.Postgres(t)}
+	seed(t, e.pg)
+	closed, _ := devserver.FreePort()
+	yaml := fmt.Sprintf(testConfig, sha(token("alice")), sha(token("bob")), sha(token("carol")), sha(token("erin")),
+		e.pg.Addr(), upstreamPassword, e.pg.Addr(), upstreamPassword, closed)
+	cfg, err := configs.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cfg = cfg
+	e.auditDir = t.TempDir()
+	if e.log, err = audit.Open(audit.Options{Dir: e.auditDir}); err != nil {
+		t.Fatal(err)
+	}
+	store, err := elevation.OpenFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.approvals = elevation.NewApprovals(store, nil)
+	auth, err := identity.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	e.srv = &pgwire.Server{Config: cfg, Auth: auth, Broker: elevation.NewStaticBroker(cfg), Approvals: e.approvals, Audit: e.log, Log: logger}
+	for _, o := range opts {
+		o(e.srv)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.addr = ln.Addr().String()
+	go e.srv.Serve(ln)
+	e.api = httptest.NewServer((&web.Server{Config: cfg, Auth: auth, Approvals: e.approvals, Log: logger}).Handler())
+	t.Cleanup(func() {
+		e.api.Close()
+		e.srv.Close()
+		e.log.Close()
+		if _, err := audit.Verify(e.auditDir); err != nil {
+			t.Errorf("audit log after the test: %v", err)
+		}
+	})
+	return e
+}
+
+func seed(t *testing.T, p *devserver.Postgres) {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, p.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	for _, q := range []string{"CREATE ROLE portcullis LOGIN PASSWORD '" + upstreamPassword + "'", "CREATE DATABASE orders OWNER portcullis"} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := pgx.Connect(ctx, fmt.Sprintf("postgres://portcullis:%s@%s/orders?sslmode=disable", upstreamPassword, p.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	if _, err := db.Exec(ctx, `CREATE TABLE orders (id int PRIMARY KEY, status text NOT NULL);
+		INSERT INTO orders SELECT g, 'new' FROM generate_series(1, 5000) g;
+		CREATE TABLE timeouts (id int); CREATE TABLE pairs (id int); ANALYZE orders`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// connect opens a pgx connection to the proxy as user.
+func (e *env) connect(t *testing.T, user string, params ...string) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), e.dsn(user, "orders", params...))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+func (e *env) dsn(user, db string, params ...string) string {
+	q := append([]string{"sslmode=disable"}, params...)
+	return fmt.Sprintf("postgres://%s:%s@%s/%s?%s", user, token(user), e.addr, db, strings.Join(q, "&"))
+}
+
+// upstream opens a direct connection to the orders database, to check what happened.
+func (e *env) upstream(t *testing.T) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), fmt.Sprintf("postgres://portcullis:%s@%s/orders?sslmode=disable", upstreamPassword, e.pg.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+func (e *env) count(t *testing.T, where string) int {
+	t.Helper()
+	var n int
+	if err := e.upstream(t).QueryRow(context.Background(), "SELECT count(*) FROM orders WHERE "+where).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// pending waits for the one pending approval request and returns it.
+func (e *env) pending(t *testing.T) *elevation.Request {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		all, err := e.approvals.List(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range all {
+			if r.Pending() {
+				return r
+			}
+		}
+	}
+	t.Fatal("no approval request appeared")
+	return nil
+}
+
+// call makes an API request as user and returns the status.
+func (e *env) call(t *testing.T, user, method, path, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, e.api.URL+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token(user))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
