@@ -58,11 +58,11 @@ type Log struct {
 	reqs chan *appendReq
 
 	// Owned by the writer goroutine.
-	segNum  int
-	segSize int64
-	seq     uint64
+	segNum   int
+	segSize  int64
+	seq      uint64
 	prevHash string
-	buf     []byte
+	buf      []byte
 
 	fileMu sync.Mutex // guards seg against rotation while the syncer syncs it
 	seg    File
