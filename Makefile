@@ -11,9 +11,10 @@ VAULT_DIR     := $(CACHE_DIR)/vault-$(VAULT_VERSION)
 VAULT         := $(VAULT_DIR)/vault
 VAULT_PLUGIN  := $(VAULT_DIR)/plugins/postgresql-database-plugin
 TEST_FLAGS    ?= -race -count=1 -timeout 15m
+FUZZTIME      ?= 60s
 APT_PACKAGES  := postgresql redis-server
 
-.PHONY: all build demo test bench tools servers vault check fmt vet clean
+.PHONY: all build demo test fuzz-smoke bench tools servers vault check fmt vet clean
 
 all: build
 
@@ -32,6 +33,16 @@ test: tools build
 	$(BIN) policy check --config configs/example.yaml
 	$(BIN) policy test configs/policies/tests
 	$(GO) test $(TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory fuzz-smoke
+
+## fuzz-smoke: each network-facing fuzz target for FUZZTIME (60s), the others briefly.
+fuzz-smoke:
+	$(GO) test -run '^$$' -fuzz '^FuzzStartup$$' -fuzztime $(FUZZTIME) ./proxy/pgwire
+	$(GO) test -run '^$$' -fuzz '^FuzzMessages$$' -fuzztime $(FUZZTIME) ./proxy/pgwire
+	$(GO) test -run '^$$' -fuzz '^FuzzShapeKey$$' -fuzztime $(FUZZTIME) ./proxy/pgwire
+	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime 10s ./proxy/pgsql
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 10s ./configs
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeLine$$' -fuzztime 10s ./audit
 
 ## bench: policy evaluation, audit append (with fsync) and SQL classification.
 bench:

@@ -323,3 +323,14 @@ func BenchmarkAppend(b *testing.B) {
 		})
 	}
 }
+
+func TestEmptyLogVerifies(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, Options{})
+	l.Close()
+	mustVerify(t, dir, 0)
+	l = openLog(t, dir, Options{})
+	appendN(t, l, 1, "x")
+	l.Close()
+	mustVerify(t, dir, 1)
+}

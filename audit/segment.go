@@ -62,8 +62,12 @@ func readHead(dir string) (*head, error) {
 	if err != nil {
 		return nil, err
 	}
+	b = bytes.TrimRight(b, " \n")
+	if len(b) == 0 {
+		return nil, nil // created, nothing committed yet
+	}
 	h := &head{}
-	if err := json.Unmarshal(bytes.TrimRight(b, " \n"), h); err != nil {
+	if err := json.Unmarshal(b, h); err != nil {
 		return nil, fmt.Errorf("malformed %s record: %w", headFile, err)
 	}
 	return h, nil

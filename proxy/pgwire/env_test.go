@@ -52,6 +52,12 @@ resources:
     database: orders
     labels: {env: staging}
     credentials: {static: {username: portcullis, password: %s}}
+  - name: fuzz
+    kind: postgres
+    upstream: %s
+    database: orders
+    labels: {env: production}
+    credentials: {static: {username: portcullis, password: %s}}
   - name: down
     kind: postgres
     upstream: 127.0.0.1:%d
@@ -84,6 +90,9 @@ policies:
     match: {resources: {names: [orders]}, actions: [delete]}
     when: action.estimated_rows > 1000
     effect: deny
+  - name: fuzz-read
+    match: {resources: {names: [fuzz]}, actions: [read]}
+    effect: allow
   - name: bench-all
     match: {resources: {names: [bench]}}
     effect: allow
@@ -108,13 +117,13 @@ func sha(s string) string {
 
 // newEnv starts PostgreSQL with the orders database, and Portcullis's PostgreSQL front
 // end and API in front of it.
-func newEnv(t *testing.T, opts ...func(*pgwire.Server)) *env {
+func newEnv(t testing.TB, opts ...func(*pgwire.Server)) *env {
 	t.Helper()
 	e := &env{pg: testenv.Postgres(t)}
 	seed(t, e.pg)
 	closed, _ := devserver.FreePort()
 	yaml := fmt.Sprintf(testConfig, sha(token("alice")), sha(token("bob")), sha(token("carol")), sha(token("erin")),
-		e.pg.Addr(), upstreamPassword, e.pg.Addr(), upstreamPassword, closed)
+		e.pg.Addr(), upstreamPassword, e.pg.Addr(), upstreamPassword, e.pg.Addr(), upstreamPassword, closed)
 	cfg, err := configs.Parse("test.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +165,7 @@ func newEnv(t *testing.T, opts ...func(*pgwire.Server)) *env {
 	return e
 }
 
-func seed(t *testing.T, p *devserver.Postgres) {
+func seed(t testing.TB, p *devserver.Postgres) {
 	t.Helper()
 	ctx := context.Background()
 	admin, err := pgx.Connect(ctx, p.DSN("postgres"))
@@ -164,7 +173,8 @@ func seed(t *testing.T, p *devserver.Postgres) {
 		t.Fatal(err)
 	}
 	defer admin.Close(ctx)
-	for _, q := range []string{"CREATE ROLE portcullis LOGIN PASSWORD '" + upstreamPassword + "'", "CREATE DATABASE orders OWNER portcullis"} {
+	for _, q := range []string{"CREATE ROLE portcullis LOGIN PASSWORD '" + upstreamPassword + "'", "CREATE DATABASE orders OWNER portcullis",
+		"ALTER ROLE portcullis SET statement_timeout = '5s'"} {
 		if _, err := admin.Exec(ctx, q); err != nil {
 			t.Fatal(err)
 		}
