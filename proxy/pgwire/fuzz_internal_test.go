@@ -98,4 +98,3 @@ func FuzzShapeKey(f *testing.F) {
 		}
 	})
 }
-
