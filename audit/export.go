@@ -15,6 +15,7 @@ type Filter struct {
 	Actor        string
 	Resource     string
 	Type         string
+	Session      string
 }
 
 // Match reports whether ev passes the filter. Actor matches the event's actor or subject.
@@ -25,10 +26,35 @@ func (f *Filter) Match(ev *Event) bool {
 	case f.Actor != "" && ev.Actor != f.Actor && ev.Subject != f.Actor:
 	case f.Resource != "" && ev.Resource != f.Resource:
 	case f.Type != "" && ev.Type != f.Type:
+	case f.Session != "" && ev.Session != f.Session:
 	default:
 		return true
 	}
 	return false
+}
+
+// Scan calls fn with every event in dir that passes f, in order, stopping at fn's first
+// error or an event that fails its own hash check.
+func Scan(dir string, f Filter, fn func(*Event) error) error {
+	segs, err := segments(dir)
+	if err != nil {
+		return err
+	}
+	for _, s := range segs {
+		err := readSegment(filepath.Join(dir, segmentName(s)), func(line int, ev *Event, err error) error {
+			if err != nil {
+				return &ChainError{Segment: segmentName(s), Line: line, Reason: err.Error()}
+			}
+			if f.Match(ev) {
+				return fn(ev)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Export writes every event in dir that passes f to w as JSON lines, exactly as stored

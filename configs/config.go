@@ -173,6 +173,9 @@ type Audit struct {
 	SegmentMaxBytes int64 `yaml:"segment_max_bytes"`
 	// NoSync turns off fsync; only for throwaway demos.
 	NoSync bool `yaml:"no_sync"`
+	// Readers may read every session recording through the API; everyone may read
+	// their own.
+	Readers policy.Principals `yaml:"readers"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("15m", "1h30m").

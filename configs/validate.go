@@ -210,6 +210,11 @@ func (c *Config) validate(o origin, errs *Error) {
 	if c.Vault.AppRole != nil && c.Vault.Token != "" {
 		errs.add(o.file, o.line("vault"), "vault: give token or approle, not both")
 	}
+	for i, t := range c.Audit.Readers.Teams {
+		if !slices.Contains(teams, t) {
+			errs.add(o.file, o.line("audit", "readers", "teams", i), "audit.readers.teams: unknown team %q", t)
+		}
+	}
 	if c.Audit.SegmentMaxBytes < 4096 {
 		errs.add(o.file, o.line("audit", "segment_max_bytes"), "audit.segment_max_bytes: want at least 4096")
 	}

@@ -44,6 +44,8 @@ func (s *Server) Handler() http.Handler {
 	api := r.PathPrefix("/api/v1").Subrouter()
 	api.Handle("/whoami", s.authed(s.whoami)).Methods(http.MethodGet)
 	api.Handle("/decisions", s.authed(s.decide)).Methods(http.MethodPost)
+	api.Handle("/sessions", s.authed(s.sessions)).Methods(http.MethodGet)
+	api.Handle("/sessions/{id}/recording", s.authed(s.recording)).Methods(http.MethodGet)
 	if s.Approvals != nil {
 		approvals := api.NewRoute().Subrouter()
 		approvals.Use(func(next http.Handler) http.Handler {

@@ -2,6 +2,7 @@ package pgwire_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -30,6 +31,8 @@ const upstreamPassword = "upstream-secret-pw"
 const testConfig = `version: 1
 server:
   public_url: http://portcullis.test
+audit:
+  readers: {teams: [security]}
 identity:
   static_tokens:
     - {subject: alice, groups: [engineering], token_sha256: %s}
@@ -130,6 +133,7 @@ func newEnv(t testing.TB, opts ...func(*pgwire.Server)) *env {
 	}
 	e.cfg = cfg
 	e.auditDir = t.TempDir()
+	cfg.Audit.Dir = e.auditDir
 	if e.log, err = audit.Open(audit.Options{Dir: e.auditDir}); err != nil {
 		t.Fatal(err)
 	}
@@ -248,12 +252,21 @@ func (e *env) pending(t *testing.T) *elevation.Request {
 // call makes an API request as user and returns the status.
 func (e *env) call(t *testing.T, user, method, path, body string) int {
 	t.Helper()
+	code, _ := e.get(t, user, method, path, body)
+	return code
+}
+
+// get makes an API request as user and returns the status and the decoded body.
+func (e *env) get(t *testing.T, user, method, path, body string) (int, map[string]any) {
+	t.Helper()
 	req, _ := http.NewRequest(method, e.api.URL+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token(user))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
 }

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy/identity"
+	"github.com/portcullis/portcullis/web"
+)
+
+func TestApprovalCommands(t *testing.T) {
+	cfg, err := configs.Load("../../configs/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, _ := elevation.OpenFileStore(t.TempDir())
+	approvals := elevation.NewApprovals(store, nil)
+	auth, _ := identity.New(cfg)
+	srv := httptest.NewServer((&web.Server{Config: cfg, Auth: auth, Approvals: approvals, Log: slog.New(slog.DiscardHandler)}).Handler())
+	defer srv.Close()
+
+	alice, _ := cfg.StaticSubject("alice")
+	q := &policy.Quorum{MinApprovals: 1, RequiredTeams: []string{"sre"}, Approvers: policy.Principals{Teams: []string{"sre"}}, Timeout: policy.DefaultApprovalTimeout}
+	mk := func(stmt string) string {
+		r, err := approvals.Create(context.Background(), alice, "s1", elevation.Artifact{Resource: "orders", Statement: stmt, Class: "write", Quorum: q})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.ID
+	}
+	first, second := mk("UPDATE orders SET status = 'paid' WHERE id = 2"), mk("DELETE FROM orders WHERE id = 3")
+
+	code, out := runCLI(t, "approvals", "list", "--server", srv.URL, "--token", "bob-demo-token")
+	if code != 0 || !strings.Contains(out, first) || !strings.Contains(out, "can approve") || !strings.Contains(out, "team sre 0/1") {
+		t.Fatalf("approvals list: %d\n%s", code, out)
+	}
+	if code, out := runCLI(t, "approve", first, "--server", srv.URL, "--token", "alice-demo-token"); code == 0 || !strings.Contains(out, "HTTP 403") {
+		t.Errorf("self-approval through the CLI: %d %s", code, out)
+	}
+	if code, out := runCLI(t, "approve", first, "-m", "ok", "--server", srv.URL, "--token", "bob-demo-token"); code != 0 || !strings.Contains(out, first+": approved") {
+		t.Errorf("approve: %d %s", code, out)
+	}
+	t.Setenv("PORTCULLIS_TOKEN", "bob-demo-token")
+	t.Setenv("PORTCULLIS_URL", srv.URL)
+	if code, out := runCLI(t, "deny", second, "-m", "no"); code != 0 || !strings.Contains(out, second+": denied") {
+		t.Errorf("deny: %d %s", code, out)
+	}
+	if code, out := runCLI(t, "deny", second); code == 0 || !strings.Contains(out, "HTTP 409") {
+		t.Errorf("deny again: %d %s", code, out)
+	}
+}

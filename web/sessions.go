@@ -1,0 +1,99 @@
+package web
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/portcullis/portcullis/audit"
+)
+
+// sessionView summarizes one proxied session, from the audit log.
+type sessionView struct {
+	ID         string    `json:"id"`
+	User       string    `json:"user"`
+	Resource   string    `json:"resource"`
+	ClientAddr any       `json:"client_addr,omitempty"`
+	Started    time.Time `json:"started"`
+	Ended      time.Time `json:"ended,omitzero"`
+	Result     string    `json:"result,omitempty"`
+	Statements int       `json:"statements"`
+}
+
+// canReadAll reports whether the caller may read every session, not only their own.
+func (s *Server) canReadAll(r *http.Request) bool {
+	p := s.Config.Audit.Readers
+	return len(p.Users)+len(p.Groups)+len(p.Teams)+len(p.Roles) > 0 && p.Matches(&caller(r).Subject)
+}
+
+// sessions lists the sessions the caller may read, newest first.
+func (s *Server) sessions(w http.ResponseWriter, r *http.Request) error {
+	all, me := s.canReadAll(r), caller(r).User
+	byID := map[string]*sessionView{}
+	var order []string
+	err := audit.Scan(s.Config.Audit.Dir, audit.Filter{}, func(ev *audit.Event) error {
+		if ev.Session == "" || (!all && ev.Actor != me) {
+			return nil
+		}
+		v := byID[ev.Session]
+		switch {
+		case ev.Type == "pg.session.start" && ev.Result == "ok":
+			v = &sessionView{ID: ev.Session, User: ev.Actor, Resource: ev.Resource, ClientAddr: ev.Details["client_addr"], Started: ev.Time}
+			byID[ev.Session] = v
+			order = append(order, ev.Session)
+		case v == nil:
+		case ev.Type == "pg.statement":
+			v.Statements++
+		case ev.Type == "pg.session.end":
+			v.Ended, v.Result = ev.Time, ev.Result
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	out := make([]*sessionView, 0, len(order))
+	for i := len(order) - 1; i >= 0; i-- {
+		out = append(out, byID[order[i]])
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
+}
+
+// recordingEntry is one step of a session's recording.
+type recordingEntry struct {
+	At        time.Time      `json:"at"`
+	OffsetMS  int64          `json:"offset_ms"`
+	Type      string         `json:"type"`
+	Statement string         `json:"statement,omitempty"`
+	Decision  string         `json:"decision,omitempty"`
+	Rules     []string       `json:"rules,omitempty"`
+	Result    string         `json:"result,omitempty"`
+	Reason    string         `json:"reason,omitempty"`
+	Details   map[string]any `json:"details,omitempty"`
+	Seq       uint64         `json:"seq"`
+}
+
+// recording returns a session's statements, decisions and outcomes in order, with timing.
+func (s *Server) recording(w http.ResponseWriter, r *http.Request) error {
+	id := mux.Vars(r)["id"]
+	all, me := s.canReadAll(r), caller(r).User
+	var entries []recordingEntry
+	var start time.Time
+	owner := ""
+	err := audit.Scan(s.Config.Audit.Dir, audit.Filter{Session: id}, func(ev *audit.Event) error {
+		if start.IsZero() {
+			start, owner = ev.Time, ev.Actor
+		}
+		entries = append(entries, recordingEntry{At: ev.Time, OffsetMS: ev.Time.Sub(start).Milliseconds(), Type: ev.Type, Statement: ev.Action,
+			Decision: ev.Decision, Rules: ev.Rules, Result: ev.Result, Reason: ev.Reason, Details: ev.Details, Seq: ev.Seq})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(entries) == 0 || (!all && owner != me) {
+		return errStatus(http.StatusNotFound, "no such session")
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"session": id, "user": owner, "recording": entries})
+}
