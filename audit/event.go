@@ -47,13 +47,14 @@ type Event struct {
 // It sets e.Hash.
 func (e *Event) encode(dst []byte) ([]byte, error) {
 	e.Hash = ""
-	body, err := json.Marshal(e)
+	start := len(dst)
+	dst, err := appendEvent(dst, e)
 	if err != nil {
-		return dst, fmt.Errorf("could not encode audit event: %w", err)
+		return dst[:start], fmt.Errorf("could not encode audit event: %w", err)
 	}
-	sum := sha256.Sum256(body)
+	sum := sha256.Sum256(dst[start:])
 	e.Hash = hex.EncodeToString(sum[:])
-	dst = append(dst, body[:len(body)-1]...)
+	dst = dst[:len(dst)-1] // the closing brace; the hash goes before it
 	dst = append(dst, `,"hash":"`...)
 	dst = append(dst, e.Hash...)
 	return append(dst, "\"}\n"...), nil

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -79,9 +80,14 @@ type Log struct {
 	failed error
 	sinks  []*sinkRunner
 
+	idPrefix string // random per Open; event ids are the prefix and the sequence number
+
 	loopDone chan struct{}
 	syncDone chan struct{}
 }
+
+// lazySyncInterval bounds how long events nobody waits on stay unsynced.
+const lazySyncInterval = 100 * time.Millisecond
 
 // Open opens the log in opts.Dir, creating it if needed, and continues the chain from its
 // last event.
@@ -115,7 +121,7 @@ func Open(opts Options) (*Log, error) {
 		return nil, fmt.Errorf("could not recover the audit log: %w", err)
 	}
 	l := &Log{opts: opts, reqs: make(chan *appendReq, 4096), prevHash: GenesisHash, loopDone: make(chan struct{}),
-		syncDone: make(chan struct{}), syncWake: make(chan struct{}, 1)}
+		syncDone: make(chan struct{}), syncWake: make(chan struct{}, 1), idPrefix: "ev_" + rand.Text()[:10] + "_"}
 	if last != nil {
 		l.seq, l.prevHash = last.Seq, last.Hash
 	}
@@ -286,7 +292,7 @@ func (l *Log) write(batch []*appendReq) error {
 		seq++
 		ev.Seq, ev.PrevHash = seq, prev
 		if ev.ID == "" {
-			ev.ID = "ev_" + rand.Text()
+			ev.ID = l.idPrefix + strconv.FormatUint(seq, 10)
 		}
 		if ev.Time.IsZero() {
 			ev.Time = now
@@ -325,24 +331,39 @@ func (l *Log) write(batch []*appendReq) error {
 	return nil
 }
 
-// syncLoop fsyncs what the commit loop wrote, as often as it can, and acknowledges the
-// appends waiting for durability; one fsync covers every batch written before it began.
+// syncLoop fsyncs what the commit loop wrote and acknowledges the appends waiting for
+// durability; one fsync covers every batch written before it began. While someone waits
+// it syncs as often as it can; events nobody waits on are synced within lazySyncInterval.
 func (l *Log) syncLoop() {
 	defer close(l.syncDone)
-	for range l.syncWake {
-		l.syncOnce()
+	var synced uint64
+	lazy := time.NewTimer(lazySyncInterval)
+	defer lazy.Stop()
+	for {
+		select {
+		case _, ok := <-l.syncWake:
+			if !ok {
+				l.syncOnce(&synced, true) // whatever the last batches left
+				return
+			}
+			l.syncOnce(&synced, false)
+		case <-lazy.C:
+			l.syncOnce(&synced, true)
+			lazy.Reset(lazySyncInterval)
+		}
 	}
-	l.syncOnce() // whatever the last batches left
 }
 
-func (l *Log) syncOnce() {
+// syncOnce syncs if appends wait for it, or if force and anything is unsynced.
+func (l *Log) syncOnce(synced *uint64, force bool) {
 	l.syncMu.Lock()
 	upTo, hash, waiting := l.writtenSeq, l.writtenHash, l.durable
-	l.durable = nil
-	l.syncMu.Unlock()
-	if upTo == 0 && len(waiting) == 0 {
+	if len(waiting) == 0 && (!force || upTo == *synced) {
+		l.syncMu.Unlock()
 		return
 	}
+	l.durable = nil
+	l.syncMu.Unlock()
 	var err error
 	if err = l.failedErr(); err == nil {
 		l.fileMu.Lock()
@@ -357,6 +378,9 @@ func (l *Log) syncOnce() {
 		if _, werr := l.headF.WriteAt(encodeHead(head{Seq: upTo, Hash: hash}), 0); werr != nil {
 			err = l.fail(fmt.Errorf("could not update the audit head record: %w", werr))
 		}
+	}
+	if err == nil {
+		*synced = upTo
 	}
 	for _, r := range waiting {
 		r.done <- err

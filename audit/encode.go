@@ -1,0 +1,156 @@
+package audit
+
+import (
+	"encoding/json"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// appendEvent appends the JSON of e without its hash: the same bytes encoding/json gives
+// for Event with Hash empty, without reflection (the audit log is on every statement's
+// path). Details values of other types than the common ones go through encoding/json.
+func appendEvent(b []byte, e *Event) ([]byte, error) {
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, e.Seq, 10)
+	b = append(b, `,"id":`...)
+	b = appendString(b, e.ID)
+	b = append(b, `,"time":"`...)
+	b = e.Time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","type":`...)
+	b = appendString(b, e.Type)
+	for _, f := range [...]struct{ name, v string }{
+		{`,"actor":`, e.Actor}, {`,"subject":`, e.Subject}, {`,"resource":`, e.Resource},
+		{`,"action":`, e.Action}, {`,"decision":`, e.Decision},
+	} {
+		if f.v != "" {
+			b = append(b, f.name...)
+			b = appendString(b, f.v)
+		}
+	}
+	if len(e.Rules) > 0 {
+		b = append(b, `,"rules":`...)
+		b = appendStrings(b, e.Rules)
+	}
+	for _, f := range [...]struct{ name, v string }{
+		{`,"policy_hash":`, e.PolicyHash}, {`,"reason":`, e.Reason}, {`,"result":`, e.Result}, {`,"session":`, e.Session},
+	} {
+		if f.v != "" {
+			b = append(b, f.name...)
+			b = appendString(b, f.v)
+		}
+	}
+	if len(e.Details) > 0 {
+		b = append(b, `,"details":{`...)
+		keys := make([]string, 0, len(e.Details))
+		for k := range e.Details {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			var err error
+			if b, err = appendValue(b, e.Details[k]); err != nil {
+				return b, err
+			}
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `,"prev_hash":`...)
+	b = appendString(b, e.PrevHash)
+	return append(b, '}'), nil
+}
+
+func appendValue(b []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case string:
+		return appendString(b, v), nil
+	case []string:
+		return appendStrings(b, v), nil
+	case int:
+		return strconv.AppendInt(b, int64(v), 10), nil
+	case int64:
+		return strconv.AppendInt(b, v, 10), nil
+	case bool:
+		return strconv.AppendBool(b, v), nil
+	case nil:
+		return append(b, "null"...), nil
+	}
+	j, err := json.Marshal(v)
+	return append(b, j...), err
+}
+
+func appendStrings(b []byte, s []string) []byte {
+	if s == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, v := range s {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, v)
+	}
+	return append(b, ']')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string, escaping as encoding/json does (HTML
+// characters included), with invalid UTF-8 replaced by U+FFFD.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

@@ -1,0 +1,283 @@
+//go:build benchpg
+
+package pgwire_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestBenchPG is `make bench-pg`: pgbench against the database directly, a bare relay,
+// PgBouncer (session pooling) and Portcullis (policy and audit on), interleaved, in one
+// run. It prints TPS and p50/p99 latency for each and Portcullis's ratios.
+func TestBenchPG(t *testing.T) {
+	seconds := 5
+	if s := os.Getenv("BENCH_SECONDS"); s != "" {
+		seconds, _ = strconv.Atoi(s)
+	}
+	rounds := 2
+	if s := os.Getenv("BENCH_ROUNDS"); s != "" {
+		rounds, _ = strconv.Atoi(s)
+	}
+	e := newEnv(t)
+	pgbench := findBin(t, "pgbench", "/usr/lib/postgresql/*/bin/pgbench")
+	host, pgPort, _ := net.SplitHostPort(e.pg.Addr())
+	_, pcPort, _ := net.SplitHostPort(e.addr)
+
+	type target struct {
+		name, port, user, password, db string
+	}
+	relayPort := startRelay(t, e.pg.Addr())
+	bouncerPort := startPgBouncer(t, e.pg.Addr())
+	targets := []target{
+		{"direct", pgPort, "portcullis", upstreamPassword, "orders"},
+		{"relay", relayPort, "portcullis", upstreamPassword, "orders"},
+		{"pgbouncer", bouncerPort, "portcullis", "", "orders"},
+		{"portcullis", pcPort, "alice", token("alice"), "bench"},
+	}
+	run := func(tg target, logDir string, args ...string) (string, error) {
+		cmd := exec.Command(pgbench, append([]string{"-h", host, "-p", tg.port, "-U", tg.user}, append(args, tg.db)...)...)
+		cmd.Env = append(os.Environ(), "PGPASSWORD="+tg.password, "PGSSLMODE=disable")
+		cmd.Dir = logDir
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run(targets[0], t.TempDir(), "-i", "-s", "10", "-q"); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	workloads := []struct {
+		name string
+		args []string
+	}{
+		{"select-only simple c=1", []string{"-S", "-M", "simple", "-c", "1", "-j", "1"}},
+		{"select-only simple c=4", []string{"-S", "-M", "simple", "-c", "4", "-j", "2"}},
+		{"select-only simple c=16", []string{"-S", "-M", "simple", "-c", "16", "-j", "2"}},
+		{"select-only prepared c=1", []string{"-S", "-M", "prepared", "-c", "1", "-j", "1"}},
+		{"select-only prepared c=4", []string{"-S", "-M", "prepared", "-c", "4", "-j", "2"}},
+		{"select-only prepared c=16", []string{"-S", "-M", "prepared", "-c", "16", "-j", "2"}},
+		{"tpcb-like c=1", []string{"-c", "1", "-j", "1"}},
+		{"tpcb-like c=8", []string{"-c", "8", "-j", "2"}},
+	}
+	type result struct {
+		tps       float64
+		latencies []float64 // ms
+		failed    int
+	}
+	results := map[string]map[string]*result{}
+	tpsRe := regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+	only := os.Getenv("BENCH_ONLY") // a substring of the workloads to run
+	workloads = slices.DeleteFunc(workloads, func(w struct {
+		name string
+		args []string
+	}) bool {
+		return !strings.Contains(w.name, only)
+	})
+	for round := range rounds {
+		for _, w := range workloads {
+			if results[w.name] == nil {
+				results[w.name] = map[string]*result{}
+			}
+			// Interleave the targets, in a different order each round.
+			order := slices.Clone(targets)
+			if round%2 == 1 {
+				slices.Reverse(order)
+			}
+			for _, tg := range order {
+				if only := os.Getenv("BENCH_TARGETS"); only != "" && !strings.Contains(only, tg.name) {
+					results[w.name][tg.name] = &result{tps: 1}
+					continue
+				}
+				dir := t.TempDir()
+				args := append(slices.Clone(w.args), "-T", strconv.Itoa(seconds), "--log", "--log-prefix=tx")
+				out, err := run(tg, dir, args...)
+				if err != nil {
+					t.Fatalf("%s on %s: %v\n%s", w.name, tg.name, err, out)
+				}
+				m := tpsRe.FindStringSubmatch(out)
+				if m == nil {
+					t.Fatalf("%s on %s: no tps in\n%s", w.name, tg.name, out)
+				}
+				r := results[w.name][tg.name]
+				if r == nil {
+					r = &result{}
+					results[w.name][tg.name] = r
+				}
+				tps, _ := strconv.ParseFloat(m[1], 64)
+				r.tps += tps / float64(rounds)
+				if !strings.Contains(out, "number of failed transactions: 0") {
+					r.failed++
+				}
+				r.latencies = append(r.latencies, readLatencies(t, dir)...)
+			}
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\npgbench, scale 10, %d s per run, %d interleaved rounds, 2 cores\n\n", seconds, rounds)
+	fmt.Fprintf(&b, "| workload | target | TPS | p50 ms | p99 ms | failed runs |\n|---|---|---:|---:|---:|---:|\n")
+	for _, w := range workloads {
+		for _, tg := range targets {
+			r := results[w.name][tg.name]
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %.3f | %.3f | %d |\n", w.name, tg.name, r.tps, pct(r.latencies, 50), pct(r.latencies, 99), r.failed)
+		}
+	}
+	fmt.Fprintf(&b, "\n| workload | Portcullis / direct | Portcullis / relay | Portcullis / PgBouncer |\n|---|---:|---:|---:|\n")
+	for _, w := range workloads {
+		r := results[w.name]
+		p := r["portcullis"].tps
+		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %.2f |\n", w.name, p/r["direct"].tps, p/r["relay"].tps, p/r["pgbouncer"].tps)
+	}
+	fmt.Print(b.String())
+	if out := os.Getenv("BENCH_OUT"); out != "" {
+		os.WriteFile(out, []byte(b.String()), 0o644)
+	}
+	for _, w := range workloads {
+		for _, tg := range targets {
+			if results[w.name][tg.name].failed > 0 {
+				t.Errorf("%s on %s had failed transactions", w.name, tg.name)
+			}
+		}
+	}
+}
+
+func findBin(t *testing.T, name, glob string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	m, _ := filepath.Glob(glob)
+	if len(m) == 0 {
+		t.Fatalf("%s not found (make bench-pg installs it)", name)
+	}
+	return m[len(m)-1]
+}
+
+// readLatencies reads pgbench's per-transaction logs (column 3 is the latency in µs).
+func readLatencies(t *testing.T, dir string) []float64 {
+	files, _ := filepath.Glob(filepath.Join(dir, "tx.*"))
+	var out []float64
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(fh)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) >= 3 {
+				if us, err := strconv.ParseFloat(fields[2], 64); err == nil {
+					out = append(out, us/1000)
+				}
+			}
+		}
+		fh.Close()
+	}
+	return out
+}
+
+func pct(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	return v[min(len(v)-1, int(float64(len(v))*p/100))]
+}
+
+// startRelay starts the physical floor for one extra hop: accept, dial, copy both ways.
+func startRelay(t *testing.T, upstream string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				u, err := net.Dial("tcp", upstream)
+				if err != nil {
+					c.Close()
+					return
+				}
+				go func() { io.Copy(u, c); u.Close() }()
+				io.Copy(c, u)
+				c.Close()
+			}()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+// startPgBouncer runs PgBouncer in session pooling mode in front of upstream.
+func startPgBouncer(t *testing.T, upstream string) string {
+	bin := findBin(t, "pgbouncer", "/usr/sbin/pgbouncer")
+	dir, err := os.MkdirTemp("", "portcullis-pgbouncer-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	host, pgPort, _ := net.SplitHostPort(upstream)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
+	ini := fmt.Sprintf(`[databases]
+orders = host=%s port=%s dbname=orders user=portcullis password=%s
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = %s
+unix_socket_dir =
+auth_type = trust
+auth_file = %s/userlist.txt
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 40
+logfile = %s/pgbouncer.log
+pidfile = %s/pgbouncer.pid
+`, host, pgPort, upstreamPassword, port, dir, dir, dir)
+	os.WriteFile(filepath.Join(dir, "pgbouncer.ini"), []byte(ini), 0o644)
+	os.WriteFile(filepath.Join(dir, "userlist.txt"), []byte(`"portcullis" ""`+"\n"), 0o644)
+	cmd := exec.Command(bin, filepath.Join(dir, "pgbouncer.ini"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if os.Geteuid() == 0 { // PgBouncer refuses to run as root
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		filepath.Walk(dir, func(p string, _ os.FileInfo, _ error) error { return os.Chown(p, uid, gid) })
+	}
+	out, _ := os.Create(filepath.Join(dir, "stdout"))
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
+			c.Close()
+			return port
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(dir, "pgbouncer.log"))
+			s, _ := os.ReadFile(filepath.Join(dir, "stdout"))
+			t.Fatalf("pgbouncer did not start:\n%s\n%s", b, s)
+		}
+	}
+}
