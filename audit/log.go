@@ -229,14 +229,39 @@ func (l *Log) append(ctx context.Context, ev *Event, mode int) error {
 
 const maxBatch = 1024
 
-// commitLoop writes queued events in batches, one write per batch, and hands the batches
-// to the sync loop.
+// heldMax bounds how long, and how much, events nobody waits on are held before they are
+// written: they ride along with the next write someone waits for.
+const (
+	heldMaxDelay = 10 * time.Millisecond
+	heldMaxBytes = 256 << 10
+)
+
+// commitLoop encodes queued events in order and writes them in batches, one write per
+// batch, then hands them to the sync loop.
 func (l *Log) commitLoop() {
 	defer close(l.loopDone)
 	defer close(l.syncWake)
 	batch := make([]*appendReq, 0, maxBatch)
-	events := make([]Event, 0, maxBatch)
-	for r := range l.reqs {
+	var held []*appendReq // encoded into l.buf, not yet written
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		var r *appendReq
+		var ok bool
+		if len(held) > 0 {
+			select {
+			case r, ok = <-l.reqs:
+			case <-timer.C:
+				held = l.flush(held)
+				continue
+			}
+		} else {
+			r, ok = <-l.reqs
+		}
+		if !ok {
+			l.flush(held)
+			return
+		}
 		batch = append(batch[:0], r)
 	drain:
 		for len(batch) < maxBatch {
@@ -250,49 +275,41 @@ func (l *Log) commitLoop() {
 				break drain
 			}
 		}
-		if err := l.write(batch); err != nil {
-			for _, r := range batch {
+		if err := l.encodeBatch(batch); err != nil {
+			for _, r := range append(held, batch...) {
 				r.done <- err
 			}
+			held = held[:0]
 			continue
 		}
-		events = events[:0]
-		l.syncMu.Lock()
-		l.writtenSeq, l.writtenHash = l.seq, l.prevHash
+		wasIdle := len(held) == 0
+		held = append(held, batch...)
+		waited := false
 		for _, r := range batch {
-			events = append(events, *r.ev)
-			switch r.mode {
-			case waitDurable:
-				l.durable = append(l.durable, r)
-			default:
-				r.done <- nil
-			}
+			waited = waited || r.mode != waitNone
 		}
-		l.syncMu.Unlock()
-		select {
-		case l.syncWake <- struct{}{}:
-		default:
+		switch {
+		case waited || len(l.buf) >= heldMaxBytes:
+			timer.Stop()
+			held = l.flush(held)
+		case wasIdle:
+			timer.Reset(heldMaxDelay)
 		}
-		l.toSinks(events)
 	}
 }
 
-// write encodes a batch and writes it to the segment in one call, rotating after it when
-// the segment is full. On failure the log is marked failed: what reached the disk is
-// unknown, so no later event may chain onto it.
-func (l *Log) write(batch []*appendReq) error {
+// encodeBatch chains and encodes a batch onto l.buf. On failure the log is marked failed.
+func (l *Log) encodeBatch(batch []*appendReq) error {
 	if err := l.failedErr(); err != nil {
 		return err
 	}
-	l.buf = l.buf[:0]
-	seq, prev := l.seq, l.prevHash
 	now := l.opts.Now().UTC()
 	for _, r := range batch {
 		ev := r.ev
-		seq++
-		ev.Seq, ev.PrevHash = seq, prev
+		l.seq++
+		ev.Seq, ev.PrevHash = l.seq, l.prevHash
 		if ev.ID == "" {
-			ev.ID = l.idPrefix + strconv.FormatUint(seq, 10)
+			ev.ID = l.idPrefix + strconv.FormatUint(l.seq, 10)
 		}
 		if ev.Time.IsZero() {
 			ev.Time = now
@@ -303,31 +320,75 @@ func (l *Log) write(batch []*appendReq) error {
 			return l.fail(err)
 		}
 		if len(l.buf)-start > maxLine {
-			return l.fail(fmt.Errorf("event %d is larger than %d bytes", seq, maxLine))
+			return l.fail(fmt.Errorf("event %d is larger than %d bytes", l.seq, maxLine))
 		}
-		prev = ev.Hash
+		l.prevHash = ev.Hash
 	}
-	if _, err := l.seg.Write(l.buf); err != nil {
-		return l.fail(fmt.Errorf("could not write audit segment: %w", err))
+	return nil
+}
+
+// flush writes the encoded events in one call, acknowledges those that wait only for the
+// write, queues the rest for the sync loop, and rotates the segment when it is full. It
+// returns held emptied.
+func (l *Log) flush(held []*appendReq) []*appendReq {
+	if len(held) == 0 {
+		return held
 	}
-	l.seq, l.prevHash = seq, prev
-	l.segSize += int64(len(l.buf))
-	if l.segSize >= l.opts.SegmentMaxBytes {
-		l.fileMu.Lock()
-		defer l.fileMu.Unlock()
-		if !l.opts.NoSync {
-			if err := l.seg.Sync(); err != nil {
-				return l.fail(fmt.Errorf("could not sync audit segment: %w", err))
-			}
+	err := l.failedErr()
+	if err == nil {
+		if _, werr := l.seg.Write(l.buf); werr != nil {
+			err = l.fail(fmt.Errorf("could not write audit segment: %w", werr))
 		}
-		if err := l.seg.Close(); err != nil {
-			return l.fail(fmt.Errorf("could not close audit segment: %w", err))
-		}
-		if err := l.openSegment(l.segNum + 1); err != nil {
-			return l.fail(err)
-		}
-		l.opts.Logger.Info("audit segment rotated", "segment", segmentName(l.segNum), "seq", seq)
 	}
+	if err == nil {
+		l.segSize += int64(len(l.buf))
+		if l.segSize >= l.opts.SegmentMaxBytes {
+			err = l.rotate()
+		}
+	}
+	l.buf = l.buf[:0]
+	if err != nil {
+		for _, r := range held {
+			r.done <- err
+		}
+		return held[:0]
+	}
+	events := make([]Event, 0, len(held))
+	l.syncMu.Lock()
+	l.writtenSeq, l.writtenHash = l.seq, l.prevHash
+	for _, r := range held {
+		events = append(events, *r.ev)
+		if r.mode == waitDurable {
+			l.durable = append(l.durable, r)
+		} else {
+			r.done <- nil
+		}
+	}
+	l.syncMu.Unlock()
+	select {
+	case l.syncWake <- struct{}{}:
+	default:
+	}
+	l.toSinks(events)
+	return held[:0]
+}
+
+// rotate syncs and closes the full segment and opens the next.
+func (l *Log) rotate() error {
+	l.fileMu.Lock()
+	defer l.fileMu.Unlock()
+	if !l.opts.NoSync {
+		if err := l.seg.Sync(); err != nil {
+			return l.fail(fmt.Errorf("could not sync audit segment: %w", err))
+		}
+	}
+	if err := l.seg.Close(); err != nil {
+		return l.fail(fmt.Errorf("could not close audit segment: %w", err))
+	}
+	if err := l.openSegment(l.segNum + 1); err != nil {
+		return l.fail(err)
+	}
+	l.opts.Logger.Info("audit segment rotated", "segment", segmentName(l.segNum), "seq", l.seq)
 	return nil
 }
 

@@ -23,7 +23,8 @@ func TestAuditAndRecording(t *testing.T) {
 	// Every statement is in the audit log, allowed and denied, with its decision.
 	var stmts, results []*audit.Event
 	var session string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	ended := false
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !ended; time.Sleep(50 * time.Millisecond) {
 		stmts, results = nil, nil
 		audit.Scan(e.auditDir, audit.Filter{Actor: "alice"}, func(ev *audit.Event) error {
 			switch ev.Type {
@@ -32,12 +33,11 @@ func TestAuditAndRecording(t *testing.T) {
 				session = ev.Session
 			case "pg.result":
 				results = append(results, ev)
+			case "pg.session.end":
+				ended = true
 			}
 			return nil
 		})
-		if len(stmts) == 2 && len(results) == 1 {
-			break
-		}
 	}
 	if len(stmts) != 2 || len(results) != 1 {
 		t.Fatalf("audit: %d statement events, %d results", len(stmts), len(results))
