@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -98,8 +99,8 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string) error {
 		return fmt.Errorf("could not seed the orders database: %w", err)
 	}
 
-	return serve(ctx, cfg, logger, func(addr string) {
-		printDemo(out, cfg, addr)
+	return serve(ctx, cfg, logger, func(a listening) {
+		printDemo(out, cfg, a)
 	})
 }
 
@@ -189,30 +190,37 @@ WHERE NOT EXISTS (SELECT 1 FROM orders);`)
 	return err
 }
 
-func printDemo(out io.Writer, cfg *configs.Config, addr string) {
+func printDemo(out io.Writer, cfg *configs.Config, a listening) {
+	pgHost, pgPort, _ := net.SplitHostPort(a.postgres)
 	fmt.Fprintf(out, `
 Portcullis demo is running (Ctrl-C stops everything).
 
   Console and API   http://%s
-  PostgreSQL proxy  not in this build yet (it will listen on %s)
+  PostgreSQL proxy  %s (database orders; password = your token)
   Audit log         %s  (portcullis audit verify --dir %s)
   Policy snapshot   %s
 
 Demo users (static tokens, demo only):
-`, addr, cfg.Server.PostgresListen, cfg.Audit.Dir, cfg.Audit.Dir, cfg.Engine.Snapshot())
+`, a.api, a.postgres, cfg.Audit.Dir, cfg.Audit.Dir, cfg.Engine.Snapshot())
 	for _, u := range demoUsers {
-		fmt.Fprintf(out, "  %-6s %-28s token %s-demo-token\n", u.name, "("+u.team+")", u.name)
+		fmt.Fprintf(out, "  %-6s %-28s PGPASSWORD=%s-demo-token psql -h %s -p %s -U %s orders\n", u.name, "("+u.team+")", u.name, pgHost, pgPort, u.name)
 	}
 	fmt.Fprintf(out, `
-Try:
-  curl -s -H 'Authorization: Bearer alice-demo-token' http://%[1]s/api/v1/whoami
-  curl -s -H 'Authorization: Bearer alice-demo-token' http://%[1]s/api/v1/decisions \
-       -d '{"resource": "orders", "sql": "UPDATE orders SET status = '\''paid'\'' WHERE id = 2"}'
-  bin/portcullis policy explain --config configs/demo.yaml --as alice --resource orders --sql 'ALTER TABLE orders ADD note text'
+Try, as alice:
+  SELECT * FROM orders;                                  -- allowed
+  UPDATE orders SET status = 'paid' WHERE id = 2;        -- waits for an SRE; as bob, in another shell:
+      PORTCULLIS_TOKEN=bob-demo-token bin/portcullis approvals list
+      PORTCULLIS_TOKEN=bob-demo-token bin/portcullis approve <id>
+  ALTER TABLE orders ADD COLUMN note text;               -- denied (break-glass only)
 
-Started: PostgreSQL (orders, 127.0.0.1:%[2]d), Portcullis API (%[1]s).
-Not started: Redis and Vault (nothing in this build uses them yet; the embedded store is the default).
-`, addr, pgPortFromEnv())
+API:
+  curl -s -H 'Authorization: Bearer alice-demo-token' http://%[1]s/api/v1/whoami
+  curl -s -H 'Authorization: Bearer bob-demo-token' http://%[1]s/api/v1/approvals
+  curl -s -H 'Authorization: Bearer carol-demo-token' http://%[1]s/api/v1/sessions
+
+Started: PostgreSQL (orders, 127.0.0.1:%[2]d), Portcullis (API %[1]s, PostgreSQL %[3]s).
+Not started: Redis and Vault (nothing in this build uses them yet; the embedded store holds approvals).
+`, a.api, pgPortFromEnv(), a.postgres)
 }
 
 func pgPortFromEnv() int {

@@ -40,8 +40,8 @@ func serveCmd() *cobra.Command {
 				fmt.Fprintln(cmd.ErrOrStderr(), "portcullis: refusing to start with an invalid configuration")
 				return exitError{1}
 			}
-			return serve(ctx, cfg, logger, func(addr string) {
-				logger.Info("portcullis serving", "listen", addr, "public_url", cfg.Server.PublicURL, "policy_snapshot", cfg.Engine.Snapshot())
+			return serve(ctx, cfg, logger, func(a listening) {
+				logger.Info("portcullis serving", "listen", a.api, "postgres_listen", a.postgres, "public_url", cfg.Server.PublicURL, "policy_snapshot", cfg.Engine.Snapshot())
 			})
 		},
 	}
@@ -50,9 +50,12 @@ func serveCmd() *cobra.Command {
 	return cmd
 }
 
-// serve runs the server for cfg until ctx ends. ready is called with the listen address
+// listening holds the addresses the server accepts connections on.
+type listening struct{ api, postgres string }
+
+// serve runs the server for cfg until ctx ends. ready is called with the listen addresses
 // once the server accepts connections.
-func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready func(addr string)) error {
+func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready func(listening)) error {
 	log, err := audit.Open(audit.Options{Dir: cfg.Audit.Dir, SegmentMaxBytes: cfg.Audit.SegmentMaxBytes, NoSync: cfg.Audit.NoSync, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("could not open the audit log: %w", err)
@@ -77,6 +80,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		return fmt.Errorf("could not listen on %s: %w", cfg.Server.Listen, err)
 	}
 	errc := make(chan error, 2)
+	addrs := listening{api: ln.Addr().String()}
 	var pg *pgwire.Server
 	if cfg.Server.PostgresListen != "" {
 		host, _, _ := net.SplitHostPort(cfg.Server.PostgresListen)
@@ -90,6 +94,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 			ln.Close()
 			return fmt.Errorf("could not listen on %s: %w", cfg.Server.PostgresListen, err)
 		}
+		addrs.postgres = pln.Addr().String()
 		pg = &pgwire.Server{Config: cfg, Auth: auth, Broker: elevation.NewStaticBroker(cfg), Approvals: approvals, Audit: log, Log: logger, TLS: tlsCfg}
 		go func() { errc <- pg.Serve(pln) }()
 		defer pg.Close()
@@ -106,7 +111,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 			errc <- srv.Serve(ln)
 		}
 	}()
-	ready(ln.Addr().String())
+	ready(addrs)
 	select {
 	case <-ctx.Done():
 	case err := <-errc:

@@ -238,3 +238,44 @@ func TestPgbench(t *testing.T) {
 		}
 	}
 }
+
+func TestCancelRunningStatementReachesUpstream(t *testing.T) {
+	e := newEnv(t)
+	c := e.connect(t, "alice")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	var n int64
+	err := c.QueryRow(ctx, "SELECT count(*) FROM generate_series(1, 2000000000)").Scan(&n)
+	if err == nil {
+		t.Fatal("the long query finished")
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("the cancel took %v to stop the query", d)
+	}
+	// The upstream backend stopped the query (57014), so the session is usable again.
+	c2 := e.connect(t, "alice")
+	if err := c2.QueryRow(context.Background(), "SELECT 1").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	var running int
+	e.upstream(t).QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%generate_series(1, 2000000000)%' AND state = 'active' AND pid <> pg_backend_pid()").Scan(&running)
+	if running != 0 {
+		t.Error("the cancelled query still runs upstream")
+	}
+}
+
+func TestGSSENCRequestDeclined(t *testing.T) {
+	e := newEnv(t)
+	conn, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30}) // GSSENCRequest
+	b := make([]byte, 1)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(conn, b); err != nil || b[0] != 'N' {
+		t.Fatalf("GSSENCRequest answered %q, %v; want N", b, err)
+	}
+}

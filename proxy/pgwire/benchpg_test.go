@@ -75,6 +75,7 @@ func TestBenchPG(t *testing.T) {
 		tps       float64
 		latencies []float64 // ms
 		failed    int
+		cpuUS     float64 // this process's CPU per transaction, µs (relay and Portcullis run here)
 	}
 	results := map[string]map[string]*result{}
 	tpsRe := regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
@@ -102,7 +103,9 @@ func TestBenchPG(t *testing.T) {
 				}
 				dir := t.TempDir()
 				args := append(slices.Clone(w.args), "-T", strconv.Itoa(seconds), "--log", "--log-prefix=tx")
+				cpu0 := processCPU()
 				out, err := run(tg, dir, args...)
+				cpu := processCPU() - cpu0
 				if err != nil {
 					t.Fatalf("%s on %s: %v\n%s", w.name, tg.name, err, out)
 				}
@@ -120,17 +123,25 @@ func TestBenchPG(t *testing.T) {
 				if !strings.Contains(out, "number of failed transactions: 0") {
 					r.failed++
 				}
-				r.latencies = append(r.latencies, readLatencies(t, dir)...)
+				lat := readLatencies(t, dir)
+				r.latencies = append(r.latencies, lat...)
+				if len(lat) > 0 {
+					r.cpuUS += cpu.Seconds() * 1e6 / float64(len(lat)) / float64(rounds)
+				}
 			}
 		}
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\npgbench, scale 10, %d s per run, %d interleaved rounds, 2 cores\n\n", seconds, rounds)
-	fmt.Fprintf(&b, "| workload | target | TPS | p50 ms | p99 ms | failed runs |\n|---|---|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| workload | target | TPS | p50 ms | p99 ms | proxy CPU µs/tx | failed runs |\n|---|---|---:|---:|---:|---:|---:|\n")
 	for _, w := range workloads {
 		for _, tg := range targets {
 			r := results[w.name][tg.name]
-			fmt.Fprintf(&b, "| %s | %s | %.0f | %.3f | %.3f | %d |\n", w.name, tg.name, r.tps, pct(r.latencies, 50), pct(r.latencies, 99), r.failed)
+			cpu := "-"
+			if tg.name == "relay" || tg.name == "portcullis" {
+				cpu = fmt.Sprintf("%.1f", r.cpuUS)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %.3f | %.3f | %s | %d |\n", w.name, tg.name, r.tps, pct(r.latencies, 50), pct(r.latencies, 99), cpu, r.failed)
 		}
 	}
 	fmt.Fprintf(&b, "\n| workload | Portcullis / direct | Portcullis / relay | Portcullis / PgBouncer |\n|---|---:|---:|---:|\n")
@@ -150,6 +161,13 @@ func TestBenchPG(t *testing.T) {
 			}
 		}
 	}
+}
+
+// processCPU returns the CPU time this process has used (user and system).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func findBin(t *testing.T, name, glob string) string {
