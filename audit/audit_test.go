@@ -2,8 +2,8 @@ package audit
 
 import (
 	"bytes"
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -367,4 +367,26 @@ func TestEncoderMatchesEncodingJSON(t *testing.T) {
 			t.Errorf("encoder differs:\n got %s\nwant %s", got, want)
 		}
 	}
+}
+
+func TestEnqueuedEventsAreWritten(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, Options{})
+	for range 3 {
+		l.Enqueue(&Event{Type: "pg.result"})
+	}
+	time.Sleep(5 * heldMaxDelay) // nobody waits: the timer writes them
+	if s, err := Verify(dir); err != nil || s.Events != 3 {
+		t.Fatalf("after the hold: %+v %v", s, err)
+	}
+	l.Enqueue(&Event{Type: "pg.result"})
+	if err := l.AppendWritten(context.Background(), &Event{Type: "pg.statement"}); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := Verify(dir); s.Events != 5 {
+		t.Errorf("a write took %d events along, want the held one too", s.Events-3)
+	}
+	l.Enqueue(&Event{Type: "pg.session.end"})
+	l.Close()
+	mustVerify(t, dir, 6)
 }

@@ -50,15 +50,28 @@ const (
 type appendReq struct {
 	ev   *Event
 	mode int
-	done chan error
+	done chan error // nil for waitNone
 }
 
 // Log is an open audit log. It is safe for concurrent use.
+//
+// Appends join a queue. The appending goroutine that finds nobody writing becomes the
+// writer: it encodes and writes everything queued, its own event and those that arrived
+// meanwhile, in one write per round, until the queue is empty. So an uncontended append
+// costs no hand-off between goroutines, and contended ones share writes (group commit).
+// Events nobody waits for wake nobody: they are written with the next write, or by a
+// timer within heldMaxDelay. A separate sync loop fsyncs.
 type Log struct {
 	opts Options
-	reqs chan *appendReq
 
-	// Owned by the writer goroutine.
+	qmu        sync.Mutex
+	qcond      *sync.Cond // signalled when writing ends
+	queue      []*appendReq
+	spare      []*appendReq
+	writing    bool
+	flushTimer *time.Timer
+
+	// Owned by the current writer.
 	segNum   int
 	segSize  int64
 	seq      uint64
@@ -82,7 +95,6 @@ type Log struct {
 
 	idPrefix string // random per Open; event ids are the prefix and the sequence number
 
-	loopDone chan struct{}
 	syncDone chan struct{}
 }
 
@@ -120,8 +132,9 @@ func Open(opts Options) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("could not recover the audit log: %w", err)
 	}
-	l := &Log{opts: opts, reqs: make(chan *appendReq, 4096), prevHash: GenesisHash, loopDone: make(chan struct{}),
-		syncDone: make(chan struct{}), syncWake: make(chan struct{}, 1), idPrefix: "ev_" + rand.Text()[:10] + "_"}
+	l := &Log{opts: opts, prevHash: GenesisHash, syncDone: make(chan struct{}), syncWake: make(chan struct{}, 1),
+		idPrefix: "ev_" + rand.Text()[:10] + "_"}
+	l.qcond = sync.NewCond(&l.qmu)
 	if last != nil {
 		l.seq, l.prevHash = last.Seq, last.Hash
 	}
@@ -140,7 +153,6 @@ func Open(opts Options) (*Log, error) {
 	if l.headF, err = os.OpenFile(filepath.Join(opts.Dir, headFile), os.O_RDWR|os.O_CREATE, 0o600); err != nil {
 		return nil, fmt.Errorf("could not open the audit head record: %w", err)
 	}
-	go l.commitLoop()
 	go l.syncLoop()
 	return l, nil
 }
@@ -198,111 +210,151 @@ func (l *Log) Enqueue(ev *Event) {
 }
 
 func (l *Log) append(ctx context.Context, ev *Event, mode int) error {
+	r := &appendReq{ev: ev, mode: mode}
+	if mode != waitNone {
+		r.done = make(chan error, 1)
+	}
+	// Joining the queue under the read lock keeps Close from finishing under us.
 	l.mu.RLock()
-	closed, failed := l.closed, l.failed
-	if !closed && failed == nil {
-		// Sending under the read lock keeps Close from closing the channel under us.
-		r := &appendReq{ev: ev, mode: mode, done: make(chan error, 1)}
-		select {
-		case l.reqs <- r:
-			l.mu.RUnlock()
-			if mode == waitNone {
-				return nil
-			}
-			select {
-			case err := <-r.done:
-				return err
-			case <-ctx.Done():
-				return fmt.Errorf("audit write not confirmed: %w", ctx.Err())
-			}
-		case <-ctx.Done():
-			l.mu.RUnlock()
-			return fmt.Errorf("audit write not started: %w", ctx.Err())
+	if l.closed || l.failed != nil {
+		closed, failed := l.closed, l.failed
+		l.mu.RUnlock()
+		if closed {
+			return ErrClosed
 		}
+		return fmt.Errorf("audit log failed earlier, refusing further writes: %w", failed)
 	}
+	l.qmu.Lock()
+	l.queue = append(l.queue, r)
+	if mode == waitNone {
+		if !l.writing && l.flushTimer == nil {
+			l.flushTimer = time.AfterFunc(heldMaxDelay, l.timerFlush)
+		}
+		l.qmu.Unlock()
+		l.mu.RUnlock()
+		return nil
+	}
+	writer := !l.writing
+	l.writing = true
+	l.qmu.Unlock()
 	l.mu.RUnlock()
-	if closed {
-		return ErrClosed
+	if writer {
+		l.drain()
 	}
-	return fmt.Errorf("audit log failed earlier, refusing further writes: %w", failed)
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("audit write not confirmed: %w", ctx.Err())
+	}
 }
 
-const maxBatch = 1024
+// heldMaxDelay bounds how long events nobody waits on are held before they are written.
+const heldMaxDelay = 10 * time.Millisecond
 
-// heldMax bounds how long, and how much, events nobody waits on are held before they are
-// written: they ride along with the next write someone waits for.
-const (
-	heldMaxDelay = 10 * time.Millisecond
-	heldMaxBytes = 256 << 10
-)
+// timerFlush writes events nobody waits on when no other write has taken them along.
+func (l *Log) timerFlush() {
+	l.qmu.Lock()
+	l.flushTimer = nil
+	if l.writing || len(l.queue) == 0 {
+		l.qmu.Unlock()
+		return
+	}
+	l.writing = true
+	l.qmu.Unlock()
+	l.drain()
+}
 
-// commitLoop encodes queued events in order and writes them in batches, one write per
-// batch, then hands them to the sync loop.
-func (l *Log) commitLoop() {
-	defer close(l.loopDone)
-	defer close(l.syncWake)
-	batch := make([]*appendReq, 0, maxBatch)
-	var held []*appendReq // encoded into l.buf, not yet written
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+// drain is the writer's loop: it writes the queue, round after round, until it is empty.
+// The caller has set l.writing.
+func (l *Log) drain() {
 	for {
-		var r *appendReq
-		var ok bool
-		if len(held) > 0 {
-			select {
-			case r, ok = <-l.reqs:
-			case <-timer.C:
-				held = l.flush(held)
-				continue
-			}
-		} else {
-			r, ok = <-l.reqs
-		}
-		if !ok {
-			l.flush(held)
+		l.qmu.Lock()
+		batch := l.queue
+		l.queue, l.spare = l.spare[:0], nil
+		if len(batch) == 0 {
+			l.spare = batch
+			l.writing = false
+			l.qcond.Broadcast()
+			l.qmu.Unlock()
 			return
 		}
-		batch = append(batch[:0], r)
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case r, ok := <-l.reqs:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				break drain
-			}
+		if l.flushTimer != nil {
+			l.flushTimer.Stop()
+			l.flushTimer = nil
 		}
-		if err := l.encodeBatch(batch); err != nil {
-			for _, r := range append(held, batch...) {
-				r.done <- err
-			}
-			held = held[:0]
-			continue
+		l.qmu.Unlock()
+		l.writeBatch(batch)
+		clear(batch)
+		l.qmu.Lock()
+		if l.spare == nil {
+			l.spare = batch[:0]
 		}
-		wasIdle := len(held) == 0
-		held = append(held, batch...)
-		waited := false
-		for _, r := range batch {
-			waited = waited || r.mode != waitNone
-		}
-		switch {
-		case waited || len(l.buf) >= heldMaxBytes:
-			timer.Stop()
-			held = l.flush(held)
-		case wasIdle:
-			timer.Reset(heldMaxDelay)
-		}
+		l.qmu.Unlock()
 	}
 }
 
-// encodeBatch chains and encodes a batch onto l.buf. On failure the log is marked failed.
-func (l *Log) encodeBatch(batch []*appendReq) error {
-	if err := l.failedErr(); err != nil {
-		return err
+// writeBatch chains, encodes and writes a batch in one write, acknowledges the appends
+// that wait only for the write, hands the rest to the sync loop, and rotates the segment
+// when it is full. A failure marks the log failed: what reached the disk is unknown, so no
+// later event may chain onto it.
+func (l *Log) writeBatch(batch []*appendReq) {
+	err := l.failedErr()
+	if err == nil {
+		err = l.encodeBatch(batch)
 	}
+	if err == nil {
+		if _, werr := l.seg.Write(l.buf); werr != nil {
+			err = l.fail(fmt.Errorf("could not write audit segment: %w", werr))
+		}
+	}
+	if err == nil {
+		l.segSize += int64(len(l.buf))
+		if l.segSize >= l.opts.SegmentMaxBytes {
+			err = l.rotate()
+		}
+	}
+	l.buf = l.buf[:0]
+	if err != nil {
+		for _, r := range batch {
+			if r.done != nil {
+				r.done <- err
+			} else {
+				l.opts.Logger.Error("audit event not recorded", "type", r.ev.Type, "err", err)
+			}
+		}
+		return
+	}
+	var events []Event
+	if l.hasSinks() {
+		events = make([]Event, len(batch))
+		for i, r := range batch {
+			events[i] = *r.ev
+		}
+	}
+	l.syncMu.Lock()
+	l.writtenSeq, l.writtenHash = l.seq, l.prevHash
+	for _, r := range batch {
+		switch r.mode {
+		case waitDurable:
+			l.durable = append(l.durable, r)
+		case waitWritten:
+			r.done <- nil
+		}
+	}
+	durable := len(l.durable) > 0
+	l.syncMu.Unlock()
+	if durable {
+		select {
+		case l.syncWake <- struct{}{}:
+		default:
+		}
+	}
+	l.toSinks(events)
+}
+
+// encodeBatch chains and encodes a batch onto l.buf.
+func (l *Log) encodeBatch(batch []*appendReq) error {
 	now := l.opts.Now().UTC()
 	for _, r := range batch {
 		ev := r.ev
@@ -325,52 +377,6 @@ func (l *Log) encodeBatch(batch []*appendReq) error {
 		l.prevHash = ev.Hash
 	}
 	return nil
-}
-
-// flush writes the encoded events in one call, acknowledges those that wait only for the
-// write, queues the rest for the sync loop, and rotates the segment when it is full. It
-// returns held emptied.
-func (l *Log) flush(held []*appendReq) []*appendReq {
-	if len(held) == 0 {
-		return held
-	}
-	err := l.failedErr()
-	if err == nil {
-		if _, werr := l.seg.Write(l.buf); werr != nil {
-			err = l.fail(fmt.Errorf("could not write audit segment: %w", werr))
-		}
-	}
-	if err == nil {
-		l.segSize += int64(len(l.buf))
-		if l.segSize >= l.opts.SegmentMaxBytes {
-			err = l.rotate()
-		}
-	}
-	l.buf = l.buf[:0]
-	if err != nil {
-		for _, r := range held {
-			r.done <- err
-		}
-		return held[:0]
-	}
-	events := make([]Event, 0, len(held))
-	l.syncMu.Lock()
-	l.writtenSeq, l.writtenHash = l.seq, l.prevHash
-	for _, r := range held {
-		events = append(events, *r.ev)
-		if r.mode == waitDurable {
-			l.durable = append(l.durable, r)
-		} else {
-			r.done <- nil
-		}
-	}
-	l.syncMu.Unlock()
-	select {
-	case l.syncWake <- struct{}{}:
-	default:
-	}
-	l.toSinks(events)
-	return held[:0]
 }
 
 // rotate syncs and closes the full segment and opens the next.
@@ -465,7 +471,8 @@ func (l *Log) fail(err error) error {
 	return err
 }
 
-// Close waits for pending appends, flushes sinks and closes the files.
+// Close writes what is queued, waits for the last fsync, flushes sinks and closes the
+// files. Appends after Close fail with ErrClosed.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -473,9 +480,16 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.closed = true
-	close(l.reqs)
 	l.mu.Unlock()
-	<-l.loopDone
+	// Become the last writer.
+	l.qmu.Lock()
+	for l.writing {
+		l.qcond.Wait()
+	}
+	l.writing = true
+	l.qmu.Unlock()
+	l.drain()
+	close(l.syncWake)
 	<-l.syncDone
 	l.mu.RLock()
 	sinks := l.sinks

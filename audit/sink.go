@@ -45,6 +45,12 @@ func (l *Log) AddSink(s Sink) {
 	l.mu.Unlock()
 }
 
+func (l *Log) hasSinks() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return len(l.sinks) > 0
+}
+
 // toSinks hands a committed batch to every sink without waiting for any of them.
 func (l *Log) toSinks(events []Event) {
 	l.mu.RLock()
