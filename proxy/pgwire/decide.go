@@ -39,7 +39,7 @@ func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int1
 	ev := ss.statementEvent(act, params, formats, d)
 	switch d.Effect {
 	case policy.Allow:
-		if err := ss.audit(ev, act.Class == policy.ClassRead); err != nil {
+		if err := ss.audit(ev, ss.needsOnlyWrite(act)); err != nil {
 			ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: the audit log cannot be written", "", "tell the Portcullis operators"))
 			return nil, false
 		}
@@ -66,11 +66,40 @@ func (ss *session) fail(simple bool, e *pgproto3.ErrorResponse) {
 	}
 }
 
-// audit writes a statement event before the statement is forwarded. Reads need only be
-// written; everything else is fsynced first.
-func (ss *session) audit(ev *audit.Event, read bool) error {
+// needsOnlyWrite reports whether a statement's audit event need only be written, not
+// fsynced, before the statement runs. Reads change nothing. Writes inside an explicit
+// transaction block change nothing lasting until COMMIT: should Portcullis die first, the
+// upstream connection drops and PostgreSQL rolls them back; so they are written, and the
+// COMMIT waits until everything before it is durable. DDL, admin, unknown statements and
+// multi-statement strings are always durable first.
+func (ss *session) needsOnlyWrite(act *policy.Action) bool {
+	switch {
+	case ss.unsynced && (act.MultiStatement || isCommit(act)):
+		// Ends (or may end, hidden in a string) a block with unsynced writes.
+	case act.Class == policy.ClassRead:
+		return true
+	case (act.Class == policy.ClassWrite || act.Class == policy.ClassDelete) && !act.MultiStatement && ss.txBlock():
+		ss.unsynced = true
+		return true
+	}
+	ss.unsynced = false // a durable append syncs every event before it
+	return false
+}
+
+// isCommit reports whether a statement ends a transaction block durably.
+func isCommit(act *policy.Action) bool {
+	switch act.Kind {
+	case "COMMIT", "PREPARE", "COMMIT_PREPARED":
+		return true
+	}
+	return false
+}
+
+// audit writes a statement event before the statement is forwarded: fsynced, unless
+// writeOnly (see needsOnlyWrite).
+func (ss *session) audit(ev *audit.Event, writeOnly bool) error {
 	var err error
-	if read {
+	if writeOnly {
 		err = ss.srv.Audit.AppendWritten(context.Background(), ev)
 	} else {
 		err = ss.srv.Audit.Append(context.Background(), ev)

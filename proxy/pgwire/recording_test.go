@@ -71,3 +71,42 @@ func TestAuditAndRecording(t *testing.T) {
 }
 
 func toJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+// TestWritesInATransactionBlockAreDurableByCommit checks the audit durability rule: a write
+// inside BEGIN ... COMMIT is written before it runs, and everything is durable before the
+// COMMIT runs.
+func TestWritesInATransactionBlockAreDurableByCommit(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, e.dsn("bob", "bench"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "UPDATE orders SET status = 'tx' WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var update, commit *audit.Event
+	audit.Scan(e.auditDir, audit.Filter{Type: "pg.statement", Actor: "bob"}, func(ev *audit.Event) error {
+		switch ev.Details["kind"] {
+		case "UPDATE":
+			update = ev
+		case "COMMIT":
+			commit = ev
+		}
+		return nil
+	})
+	if update == nil || commit == nil || update.Details["in_transaction"] != true || commit.Seq < update.Seq {
+		t.Fatalf("audit events: update %+v commit %+v", update, commit)
+	}
+	if e.count(t, "status = 'tx'") != 1 {
+		t.Error("the committed update is missing")
+	}
+}

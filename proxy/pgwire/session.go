@@ -46,6 +46,9 @@ type session struct {
 	skip    bool // after an error of ours in the extended protocol, until Sync
 	dec     policy.Decision
 	stats   struct{ statements, denied, approvals int }
+	// unsynced is set while writes of the open transaction block were audited without
+	// waiting for fsync; the COMMIT waits for it.
+	unsynced bool
 
 	// waitCancel withdraws the statement waiting for approval, if any.
 	waitCancel atomic.Pointer[context.CancelCauseFunc]
@@ -262,6 +265,14 @@ func (ss *session) inTransaction() bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	return ss.txStatus != 'I'
+}
+
+// txBlock reports whether an explicit transaction block is open and healthy, with every
+// response settled, so the status is current.
+func (ss *session) txBlock() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.txStatus == 'T' && len(ss.queue) == 0
 }
 
 // finish audits how a statement ended; the event is queued, not waited for.
