@@ -14,7 +14,7 @@ TEST_FLAGS    ?= -race -count=1 -timeout 15m
 FUZZTIME      ?= 60s
 APT_PACKAGES  := postgresql redis-server
 
-.PHONY: all build demo test fuzz-smoke bench tools servers vault check fmt vet clean
+.PHONY: all build demo test fuzz-smoke bench bench-pg tools servers vault check fmt vet clean
 
 all: build
 
@@ -47,6 +47,16 @@ fuzz-smoke:
 ## bench: policy evaluation, audit append (with fsync) and SQL classification.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./policy ./audit ./proxy/pgsql
+
+## bench-pg: pgbench (select-only simple/prepared c=1/4/16, tpcb-like c=1/8) against the
+## database directly, a bare relay, PgBouncer and Portcullis, interleaved, with ratios.
+## BENCH_SECONDS (5) per run, BENCH_ROUNDS (2); BENCH_OUT=FILE keeps the table.
+bench-pg: servers
+	@command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || { \
+		[ "$$(id -u)" = 0 ] || { echo "pgbouncer missing: sudo apt-get install -y pgbouncer"; exit 1; }; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; \
+		service pgbouncer stop >/dev/null 2>&1 || true; }
+	$(GO) test -tags benchpg -run '^TestBenchPG$$' -count=1 -v -timeout 60m ./proxy/pgwire | grep -v '^=== RUN\|^--- PASS\|^PASS'
 
 ## tools: everything the tests need: the system's servers and Vault.
 tools: servers vault
