@@ -213,6 +213,13 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 	cancel(nil)
 	if err != nil {
 		cause := context.Cause(wctx)
+		if cause == nil { // the store failed, not the client
+			ss.srv.Log.Error("waiting for an approval failed", "session", ss.id, "approval", req.ID, "err", err)
+			cause = fmt.Errorf("Portcullis could not read the approval request: %w", err)
+			ss.srv.Approvals.Abandon(ctx, req.ID, cause.Error())
+			ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: Portcullis could not follow its approval request", "", ""))
+			return nil, false
+		}
 		ss.srv.Approvals.Abandon(ctx, req.ID, cause.Error())
 		ss.srv.Audit.Append(ctx, &audit.Event{Type: "pg.approval.closed", Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: elevation.StateAbandoned, Reason: cause.Error(), Details: map[string]any{"approval": req.ID}})
 		if errors.Is(cause, errCancelRequested) {

@@ -110,3 +110,28 @@ func TestWritesInATransactionBlockAreDurableByCommit(t *testing.T) {
 		t.Error("the committed update is missing")
 	}
 }
+
+// TestPipelineSkipsAreAudited checks that statements PostgreSQL skipped after an error in
+// the same pipeline are audited as skipped, not as run.
+func TestPipelineSkipsAreAudited(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	c := e.connect(t, "alice")
+	b := &pgx.Batch{}
+	b.Queue("SELECT 1/(id-id) FROM orders WHERE id = 1") // fails when it runs
+	b.Queue("SELECT 2")
+	if err := c.SendBatch(ctx, b).Close(); err == nil {
+		t.Fatal("the batch did not fail")
+	}
+	var results []string
+	for deadline := time.Now().Add(5 * time.Second); len(results) < 2 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		results = nil
+		audit.Scan(e.auditDir, audit.Filter{Type: "pg.result", Actor: "alice"}, func(ev *audit.Event) error {
+			results = append(results, ev.Result)
+			return nil
+		})
+	}
+	if strings.Join(results, ",") != "error,skipped" {
+		t.Errorf("pipeline results audited as %v, want [error skipped]", results)
+	}
+}

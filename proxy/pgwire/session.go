@@ -88,6 +88,7 @@ type stmtResult struct {
 	errMsg    string
 	approval  string
 	statement string
+	skipped   bool // never ran: an earlier message of its pipeline failed
 }
 
 func (ss *session) run() {
@@ -213,6 +214,9 @@ func (ss *session) settle(typ byte, body []byte) {
 			// In the extended protocol the server now skips everything until Sync.
 			ss.pop()
 			for len(ss.queue) > 0 && ss.queue[0].kind != 'S' {
+				if st := ss.queue[0].stmt; st != nil {
+					st.skipped = true
+				}
 				ss.finish(&ss.queue[0])
 				ss.queue = ss.queue[1:]
 			}
@@ -283,7 +287,10 @@ func (ss *session) finish(e *entry) {
 	}
 	ev := &audit.Event{Type: "pg.result", Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: "ok",
 		Details: map[string]any{"duration_us": ss.srv.Now().Sub(st.start).Microseconds(), "tag": st.tag}}
-	if st.errCode != "" {
+	switch {
+	case st.skipped:
+		ev.Result, ev.Reason = "skipped", "not run: an earlier message of the pipeline failed"
+	case st.errCode != "":
 		ev.Result, ev.Reason = "error", st.errCode+": "+st.errMsg
 	}
 	if st.approval != "" {
