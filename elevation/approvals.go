@@ -219,8 +219,13 @@ func (a *Approvals) finish(ctx context.Context, id, state, who, note string) (*R
 	return r, nil
 }
 
+// recheck bounds how long a waiter goes without reading the store, so that a decision
+// recorded by another Portcullis sharing the store is seen.
+const recheck = time.Second
+
 // Wait blocks until request id is no longer pending (expiring it at its timeout) or ctx
-// ends, and returns it.
+// ends, and returns it. A decision recorded through this service wakes it at once; one
+// recorded by another replica sharing the store, within a second.
 func (a *Approvals) Wait(ctx context.Context, id string) (*Request, error) {
 	for {
 		ch := a.subscribe(id)
@@ -229,7 +234,7 @@ func (a *Approvals) Wait(ctx context.Context, id string) (*Request, error) {
 			a.unsubscribe(id, ch)
 			return r, err
 		}
-		timer := time.NewTimer(time.Until(r.ExpiresAt))
+		timer := time.NewTimer(min(recheck, max(0, time.Until(r.ExpiresAt))))
 		select {
 		case <-ch:
 		case <-timer.C:

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -359,5 +360,17 @@ func BenchmarkEvaluateCondition(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		e.Evaluate(req, &d)
+	}
+}
+
+func TestQuorumJSONRoundTrip(t *testing.T) {
+	q := &Quorum{MinApprovals: 2, MinDistinctTeams: 2, RequiredTeams: []string{"dba"}, Approvers: Principals{Teams: []string{"dba", "sre"}}, RequireReason: true, Timeout: 90 * time.Minute}
+	b, err := json.Marshal(q)
+	if err != nil || !strings.Contains(string(b), `"timeout":"1h30m0s"`) {
+		t.Fatalf("%s %v", b, err)
+	}
+	var back Quorum
+	if err := json.Unmarshal(b, &back); err != nil || back.Timeout != q.Timeout || back.MinApprovals != 2 || !slices.Equal(back.Approvers.Teams, q.Approvers.Teams) || !back.RequireReason {
+		t.Errorf("round trip: %+v %v", back, err)
 	}
 }

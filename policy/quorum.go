@@ -224,3 +224,24 @@ func (q Quorum) MarshalJSON() ([]byte, error) {
 		Timeout string `json:"timeout"`
 	}{plain(q), q.Timeout.String()})
 }
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (q *Quorum) UnmarshalJSON(b []byte) error {
+	type plain Quorum
+	var v struct {
+		plain
+		Timeout string `json:"timeout"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*q = Quorum(v.plain)
+	if v.Timeout != "" {
+		d, err := time.ParseDuration(v.Timeout)
+		if err != nil {
+			return fmt.Errorf("quorum timeout: %w", err)
+		}
+		q.Timeout = d
+	}
+	return nil
+}

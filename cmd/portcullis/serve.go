@@ -65,8 +65,17 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 	if err != nil {
 		return err
 	}
-	store, err := elevation.OpenFileStore(cfg.Store.Path)
-	if err != nil {
+	var store elevation.Store
+	if cfg.Store.Redis != "" {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		rs, err := elevation.OpenRedisStore(sctx, cfg.Store.Redis, "portcullis:")
+		cancel()
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
+		store = rs
+	} else if store, err = elevation.OpenFileStore(cfg.Store.Path); err != nil {
 		return err
 	}
 	approvals := elevation.NewApprovals(store, nil)

@@ -1,0 +1,143 @@
+package elevation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisStore keeps approval requests in Redis, one JSON value per request under
+// prefix+"req:"+id and an index set, so that every Portcullis replica sharing the Redis sees
+// the same requests. Update is atomic across replicas (WATCH/MULTI, retried on conflict).
+type RedisStore struct {
+	rdb    *redis.Client
+	prefix string
+}
+
+var _ Store = (*RedisStore)(nil)
+
+// OpenRedisStore connects to the Redis at url (redis://, rediss://) and checks it answers.
+func OpenRedisStore(ctx context.Context, url, prefix string) (*RedisStore, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("store.redis: %w", err)
+	}
+	rdb := redis.NewClient(opt)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("could not reach Redis: %w", err)
+	}
+	if prefix == "" {
+		prefix = "portcullis:"
+	}
+	return &RedisStore{rdb: rdb, prefix: prefix}, nil
+}
+
+// Close closes the connection pool.
+func (s *RedisStore) Close() error { return s.rdb.Close() }
+
+func (s *RedisStore) key(id string) string { return s.prefix + "req:" + id }
+func (s *RedisStore) index() string        { return s.prefix + "reqs" }
+
+// Create stores a new request.
+func (s *RedisStore) Create(ctx context.Context, r *Request) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	ok, err := s.rdb.SetNX(ctx, s.key(r.ID), b, 0).Result()
+	if err != nil {
+		return fmt.Errorf("could not store the request in Redis: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("request %s exists", r.ID)
+	}
+	if err := s.rdb.SAdd(ctx, s.index(), r.ID).Err(); err != nil {
+		return fmt.Errorf("could not index the request in Redis: %w", err)
+	}
+	return nil
+}
+
+// Get returns the request.
+func (s *RedisStore) Get(ctx context.Context, id string) (*Request, error) {
+	b, err := s.rdb.Get(ctx, s.key(id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("could not read the request from Redis: %w", err)
+	}
+	r := &Request{}
+	if err := json.Unmarshal(b, r); err != nil {
+		return nil, fmt.Errorf("request %s in Redis is corrupt: %w", id, err)
+	}
+	return r, nil
+}
+
+// List returns every request, oldest first.
+func (s *RedisStore) List(ctx context.Context) ([]*Request, error) {
+	ids, err := s.rdb.SMembers(ctx, s.index()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("could not list requests in Redis: %w", err)
+	}
+	out := make([]*Request, 0, len(ids))
+	for _, id := range ids {
+		r, err := s.Get(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, nil
+}
+
+// Update changes a request atomically: if another replica changes it meanwhile, fn runs
+// again on the new value.
+func (s *RedisStore) Update(ctx context.Context, id string, fn func(*Request) error) (*Request, error) {
+	key := s.key(id)
+	for range 50 {
+		var out *Request
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			b, err := tx.Get(ctx, key).Bytes()
+			if errors.Is(err, redis.Nil) {
+				return ErrNotFound
+			}
+			if err != nil {
+				return err
+			}
+			r := &Request{}
+			if err := json.Unmarshal(b, r); err != nil {
+				return fmt.Errorf("request %s in Redis is corrupt: %w", id, err)
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
+			nb, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Set(ctx, key, nb, 0)
+				return nil
+			})
+			out = r
+			return err
+		}, key)
+		if errors.Is(err, redis.TxFailedErr) {
+			continue // someone else changed it; decide again on the new value
+		}
+		if err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("request %s: too much contention in Redis", id)
+}

@@ -1,0 +1,214 @@
+package elevation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/portcullis/portcullis/internal/testenv"
+	"github.com/portcullis/portcullis/policy"
+)
+
+// storeContract is the one test suite both stores pass.
+func storeContract(t *testing.T, open func(t *testing.T) Store) {
+	ctx := context.Background()
+	q := &policy.Quorum{MinApprovals: 2, Approvers: policy.Principals{Teams: []string{"sre", "security"}}, Timeout: time.Minute}
+	alice := &policy.Subject{User: "alice", Teams: []string{"engineering"}}
+	approvers := []*policy.Subject{
+		{User: "bob", Teams: []string{"sre"}}, {User: "erin", Teams: []string{"sre"}},
+		{User: "carol", Teams: []string{"security"}}, {User: "frank", Teams: []string{"security"}},
+	}
+
+	t.Run("create, get, list, not found", func(t *testing.T) {
+		a := NewApprovals(open(t), nil)
+		r1, err := a.Create(ctx, alice, "s1", Artifact{Resource: "orders", Statement: "DELETE FROM orders", Quorum: q})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+		r2, _ := a.Create(ctx, alice, "s1", Artifact{Resource: "orders", Statement: "UPDATE orders SET x = 1", Quorum: q})
+		got, err := a.Get(ctx, r1.ID)
+		if err != nil || got.ArtifactHash != r1.ArtifactHash || got.Artifact.Statement != "DELETE FROM orders" || got.State != StatePending {
+			t.Fatalf("Get: %+v %v", got, err)
+		}
+		all, _ := a.List(ctx)
+		if len(all) != 2 || all[0].ID != r2.ID {
+			t.Errorf("List (newest first): %d requests", len(all))
+		}
+		if _, err := a.Get(ctx, "apr_nope"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("unknown id: %v", err)
+		}
+	})
+
+	t.Run("quorum, self approval, repeat, decided", func(t *testing.T) {
+		a := NewApprovals(open(t), nil)
+		r, _ := a.Create(ctx, alice, "s1", Artifact{Resource: "orders", Statement: "DELETE", Quorum: q})
+		if _, err := a.Approve(ctx, r.ID, alice, ""); !errors.Is(err, ErrNotEligible) {
+			t.Errorf("self approval: %v", err)
+		}
+		if _, err := a.Approve(ctx, r.ID, approvers[0], ""); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Approve(ctx, r.ID, approvers[0], ""); !errors.Is(err, ErrAlreadyReviewed) {
+			t.Errorf("second approval by the same person: %v", err)
+		}
+		got, _ := a.Approve(ctx, r.ID, approvers[2], "")
+		if got.State != StateApproved {
+			t.Fatalf("state after quorum: %s", got.State)
+		}
+		if _, err := a.Deny(ctx, r.ID, approvers[1], ""); !errors.Is(err, ErrAlreadyDecided) {
+			t.Errorf("deciding a decided request: %v", err)
+		}
+		if _, err := a.Consume(ctx, r.ID, "other-hash", got.Artifact.Snapshot); !errors.Is(err, ErrNotApproved) {
+			t.Errorf("consuming with another artifact: %v", err)
+		}
+		if _, err := a.Consume(ctx, r.ID, got.ArtifactHash, got.Artifact.Snapshot); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Consume(ctx, r.ID, got.ArtifactHash, got.Artifact.Snapshot); !errors.Is(err, ErrNotApproved) {
+			t.Errorf("an approval ran twice: %v", err)
+		}
+	})
+
+	t.Run("concurrent approvals count once each and issue once", func(t *testing.T) {
+		s := open(t)
+		a := NewApprovals(s, nil)
+		b := NewApprovals(s, nil) // a second replica over the same store
+		r, _ := a.Create(ctx, alice, "s1", Artifact{Resource: "orders", Statement: "DELETE", Quorum: q})
+		var wg sync.WaitGroup
+		errs := make([]error, len(approvers))
+		for i, who := range approvers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				svc := a
+				if i%2 == 1 {
+					svc = b
+				}
+				_, errs[i] = svc.Approve(ctx, r.ID, who, fmt.Sprint(i))
+			}()
+		}
+		wg.Wait()
+		ok, decided := 0, 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				ok++
+			case errors.Is(err, ErrAlreadyDecided):
+				decided++
+			default:
+				t.Errorf("concurrent approval: %v", err)
+			}
+		}
+		got, _ := a.Get(ctx, r.ID)
+		if got.State != StateApproved || len(got.Votes) != ok || ok < 2 || ok+decided != len(approvers) {
+			t.Errorf("state %s with %d votes (%d ok, %d too late)", got.State, len(got.Votes), ok, decided)
+		}
+	})
+
+	t.Run("deny, cancel, expire, wait", func(t *testing.T) {
+		now := time.Now()
+		clock := func() time.Time { return now }
+		a := NewApprovals(open(t), clock)
+		r, _ := a.Create(ctx, alice, "s1", Artifact{Statement: "x", Quorum: q})
+		done := make(chan *Request, 1)
+		go func() { w, _ := a.Wait(ctx, r.ID); done <- w }()
+		time.Sleep(20 * time.Millisecond)
+		a.Deny(ctx, r.ID, approvers[3], "no")
+		if w := <-done; w.State != StateDenied {
+			t.Errorf("waiter saw %s, want denied", w.State)
+		}
+		r2, _ := a.Create(ctx, alice, "s1", Artifact{Statement: "y", Quorum: q})
+		if _, err := a.Cancel(ctx, r2.ID, approvers[0]); !errors.Is(err, ErrNotEligible) {
+			t.Errorf("cancel by someone else: %v", err)
+		}
+		if got, _ := a.Cancel(ctx, r2.ID, alice); got.State != StateCancelled {
+			t.Errorf("cancel: %s", got.State)
+		}
+		r3, _ := a.Create(ctx, alice, "s1", Artifact{Statement: "z", Quorum: q})
+		now = now.Add(2 * time.Minute)
+		if got, _ := a.Get(ctx, r3.ID); got.State != StateExpired {
+			t.Errorf("after the timeout: %s", got.State)
+		}
+		if _, err := a.Approve(ctx, r3.ID, approvers[0], ""); !errors.Is(err, ErrAlreadyDecided) {
+			t.Errorf("approving an expired request: %v", err)
+		}
+	})
+
+	t.Run("survives reopening", func(t *testing.T) {
+		s := open(t)
+		r, _ := NewApprovals(s, nil).Create(ctx, alice, "s1", Artifact{Statement: "kept", Quorum: q})
+		reopened := open(t) // the same backing storage
+		if got, err := reopened.Get(ctx, r.ID); err != nil || got.Artifact.Statement != "kept" {
+			t.Errorf("after reopening: %+v %v", got, err)
+		}
+	})
+}
+
+func TestFileStore(t *testing.T) {
+	dir := ""
+	storeContract(t, func(t *testing.T) Store {
+		if dir == "" || t.Name() != lastName {
+			dir, lastName = t.TempDir(), t.Name()
+		}
+		s, err := OpenFileStore(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+var lastName string
+
+func TestRedisStore(t *testing.T) {
+	r := testenv.Redis(t)
+	n := 0
+	storeContract(t, func(t *testing.T) Store {
+		if t.Name() != lastName {
+			n++
+			lastName = t.Name()
+		}
+		s, err := OpenRedisStore(context.Background(), r.URL(), fmt.Sprintf("test%d:", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+// TestWaitSeesAnotherReplicasDecision: two services over one Redis, as two replicas.
+func TestWaitSeesAnotherReplicasDecision(t *testing.T) {
+	r := testenv.Redis(t)
+	ctx := context.Background()
+	open := func() *Approvals {
+		s, err := OpenRedisStore(ctx, r.URL(), "replicas:")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return NewApprovals(s, nil)
+	}
+	a, b := open(), open()
+	q := &policy.Quorum{MinApprovals: 1, AnyApprover: true, Timeout: time.Minute}
+	req, _ := a.Create(ctx, &policy.Subject{User: "alice"}, "s", Artifact{Statement: "x", Quorum: q})
+	done := make(chan *Request, 1)
+	go func() { w, _ := a.Wait(ctx, req.ID); done <- w }()
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	if _, err := b.Approve(ctx, req.ID, &policy.Subject{User: "bob"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case w := <-done:
+		if w.State != StateApproved || time.Since(start) > 2*time.Second {
+			t.Errorf("waiter on replica A saw %s after %v", w.State, time.Since(start))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter on replica A never saw replica B's approval")
+	}
+}
