@@ -37,6 +37,10 @@ type Server struct {
 	// PublicURL is how users reach the console; links in notices and notifications use it.
 	PublicURL string `yaml:"public_url"`
 	TLS       TLS    `yaml:"tls"`
+	// MaxMessageBytes bounds one PostgreSQL protocol message (default 64 MiB).
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// StartupTimeout bounds a PostgreSQL client's startup (default 10s).
+	StartupTimeout Duration `yaml:"startup_timeout"`
 }
 
 // TLS names a certificate and key in PEM files.

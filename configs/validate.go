@@ -21,6 +21,8 @@ const (
 	DefaultStorePath       = "portcullis-data/state"
 	DefaultSegmentMaxBytes = 64 << 20
 	DefaultVaultTimeout    = 10 * time.Second
+	DefaultMaxMessageBytes = 64 << 20
+	DefaultStartupTimeout  = 10 * time.Second
 )
 
 func (c *Config) applyDefaults() {
@@ -29,6 +31,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Server.PublicURL == "" {
 		c.Server.PublicURL = "http://" + c.Server.Listen
+	}
+	if c.Server.MaxMessageBytes == 0 {
+		c.Server.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.Server.StartupTimeout == 0 {
+		c.Server.StartupTimeout = Duration(DefaultStartupTimeout)
 	}
 	if o := c.Identity.OIDC; o != nil {
 		if o.GroupsClaim == "" {
@@ -82,6 +90,10 @@ func names[T any](errs *Error, o origin, section string, items []T, name func(*T
 func (c *Config) validate(o origin, errs *Error) {
 	if c.Version != 1 {
 		errs.add(o.file, o.line("version"), "version: want 1, got %d (is this a Portcullis configuration?)", c.Version)
+	}
+
+	if c.Server.MaxMessageBytes < 8192 {
+		errs.add(o.file, o.line("server", "max_message_bytes"), "server.max_message_bytes: want at least 8192")
 	}
 
 	// Identities.

@@ -104,7 +104,8 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 			return fmt.Errorf("could not listen on %s: %w", cfg.Server.PostgresListen, err)
 		}
 		addrs.postgres = pln.Addr().String()
-		pg = &pgwire.Server{Config: cfg, Auth: auth, Broker: elevation.NewStaticBroker(cfg), Approvals: approvals, Audit: log, Log: logger, TLS: tlsCfg}
+		pg = &pgwire.Server{Config: cfg, Auth: auth, Broker: elevation.NewStaticBroker(cfg), Approvals: approvals, Audit: log, Log: logger, TLS: tlsCfg,
+			MaxMessageSize: cfg.Server.MaxMessageBytes, StartupTimeout: cfg.Server.StartupTimeout.D()}
 		go func() { errc <- pg.Serve(pln) }()
 		defer pg.Close()
 	}

@@ -115,6 +115,14 @@ func TestApprovalFromAnotherIdentityRunsTheStatement(t *testing.T) {
 	if e.count(t, "status = 'paid'") != 0 {
 		t.Fatal("the statement ran before approval")
 	}
+	// The wait holds up alice's session only.
+	other := e.connect(t, "carol")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	var n int
+	if err := other.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&n); err != nil {
+		t.Fatalf("another session while one waits for approval: %v", err)
+	}
+	cancel()
 	if got := e.call(t, "alice", "POST", "/api/v1/approvals/"+req.ID+"/approve", ""); got != 403 {
 		t.Errorf("self-approval: %d, want 403", got)
 	}
