@@ -249,6 +249,20 @@ func (e *env) pending(t *testing.T) *elevation.Request {
 	return nil
 }
 
+// waitState waits for request id to reach state.
+func (e *env) waitState(t *testing.T, id, state string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		r, _ := e.approvals.Get(context.Background(), id)
+		if r.State == state {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("request %s is %s, want %s", id, r.State, state)
+		}
+	}
+}
+
 // call makes an API request as user and returns the status.
 func (e *env) call(t *testing.T, user, method, path, body string) int {
 	t.Helper()

@@ -251,15 +251,7 @@ func TestCancelWhileWaitingClosesTheRequest(t *testing.T) {
 	if err := wait(t, done); err == nil {
 		t.Fatal("cancelled statement succeeded")
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		r, _ := e.approvals.Get(context.Background(), req.ID)
-		if r.State == elevation.StateAbandoned {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("request state %s after cancel, want abandoned", r.State)
-		}
-	}
+	e.waitState(t, req.ID, elevation.StateAbandoned)
 	if e.count(t, "status = 'x'") != 0 {
 		t.Error("the cancelled statement ran")
 	}
@@ -273,15 +265,7 @@ func TestClientGoneAbandonsTheRequest(t *testing.T) {
 	_, c := runAsync(t, e, "alice", "UPDATE orders SET status = 'gone' WHERE id = 2")
 	req := e.pending(t)
 	c.PgConn().Conn().Close() // the client disappears without a word
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		r, _ := e.approvals.Get(context.Background(), req.ID)
-		if r.State == elevation.StateAbandoned {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("request state %s after the client left, want abandoned", r.State)
-		}
-	}
+	e.waitState(t, req.ID, elevation.StateAbandoned)
 }
 
 func TestApprovalTimeout(t *testing.T) {
