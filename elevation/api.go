@@ -10,19 +10,28 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/policy"
 )
 
-// API serves the approvals endpoints under a router whose requests are already
-// authenticated; Caller returns the authenticated subject of a request.
+// API serves the approvals and elevations endpoints under a router whose requests are
+// already authenticated; Caller returns the authenticated subject of a request.
 type API struct {
 	Approvals *Approvals
+	Config    *configs.Config
+	Audit     *audit.Log
 	Caller    func(*http.Request) *policy.Subject
-	Log       *slog.Logger
+	// Admin reports whether a subject sees and may revoke every elevation.
+	Admin func(*policy.Subject) bool
+	Log   *slog.Logger
 }
 
 // Register mounts the endpoints on r (the /api/v1 subrouter).
 func (a *API) Register(r *mux.Router) {
+	r.Handle("/elevations", a.handle(a.requestElevation)).Methods(http.MethodPost)
+	r.Handle("/elevations", a.handle(a.listElevations)).Methods(http.MethodGet)
+	r.Handle("/elevations/{id}", a.handle(a.revoke)).Methods(http.MethodDelete)
 	r.Handle("/approvals", a.handle(a.list)).Methods(http.MethodGet)
 	r.Handle("/approvals/{id}", a.handle(a.get)).Methods(http.MethodGet)
 	r.Handle("/approvals/{id}/approve", a.handle(a.decide(true))).Methods(http.MethodPost)
@@ -41,6 +50,8 @@ func StatusOf(err error) (int, string) {
 		return http.StatusConflict, err.Error()
 	case errors.Is(err, ErrInvalid):
 		return http.StatusUnprocessableEntity, err.Error()
+	case errors.Is(err, errAudit):
+		return http.StatusServiceUnavailable, "the audit log cannot be written; nothing was changed"
 	}
 	return http.StatusInternalServerError, "internal error"
 }
@@ -164,8 +175,82 @@ func (a *API) decide(approve bool) func(http.ResponseWriter, *http.Request) (any
 		if err != nil {
 			return nil, err
 		}
+		what := "approve"
+		if !approve {
+			what = "deny"
+		}
+		a.record(r, &audit.Event{Type: "approval.vote", Actor: who.User, Subject: req.Requester.User, Resource: req.Artifact.Resource,
+			Action: what, Decision: what, Result: req.State, Reason: body.Comment, PolicyHash: req.Artifact.Snapshot,
+			Details: map[string]any{"approval": req.ID, "type": req.Type}})
 		return view(req, who), nil
 	}
+}
+
+var errAudit = errors.New("audit log unavailable")
+
+// record writes an audit event for a change made through the API. The change is stored
+// already; a failed write is logged loudly, and the caller told.
+func (a *API) record(r *http.Request, ev *audit.Event) error {
+	if a.Audit == nil {
+		return nil
+	}
+	if err := a.Audit.Append(r.Context(), ev); err != nil {
+		if a.Log != nil {
+			a.Log.Error("audit write failed for an API change", "type", ev.Type, "err", err)
+		}
+		return errAudit
+	}
+	return nil
+}
+
+func (a *API) requestElevation(_ http.ResponseWriter, r *http.Request) (any, error) {
+	var in ElevationRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return nil, errors.Join(ErrInvalid, errors.New(`malformed body: want {"role", "duration", "reason", "ticket"}`))
+	}
+	who := a.Caller(r)
+	// Audit before act: the request is recorded before it exists.
+	ev := &audit.Event{Type: "elevation.requested", Actor: who.User, Action: in.Role, Reason: in.Reason,
+		Details: map[string]any{"duration": in.Duration, "ticket": in.Ticket}}
+	req, err := a.Approvals.RequestElevation(r.Context(), a.Config, who, in)
+	if err != nil {
+		return nil, err
+	}
+	ev.Resource, ev.Details["approval"] = req.Artifact.Resource, req.ID
+	if err := a.record(r, ev); err != nil {
+		a.Approvals.Abandon(r.Context(), req.ID, "the audit log cannot be written")
+		return nil, err
+	}
+	return view(req, who), nil
+}
+
+func (a *API) listElevations(_ http.ResponseWriter, r *http.Request) (any, error) {
+	who := a.Caller(r)
+	all, err := a.Approvals.List(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	admin := a.Admin != nil && a.Admin(who)
+	out := []*View{}
+	for _, req := range all {
+		if req.Type == TypeElevation && (admin || req.Requester.User == who.User) {
+			out = append(out, view(req, who))
+		}
+	}
+	return map[string]any{"elevations": out}, nil
+}
+
+func (a *API) revoke(_ http.ResponseWriter, r *http.Request) (any, error) {
+	who := a.Caller(r)
+	req, err := a.Approvals.Revoke(r.Context(), mux.Vars(r)["id"], who, a.Admin != nil && a.Admin(who))
+	if err != nil {
+		return nil, err
+	}
+	a.record(r, &audit.Event{Type: "elevation.revoked", Actor: who.User, Subject: req.Requester.User, Resource: req.Artifact.Resource,
+		Action: req.Artifact.Role, Result: req.State, Details: map[string]any{"approval": req.ID}})
+	return view(req, who), nil
 }
 
 func (a *API) cancel(_ http.ResponseWriter, r *http.Request) (any, error) {

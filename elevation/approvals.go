@@ -36,6 +36,7 @@ type Approvals struct {
 
 	mu      sync.Mutex
 	waiters map[string][]chan struct{}
+	grants  grantCache
 }
 
 // NewApprovals returns the service over store. now is the clock (time.Now when nil).
@@ -46,15 +47,19 @@ func NewApprovals(store Store, now func() time.Time) *Approvals {
 	return &Approvals{store: store, now: now, waiters: map[string][]chan struct{}{}}
 }
 
-// Create stores a new pending request for artifact and returns it.
+// Create stores a new pending request to run the statement of artifact and returns it.
 func (a *Approvals) Create(ctx context.Context, requester *policy.Subject, session string, art Artifact) (*Request, error) {
+	return a.create(ctx, requester, session, TypeStatement, art)
+}
+
+func (a *Approvals) create(ctx context.Context, requester *policy.Subject, session, typ string, art Artifact) (*Request, error) {
 	if art.Quorum == nil {
 		return nil, fmt.Errorf("%w: an approval request needs a quorum", ErrInvalid)
 	}
 	now := a.now().UTC()
 	r := &Request{
 		ID:           "apr_" + rand.Text()[:16],
-		Type:         TypeStatement,
+		Type:         typ,
 		State:        StatePending,
 		Requester:    *requester,
 		Session:      session,
@@ -174,6 +179,12 @@ func (a *Approvals) vote(ctx context.Context, id string, who *policy.Subject, ap
 		case r.Progress().Met():
 			r.State, r.DecidedAt = StateApproved, now
 			r.Timeline = append(r.Timeline, TimelineEntry{At: now, What: "quorum met"})
+			if r.Type == TypeElevation {
+				// The grant is issued in the same atomic update as the vote that
+				// completes the quorum, so it cannot be issued twice or early.
+				r.NotAfter = now.Add(r.Artifact.Duration)
+				r.Timeline = append(r.Timeline, TimelineEntry{At: now, What: "granted", Note: "role " + r.Artifact.Role + " until " + r.NotAfter.Format(time.RFC3339)})
+			}
 		}
 		return nil
 	})
@@ -181,6 +192,9 @@ func (a *Approvals) vote(ctx context.Context, id string, who *policy.Subject, ap
 		return nil, err
 	}
 	a.notify(id)
+	if r.Type == TypeElevation {
+		a.grants.invalidate()
+	}
 	return r, nil
 }
 

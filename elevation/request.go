@@ -18,10 +18,15 @@ const (
 	StateExpired   = "expired"   // nobody decided before the timeout
 	StateCancelled = "cancelled" // the requester withdrew it
 	StateAbandoned = "abandoned" // the waiting client went away
+	StateEnded     = "ended"     // an elevation grant reached its not_after
+	StateRevoked   = "revoked"   // an elevation grant was ended early
 )
 
-// TypeStatement is a request to run one statement.
-const TypeStatement = "statement"
+// Request types: one queue holds both.
+const (
+	TypeStatement = "statement" // run one statement
+	TypeElevation = "elevation" // hold a role for a time
+)
 
 // Artifact is exactly what a request asks to do. Its hash binds an approval to it: a
 // changed statement, parameter, estimate or policy needs a new request.
@@ -38,6 +43,18 @@ type Artifact struct {
 	Quorum        *policy.Quorum `json:"quorum"`
 	Snapshot      string         `json:"policy_snapshot"`
 	Requester     string         `json:"requester"`
+	// Elevations: the role asked for, for how long, why.
+	Role     string        `json:"role,omitempty"`
+	Duration time.Duration `json:"duration,omitempty"`
+	Reason   string        `json:"reason,omitempty"`
+	Ticket   string        `json:"ticket,omitempty"`
+	Grants   []GrantScope  `json:"grants,omitempty"`
+}
+
+// GrantScope is what an elevation role grants: action classes on resources.
+type GrantScope struct {
+	Resources []string `json:"resources"`
+	Actions   []string `json:"actions"`
 }
 
 // Hash returns the SHA-256 (hex) of the artifact's canonical JSON.
@@ -73,22 +90,29 @@ type TimelineEntry struct {
 
 // Request is an approval request.
 type Request struct {
-	ID           string          `json:"id"`
-	Type         string          `json:"type"`
-	State        string          `json:"state"`
-	Requester    policy.Subject  `json:"requester"`
-	Session      string          `json:"session,omitempty"`
-	Artifact     Artifact        `json:"artifact"`
-	ArtifactHash string          `json:"artifact_hash"`
-	CreatedAt    time.Time       `json:"created_at"`
-	ExpiresAt    time.Time       `json:"expires_at"`
-	DecidedAt    time.Time       `json:"decided_at,omitzero"`
-	Votes        []Vote          `json:"votes"`
-	Timeline     []TimelineEntry `json:"timeline"`
+	ID           string         `json:"id"`
+	Type         string         `json:"type"`
+	State        string         `json:"state"`
+	Requester    policy.Subject `json:"requester"`
+	Session      string         `json:"session,omitempty"`
+	Artifact     Artifact       `json:"artifact"`
+	ArtifactHash string         `json:"artifact_hash"`
+	CreatedAt    time.Time      `json:"created_at"`
+	ExpiresAt    time.Time      `json:"expires_at"`
+	DecidedAt    time.Time      `json:"decided_at,omitzero"`
+	// NotAfter is when an approved elevation's grant ends.
+	NotAfter time.Time       `json:"not_after,omitzero"`
+	Votes    []Vote          `json:"votes"`
+	Timeline []TimelineEntry `json:"timeline"`
 }
 
 // Pending reports whether the request still waits for a decision.
 func (r *Request) Pending() bool { return r.State == StatePending }
+
+// ActiveGrant reports whether r is an elevation whose grant holds at now.
+func (r *Request) ActiveGrant(now time.Time) bool {
+	return r.Type == TypeElevation && r.State == StateApproved && now.Before(r.NotAfter)
+}
 
 // Progress returns how far the approvals so far go toward each quorum term.
 func (r *Request) Progress() policy.Progress {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/policy"
@@ -29,6 +30,7 @@ type Server struct {
 	Config    *configs.Config
 	Auth      Authenticator
 	Approvals *elevation.Approvals
+	Audit     *audit.Log
 	Log       *slog.Logger
 	Now       func() time.Time
 }
@@ -51,7 +53,10 @@ func (s *Server) Handler() http.Handler {
 		approvals.Use(func(next http.Handler) http.Handler {
 			return s.authed(func(w http.ResponseWriter, r *http.Request) error { next.ServeHTTP(w, r); return nil })
 		})
-		(&elevation.API{Approvals: s.Approvals, Log: s.Log, Caller: func(r *http.Request) *policy.Subject { return &caller(r).Subject }}).Register(approvals)
+		(&elevation.API{Approvals: s.Approvals, Config: s.Config, Audit: s.Audit, Log: s.Log,
+			Caller: func(r *http.Request) *policy.Subject { return &caller(r).Subject },
+			Admin:  s.isAdmin,
+		}).Register(approvals)
 	}
 	r.NotFoundHandler = s.handle(func(http.ResponseWriter, *http.Request) error { return errNotFound })
 	return r

@@ -7,6 +7,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/policy"
 )
 
 // sessionView summarizes one proxied session, from the audit log.
@@ -22,9 +23,13 @@ type sessionView struct {
 }
 
 // canReadAll reports whether the caller may read every session, not only their own.
-func (s *Server) canReadAll(r *http.Request) bool {
+func (s *Server) canReadAll(r *http.Request) bool { return s.isAdmin(&caller(r).Subject) }
+
+// isAdmin reports whether a subject is one of audit.readers, who read every session and
+// see and may revoke every elevation.
+func (s *Server) isAdmin(subj *policy.Subject) bool {
 	p := s.Config.Audit.Readers
-	return len(p.Users)+len(p.Groups)+len(p.Teams)+len(p.Roles) > 0 && p.Matches(&caller(r).Subject)
+	return len(p.Users)+len(p.Groups)+len(p.Teams)+len(p.Roles) > 0 && p.Matches(subj)
 }
 
 // sessions lists the sessions the caller may read, newest first.

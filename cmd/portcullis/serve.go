@@ -50,6 +50,27 @@ func serveCmd() *cobra.Command {
 	return cmd
 }
 
+// sweepGrants ends expired elevation grants every second and audits each ending.
+func sweepGrants(ctx context.Context, a *elevation.Approvals, log *audit.Log, logger *slog.Logger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ended, err := a.EndExpired(ctx)
+		if err != nil {
+			logger.Error("grant sweep failed", "err", err)
+		}
+		for _, r := range ended {
+			log.Enqueue(&audit.Event{Type: "elevation.ended", Actor: "portcullis", Subject: r.Requester.User, Resource: r.Artifact.Resource,
+				Action: r.Artifact.Role, Result: elevation.StateEnded, Details: map[string]any{"approval": r.ID, "not_after": r.NotAfter.Format(time.RFC3339)}})
+		}
+	}
+}
+
 // listening holds the addresses the server accepts connections on.
 type listening struct{ api, postgres string }
 
@@ -79,6 +100,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		return err
 	}
 	approvals := elevation.NewApprovals(store, nil)
+	go sweepGrants(ctx, approvals, log, logger)
 	// Audit before act: a server whose audit log cannot be written does not start.
 	if err := log.Append(ctx, &audit.Event{Type: "server.started", Actor: "portcullis", PolicyHash: cfg.Engine.Snapshot(),
 		Details: map[string]any{"config": cfg.Path, "listen": cfg.Server.Listen, "version": version}}); err != nil {
@@ -110,7 +132,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		defer pg.Close()
 	}
 	srv := &http.Server{
-		Handler:           (&web.Server{Config: cfg, Auth: auth, Approvals: approvals, Log: logger}).Handler(),
+		Handler:           (&web.Server{Config: cfg, Auth: auth, Approvals: approvals, Audit: log, Log: logger}).Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}

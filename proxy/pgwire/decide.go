@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -35,7 +36,7 @@ func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int1
 		act.EstimatedRows = ss.estimate(act.Statement, params, formats)
 	}
 	d := &ss.dec
-	eng.Evaluate(&policy.Request{Subject: &ss.who.Subject, Resource: ss.res.Name, Action: act, Time: now}, d)
+	eng.Evaluate(&policy.Request{Subject: ss.subject(now), Resource: ss.res.Name, Action: act, Time: now}, d)
 	ev := ss.statementEvent(act, params, formats, d)
 	switch d.Effect {
 	case policy.Allow:
@@ -55,6 +56,21 @@ func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int1
 	default:
 		return ss.awaitApproval(act, params, formats, d, ev, simple)
 	}
+}
+
+// subject returns who is asking now: the session's identity with the roles of its active
+// elevation grants. If grants cannot be read, it fails closed to the identity alone.
+func (ss *session) subject(now time.Time) *policy.Subject {
+	roles, err := ss.srv.Approvals.Roles(context.Background(), ss.who.User, now)
+	if err != nil {
+		ss.srv.Log.Error("could not read elevation grants; deciding without them", "session", ss.id, "err", err)
+	}
+	if len(roles) == 0 {
+		return &ss.who.Subject
+	}
+	s := ss.who.Subject
+	s.Roles = append(slices.Clip(s.Roles), roles...)
+	return &s
 }
 
 // fail answers the current statement with an error.

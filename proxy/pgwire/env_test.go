@@ -65,15 +65,25 @@ resources:
     kind: postgres
     upstream: 127.0.0.1:%d
     credentials: {static: {username: portcullis, password: x}}
+roles:
+  - name: orders-writer
+    grants: [{resources: [orders], actions: [write]}]
+    max_duration: 4h
+    durations: [2s, 1h]
+    require_reason: true
+    quorum: {required_teams: [sre]}
 policies:
   - name: orders-read
     match: {resources: {names: [orders]}, actions: [read]}
     effect: allow
   - name: orders-write
     description: writes need SRE
-    match: {resources: {names: [orders]}, actions: [write, delete]}
+    match: {resources: {names: [orders]}, actions: [write, delete], except: {roles: [orders-writer]}}
     effect: require_approval
     quorum: {required_teams: [sre], timeout: 30s}
+  - name: orders-writer-grant
+    match: {resources: {names: [orders]}, actions: [write], principals: {roles: [orders-writer]}}
+    effect: allow
   - name: orders-ddl
     description: no DDL on orders
     match: {resources: {names: [orders]}, actions: [ddl]}
@@ -157,7 +167,7 @@ func newEnv(t testing.TB, opts ...func(*pgwire.Server)) *env {
 	}
 	e.addr = ln.Addr().String()
 	go e.srv.Serve(ln)
-	e.api = httptest.NewServer((&web.Server{Config: cfg, Auth: auth, Approvals: e.approvals, Log: logger}).Handler())
+	e.api = httptest.NewServer((&web.Server{Config: cfg, Auth: auth, Approvals: e.approvals, Audit: e.log, Log: logger}).Handler())
 	t.Cleanup(func() {
 		e.api.Close()
 		e.srv.Close()
