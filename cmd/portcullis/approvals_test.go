@@ -55,3 +55,37 @@ func TestApprovalCommands(t *testing.T) {
 		t.Errorf("deny again: %d %s", code, out)
 	}
 }
+
+func TestElevationCommands(t *testing.T) {
+	cfg, err := configs.Load("../../configs/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, _ := elevation.OpenFileStore(t.TempDir())
+	approvals := elevation.NewApprovals(store, nil)
+	auth, _ := identity.New(cfg)
+	srv := httptest.NewServer((&web.Server{Config: cfg, Auth: auth, Approvals: approvals, Log: slog.New(slog.DiscardHandler)}).Handler())
+	defer srv.Close()
+	t.Setenv("PORTCULLIS_URL", srv.URL)
+
+	code, out := runCLI(t, "request", "orders-writer", "--for", "1h", "--reason", "backfill", "--token", "alice-demo-token")
+	if code != 0 || !strings.Contains(out, "orders-writer for 1h0m0s, pending") {
+		t.Fatalf("request: %d %s", code, out)
+	}
+	id := strings.SplitN(out, ":", 2)[0]
+	if code, out := runCLI(t, "request", "orders-writer", "--for", "2h", "--reason", "x", "--token", "alice-demo-token"); code == 0 || !strings.Contains(out, "HTTP 422") {
+		t.Errorf("a duration the role does not offer: %d %s", code, out)
+	}
+	if code, out := runCLI(t, "approve", id, "--token", "bob-demo-token"); code != 0 || !strings.Contains(out, "approved") {
+		t.Fatalf("approve the elevation: %d %s", code, out)
+	}
+	if code, out := runCLI(t, "elevations", "--token", "alice-demo-token"); code != 0 || !strings.Contains(out, id) || !strings.Contains(out, "approved") {
+		t.Errorf("elevations: %d %s", code, out)
+	}
+	if code, out := runCLI(t, "revoke", id, "--token", "dave-demo-token"); code == 0 || !strings.Contains(out, "HTTP 403") {
+		t.Errorf("revoke by a stranger: %d %s", code, out)
+	}
+	if code, out := runCLI(t, "revoke", id, "--token", "alice-demo-token"); code != 0 || !strings.Contains(out, id+": revoked") {
+		t.Errorf("revoke: %d %s", code, out)
+	}
+}
