@@ -30,9 +30,13 @@ func (c Credentials) String() string {
 func (c Credentials) GoString() string { return c.String() }
 
 // CredentialBroker supplies upstream credentials for a resource, for the default
-// connection (role "") or for an elevated role.
+// connection (role "") or for an elevated role. KeepAlive keeps expiring credentials valid
+// up to a deadline, never beyond; Release ends them (for Vault: revokes the lease) when the
+// connection they opened is done.
 type CredentialBroker interface {
 	Credentials(ctx context.Context, resource, role string) (Credentials, error)
+	KeepAlive(c Credentials, deadline time.Time)
+	Release(ctx context.Context, c Credentials) error
 }
 
 // StaticBroker serves the static credentials of the configuration's resources.
@@ -52,6 +56,12 @@ func NewStaticBroker(cfg *configs.Config) *StaticBroker {
 	}
 	return b
 }
+
+// KeepAlive does nothing: static credentials do not expire.
+func (b *StaticBroker) KeepAlive(Credentials, time.Time) {}
+
+// Release does nothing: static credentials outlive connections.
+func (b *StaticBroker) Release(context.Context, Credentials) error { return nil }
 
 // Credentials returns the resource's static credentials. Static credentials do not change
 // with the role: an elevated session uses the same upstream user.

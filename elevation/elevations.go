@@ -134,6 +134,19 @@ const grantTTL = time.Second
 // the cache from the store when it is stale; on a store failure it fails closed (no
 // grant roles) and returns the error.
 func (a *Approvals) Roles(ctx context.Context, user string, now time.Time) ([]string, error) {
+	grants, err := a.Grants(ctx, user, now)
+	var roles []string
+	for _, r := range grants {
+		if !slices.Contains(roles, r.Artifact.Role) {
+			roles = append(roles, r.Artifact.Role)
+		}
+	}
+	return roles, err
+}
+
+// Grants returns user's elevation requests whose grants hold at now (shared; do not
+// modify them).
+func (a *Approvals) Grants(ctx context.Context, user string, now time.Time) ([]*Request, error) {
 	g := &a.grants
 	g.mu.RLock()
 	fresh := !g.stale && now.Sub(g.loaded) < grantTTL && !now.Before(g.loaded)
@@ -147,13 +160,13 @@ func (a *Approvals) Roles(ctx context.Context, user string, now time.Time) ([]st
 		grants = g.byUser[user]
 		g.mu.RUnlock()
 	}
-	var roles []string
+	var out []*Request
 	for _, r := range grants {
-		if r.ActiveGrant(now) && !slices.Contains(roles, r.Artifact.Role) {
-			roles = append(roles, r.Artifact.Role)
+		if r.ActiveGrant(now) {
+			out = append(out, r)
 		}
 	}
-	return roles, nil
+	return out, nil
 }
 
 func (a *Approvals) reloadGrants(ctx context.Context, now time.Time) error {

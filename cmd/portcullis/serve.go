@@ -126,7 +126,19 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 			return fmt.Errorf("could not listen on %s: %w", cfg.Server.PostgresListen, err)
 		}
 		addrs.postgres = pln.Addr().String()
-		pg = &pgwire.Server{Config: cfg, Auth: auth, Broker: elevation.NewStaticBroker(cfg), Approvals: approvals, Audit: log, Log: logger, TLS: tlsCfg,
+		var broker elevation.CredentialBroker = elevation.NewStaticBroker(cfg)
+		if cfg.Vault.Address != "" {
+			vctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			vb, err := elevation.NewVaultBroker(vctx, cfg, logger)
+			cancel()
+			if err != nil {
+				ln.Close()
+				pln.Close()
+				return err
+			}
+			broker = vb
+		}
+		pg = &pgwire.Server{Config: cfg, Auth: auth, Broker: broker, Approvals: approvals, Audit: log, Log: logger, TLS: tlsCfg,
 			MaxMessageSize: cfg.Server.MaxMessageBytes, StartupTimeout: cfg.Server.StartupTimeout.D()}
 		go func() { errc <- pg.Serve(pln) }()
 		defer pg.Close()

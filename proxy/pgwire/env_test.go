@@ -132,11 +132,20 @@ func sha(s string) string {
 // end and API in front of it.
 func newEnv(t testing.TB, opts ...func(*pgwire.Server)) *env {
 	t.Helper()
+	return newEnvYAML(t, nil, opts...)
+}
+
+// newEnvYAML is newEnv with the configuration changed by mutate first.
+func newEnvYAML(t testing.TB, mutate func(yaml string) string, opts ...func(*pgwire.Server)) *env {
+	t.Helper()
 	e := &env{pg: testenv.Postgres(t)}
 	seed(t, e.pg)
 	closed, _ := devserver.FreePort()
 	yaml := fmt.Sprintf(testConfig, sha(token("alice")), sha(token("bob")), sha(token("carol")), sha(token("erin")),
 		e.pg.Addr(), upstreamPassword, e.pg.Addr(), upstreamPassword, e.pg.Addr(), upstreamPassword, closed)
+	if mutate != nil {
+		yaml = mutate(yaml)
+	}
 	cfg, err := configs.Parse("test.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)

@@ -80,7 +80,7 @@ const (
 	codeInvalidPassword       = "28P01"
 	codeInvalidAuthorization  = "28000"
 	codeInvalidCatalog        = "3D000" // no such resource
-	codeTooManyConnections    = "53300"
+	codeAdminShutdown         = "57P01" // an elevated session whose grant ended
 	codeInternal              = "XX000"
 )
 

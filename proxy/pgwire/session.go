@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/identity"
 )
@@ -33,6 +36,9 @@ type session struct {
 	up     net.Conn
 	ur     *reader
 	uw     *bufio.Writer // client loop only
+
+	creds elevation.Credentials // upstream credentials; released when the session ends
+	grant *elevation.Request    // the grant the session is elevated under, or nil
 
 	pid      uint32
 	secret   []byte
@@ -99,7 +105,9 @@ func (ss *session) run() {
 		defer close(relayDone)
 		ss.relay()
 	}()
+	stopWatch := ss.watchGrant()
 	err := ss.clientLoop()
+	stopWatch()
 	ss.mu.Lock()
 	ss.ending = true
 	ss.mu.Unlock()
@@ -107,12 +115,55 @@ func (ss *session) run() {
 	<-relayDone
 	ss.client.Close()
 	ss.srv.unregister(ss)
+	if rerr := ss.srv.Broker.Release(context.Background(), ss.creds); rerr != nil {
+		ss.srv.Log.Error("could not release upstream credentials", "session", ss.id, "err", rerr)
+	}
 	result, reason := "ok", ""
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		result, reason = "error", err.Error()
 	}
 	ss.srv.Audit.Enqueue(&audit.Event{Type: "pg.session.end", Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: result, Reason: reason,
 		Details: map[string]any{"duration_ms": ss.srv.Now().Sub(start).Milliseconds(), "statements": ss.stats.statements, "denied": ss.stats.denied, "approvals": ss.stats.approvals}})
+}
+
+// watchGrant cuts an elevated session when its grant ends (its not_after, or revoked):
+// the client gets a 57P01 termination saying so, and the connection closes; the lease is
+// revoked as the session ends.
+func (ss *session) watchGrant() (stop func()) {
+	if ss.grant == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			now := ss.srv.Now()
+			grants, err := ss.srv.Approvals.Grants(context.Background(), ss.who.User, now)
+			if err == nil && slices.ContainsFunc(grants, func(g *elevation.Request) bool { return g.ID == ss.grant.ID }) {
+				continue
+			}
+			if err != nil && now.Before(ss.grant.NotAfter) {
+				continue // cannot tell; the deadline still holds
+			}
+			ss.srv.Audit.Enqueue(&audit.Event{Type: "pg.session.cut", Actor: "portcullis", Subject: ss.who.User, Resource: ss.res.Name, Session: ss.id,
+				Result: "terminated", Reason: "elevation grant ended", Details: map[string]any{"grant": ss.grant.ID, "role": ss.grant.Artifact.Role}})
+			// A FATAL may come at any message boundary; the relay holds mu between messages.
+			ss.mu.Lock()
+			ss.ending = true
+			ss.cw.Write(encode(errorResponse("FATAL", codeAdminShutdown, fmt.Sprintf("terminating connection: your %s elevation (%s) ended", ss.grant.Artifact.Role, ss.grant.ID), "", "Request the role again if you still need it.")))
+			ss.cw.Flush()
+			ss.mu.Unlock()
+			ss.kill()
+			return
+		}
+	}()
+	return func() { close(done) }
 }
 
 // kill ends the session from outside (server shutdown).

@@ -20,6 +20,7 @@ import (
 
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/elevation"
 )
 
 // Startup request codes (in place of the protocol version).
@@ -218,11 +219,35 @@ func (s *Server) resource(name string) *configs.Resource {
 // connectUpstream opens the session's own upstream connection with the broker's
 // credentials (pgconn does the upstream authentication) and takes it over.
 func (s *Server) connectUpstream(ctx context.Context, ss *session, params map[string]string) error {
-	creds, err := s.Broker.Credentials(ctx, ss.res.Name, "")
+	// A grant whose role has credentials of its own for this resource elevates the session.
+	role := ""
+	if v := ss.res.Credentials.Vault; v != nil {
+		grants, err := s.Approvals.Grants(ctx, ss.who.User, s.Now())
+		if err != nil {
+			s.Log.Error("could not read elevation grants", "err", err)
+		}
+		for _, g := range grants {
+			if _, ok := v.Roles[g.Artifact.Role]; ok && slices.ContainsFunc(g.Artifact.Grants, func(gs elevation.GrantScope) bool { return slices.Contains(gs.Resources, ss.res.Name) }) {
+				role, ss.grant = g.Artifact.Role, g
+				break
+			}
+		}
+	}
+	creds, err := s.Broker.Credentials(ctx, ss.res.Name, role)
 	if err != nil {
-		s.Log.Error("no upstream credentials", "resource", ss.res.Name, "err", err)
+		s.Log.Error("no upstream credentials", "resource", ss.res.Name, "role", role, "err", err)
+		if errors.Is(err, elevation.ErrVaultUnavailable) {
+			return fatal(codeConnectionFailure, "could not get credentials for resource %s: the secrets backend is unavailable; try again shortly", ss.res.Name)
+		}
 		return fatal(codeConnectionFailure, "Portcullis has no credentials for resource %s", ss.res.Name)
 	}
+	ss.creds = creds
+	release := true
+	defer func() {
+		if release {
+			s.Broker.Release(context.Background(), creds)
+		}
+	}()
 	u := url.URL{Scheme: "postgres", User: url.UserPassword(creds.Username, creds.Password), Host: ss.res.Upstream, Path: "/" + ss.res.Database}
 	q := url.Values{"sslmode": {"prefer"}, "connect_timeout": {strconv.Itoa(int(s.StartupTimeout.Seconds()))}}
 	u.RawQuery = q.Encode()
@@ -252,6 +277,12 @@ func (s *Server) connectUpstream(ctx context.Context, ss *session, params map[st
 		pc.Close(ctx)
 		return fmt.Errorf("could not take over the upstream connection: %w", err)
 	}
+	release = false
+	deadline := s.Now().Add(30 * 24 * time.Hour) // until the session ends
+	if ss.grant != nil {
+		deadline = ss.grant.NotAfter
+	}
+	s.Broker.KeepAlive(creds, deadline)
 	ss.up = hc.Conn
 	ss.upPID, ss.upSecret = hc.PID, hc.SecretKey
 	ss.upParams, ss.txStatus = hc.ParameterStatuses, hc.TxStatus
@@ -263,6 +294,9 @@ func (s *Server) connectUpstream(ctx context.Context, ss *session, params map[st
 func (s *Server) auditStartup(ss *session, result, reason string) error {
 	ev := &audit.Event{Type: "pg.session.start", Resource: ss.res.Name, Session: ss.id, Result: result, Reason: reason,
 		Details: map[string]any{"client_addr": ss.remote, "client_user": ss.clientUser}}
+	if ss.grant != nil {
+		ev.Details["grant"], ev.Details["role"] = ss.grant.ID, ss.grant.Artifact.Role
+	}
 	if ss.who != nil {
 		ev.Actor = ss.who.User
 	}

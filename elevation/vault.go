@@ -1,0 +1,159 @@
+package elevation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+
+	"github.com/portcullis/portcullis/configs"
+)
+
+// ErrVaultUnavailable means Vault could not be reached or refused: new sessions that
+// need credentials from it fail; open ones keep theirs until they end.
+var ErrVaultUnavailable = errors.New("vault unavailable")
+
+// VaultBroker mints upstream credentials from Vault's database secrets engine (or any
+// secret with username and password), falling back to the configuration's static
+// credentials for resources without a vault path. Leases are renewed no further than the
+// deadline the caller gives, and revoked (synchronously) on Release.
+type VaultBroker struct {
+	client *vault.Client
+	cfg    *configs.Config
+	static *StaticBroker
+	log    *slog.Logger
+	now    func() time.Time
+
+	mu     sync.Mutex
+	renew  map[string]context.CancelFunc // lease id -> stop renewing
+	closed bool
+}
+
+var _ CredentialBroker = (*VaultBroker)(nil)
+
+// NewVaultBroker logs in to Vault (token, or AppRole) as cfg.vault says.
+func NewVaultBroker(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*VaultBroker, error) {
+	vc := vault.DefaultConfig()
+	vc.Address = cfg.Vault.Address
+	vc.Timeout = cfg.Vault.Timeout.D()
+	vc.MaxRetries = 1
+	client, err := vault.NewClient(vc)
+	if err != nil {
+		return nil, fmt.Errorf("vault client: %w", err)
+	}
+	client.SetToken(cfg.Vault.Token)
+	if ar := cfg.Vault.AppRole; ar != nil {
+		s, err := client.Logical().WriteWithContext(ctx, "auth/"+ar.Mount+"/login", map[string]any{"role_id": ar.RoleID, "secret_id": ar.SecretID})
+		if err != nil || s == nil || s.Auth == nil {
+			return nil, fmt.Errorf("%w: AppRole login failed: %v", ErrVaultUnavailable, err)
+		}
+		client.SetToken(s.Auth.ClientToken)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &VaultBroker{client: client, cfg: cfg, static: NewStaticBroker(cfg), log: log, now: time.Now, renew: map[string]context.CancelFunc{}}, nil
+}
+
+// Path returns the Vault path that mints credentials for resource under role ("" for the
+// default connection), or "" when the resource does not use Vault.
+func (b *VaultBroker) Path(resource, role string) string {
+	for _, r := range b.cfg.Resources {
+		if r.Name != resource || r.Credentials.Vault == nil {
+			continue
+		}
+		if p, ok := r.Credentials.Vault.Roles[role]; ok && role != "" {
+			return p
+		}
+		return r.Credentials.Vault.Path
+	}
+	return ""
+}
+
+// Credentials reads fresh credentials for resource (under role, when the resource has a
+// path for it).
+func (b *VaultBroker) Credentials(ctx context.Context, resource, role string) (Credentials, error) {
+	path := b.Path(resource, role)
+	if path == "" {
+		return b.static.Credentials(ctx, resource, role)
+	}
+	s, err := b.client.Logical().ReadWithContext(ctx, path)
+	if err != nil || s == nil {
+		b.log.Warn("vault read failed", "path", path, "err", err)
+		return Credentials{}, fmt.Errorf("%w: could not read credentials for %s", ErrVaultUnavailable, resource)
+	}
+	user, _ := s.Data["username"].(string)
+	pass, _ := s.Data["password"].(string)
+	if user == "" || pass == "" {
+		return Credentials{}, fmt.Errorf("vault path %s gave no username and password", path)
+	}
+	c := Credentials{Username: user, Password: pass, LeaseID: s.LeaseID}
+	if s.LeaseDuration > 0 {
+		c.Expiry = b.now().Add(time.Duration(s.LeaseDuration) * time.Second)
+	}
+	return c, nil
+}
+
+// KeepAlive renews c's lease until deadline (never beyond it) or until Release, whichever
+// comes first. Renewal failures are logged; the lease then ends at its own expiry.
+func (b *VaultBroker) KeepAlive(c Credentials, deadline time.Time) {
+	if c.LeaseID == "" || c.Expiry.IsZero() {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		cancel()
+		return
+	}
+	b.renew[c.LeaseID] = cancel
+	b.mu.Unlock()
+	go func() {
+		expiry := c.Expiry
+		for {
+			remaining := deadline.Sub(b.now())
+			if remaining <= 0 || !expiry.Before(deadline) {
+				return // the lease already lasts to the deadline
+			}
+			wait := max(time.Until(expiry)/2, time.Second)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			inc := int(min(time.Until(deadline), 24*time.Hour).Seconds())
+			if inc <= 0 {
+				return
+			}
+			s, err := b.client.Sys().RenewWithContext(ctx, c.LeaseID, inc)
+			if err != nil || s == nil {
+				b.log.Warn("vault lease renewal failed", "err", err)
+				return
+			}
+			expiry = b.now().Add(time.Duration(s.LeaseDuration) * time.Second)
+		}
+	}()
+}
+
+// Release revokes c's lease in Vault and waits until Vault has acted on it (for the
+// database engine: the upstream role is dropped).
+func (b *VaultBroker) Release(ctx context.Context, c Credentials) error {
+	if c.LeaseID == "" {
+		return nil
+	}
+	b.mu.Lock()
+	if stop := b.renew[c.LeaseID]; stop != nil {
+		stop()
+		delete(b.renew, c.LeaseID)
+	}
+	b.mu.Unlock()
+	if _, err := b.client.Logical().WriteWithContext(ctx, "sys/leases/revoke", map[string]any{"lease_id": c.LeaseID, "sync": true}); err != nil {
+		return fmt.Errorf("%w: could not revoke a lease: %v", ErrVaultUnavailable, err)
+	}
+	return nil
+}
