@@ -37,14 +37,40 @@ type Approvals struct {
 	mu      sync.Mutex
 	waiters map[string][]chan struct{}
 	grants  grantCache
+	stop    context.CancelFunc
+}
+
+// changeNotifier is a store that tells about changes made by other replicas.
+type changeNotifier interface {
+	Changes(ctx context.Context) <-chan string
 }
 
 // NewApprovals returns the service over store. now is the clock (time.Now when nil).
+// When the store announces changes (Redis), waiters wake as soon as another replica
+// records a decision.
 func NewApprovals(store Store, now func() time.Time) *Approvals {
 	if now == nil {
 		now = time.Now
 	}
-	return &Approvals{store: store, now: now, waiters: map[string][]chan struct{}{}}
+	a := &Approvals{store: store, now: now, waiters: map[string][]chan struct{}{}}
+	if cn, ok := store.(changeNotifier); ok {
+		ctx, cancel := context.WithCancel(context.Background())
+		a.stop = cancel
+		go func() {
+			for id := range cn.Changes(ctx) {
+				a.notify(id)
+				a.grants.invalidate()
+			}
+		}()
+	}
+	return a
+}
+
+// Close stops listening for other replicas' changes.
+func (a *Approvals) Close() {
+	if a.stop != nil {
+		a.stop()
+	}
 }
 
 // Create stores a new pending request to run the statement of artifact and returns it.

@@ -42,6 +42,34 @@ func (s *RedisStore) Close() error { return s.rdb.Close() }
 
 func (s *RedisStore) key(id string) string { return s.prefix + "req:" + id }
 func (s *RedisStore) index() string        { return s.prefix + "reqs" }
+func (s *RedisStore) channel() string      { return s.prefix + "changed" }
+
+// Changes returns the ids of requests changed by any replica, as Redis publishes them,
+// until ctx ends. Approvals uses it to wake waiters at once.
+func (s *RedisStore) Changes(ctx context.Context) <-chan string {
+	out := make(chan string, 64)
+	sub := s.rdb.Subscribe(ctx, s.channel())
+	go func() {
+		defer close(out)
+		defer sub.Close()
+		ch := sub.Channel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m, ok := <-ch:
+				if !ok {
+					return
+				}
+				select {
+				case out <- m.Payload:
+				default: // a slow consumer falls back on its re-check
+				}
+			}
+		}
+	}()
+	return out
+}
 
 // Create stores a new request.
 func (s *RedisStore) Create(ctx context.Context, r *Request) error {
@@ -126,6 +154,7 @@ func (s *RedisStore) Update(ctx context.Context, id string, fn func(*Request) er
 			}
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.Set(ctx, key, nb, 0)
+				p.Publish(ctx, s.channel(), id)
 				return nil
 			})
 			out = r

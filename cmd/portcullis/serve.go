@@ -100,6 +100,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		return err
 	}
 	approvals := elevation.NewApprovals(store, nil)
+	defer approvals.Close()
 	go sweepGrants(ctx, approvals, log, logger)
 	// Audit before act: a server whose audit log cannot be written does not start.
 	if err := log.Append(ctx, &audit.Event{Type: "server.started", Actor: "portcullis", PolicyHash: cfg.Engine.Snapshot(),

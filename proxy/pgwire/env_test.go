@@ -170,6 +170,7 @@ func newEnvYAML(t testing.TB, mutate func(yaml string) string, opts ...func(*pgw
 	for _, o := range opts {
 		o(e.srv)
 	}
+	e.approvals = e.srv.Approvals // an option may have put it in another store
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -292,7 +293,19 @@ func (e *env) call(t *testing.T, user, method, path, body string) int {
 // get makes an API request as user and returns the status and the decoded body.
 func (e *env) get(t *testing.T, user, method, path, body string) (int, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest(method, e.api.URL+path, strings.NewReader(body))
+	return getAt(t, e.api.URL, user, method, path, body)
+}
+
+// callAt makes an API request to the server at base and returns the status.
+func callAt(t *testing.T, base, user, method, path, body string) int {
+	t.Helper()
+	code, _ := getAt(t, base, user, method, path, body)
+	return code
+}
+
+func getAt(t *testing.T, base, user, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token(user))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
