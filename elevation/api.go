@@ -50,6 +50,8 @@ func StatusOf(err error) (int, string) {
 		return http.StatusConflict, err.Error()
 	case errors.Is(err, ErrInvalid):
 		return http.StatusUnprocessableEntity, err.Error()
+	case errors.Is(err, ErrStoreUnavailable):
+		return http.StatusServiceUnavailable, "the approval store is unavailable; nothing was changed, try again"
 	case errors.Is(err, errAudit):
 		return http.StatusServiceUnavailable, "the audit log cannot be written; nothing was changed"
 	}

@@ -5,10 +5,25 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"sort"
+	"syscall"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
+
+// ErrStoreUnavailable means the store could not be reached; nothing was changed.
+var ErrStoreUnavailable = errors.New("approval store unavailable")
+
+// unavailable wraps a Redis error; redis.Nil and transaction conflicts are not outages.
+func unavailable(err error) error {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, redis.TxFailedErr) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+}
 
 // RedisStore keeps approval requests in Redis, one JSON value per request under
 // prefix+"req:"+id and an index set, so that every Portcullis replica sharing the Redis sees
@@ -26,6 +41,8 @@ func OpenRedisStore(ctx context.Context, url, prefix string) (*RedisStore, error
 	if err != nil {
 		return nil, fmt.Errorf("store.redis: %w", err)
 	}
+	// Fail fast in an outage: statements waiting to be recorded should hear at once.
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.MaxRetries = 2*time.Second, 2*time.Second, 2*time.Second, 1
 	rdb := redis.NewClient(opt)
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
@@ -79,13 +96,13 @@ func (s *RedisStore) Create(ctx context.Context, r *Request) error {
 	}
 	ok, err := s.rdb.SetNX(ctx, s.key(r.ID), b, 0).Result()
 	if err != nil {
-		return fmt.Errorf("could not store the request in Redis: %w", err)
+		return unavailable(err)
 	}
 	if !ok {
 		return fmt.Errorf("request %s exists", r.ID)
 	}
 	if err := s.rdb.SAdd(ctx, s.index(), r.ID).Err(); err != nil {
-		return fmt.Errorf("could not index the request in Redis: %w", err)
+		return unavailable(err)
 	}
 	return nil
 }
@@ -97,7 +114,7 @@ func (s *RedisStore) Get(ctx context.Context, id string) (*Request, error) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("could not read the request from Redis: %w", err)
+		return nil, unavailable(err)
 	}
 	r := &Request{}
 	if err := json.Unmarshal(b, r); err != nil {
@@ -110,7 +127,7 @@ func (s *RedisStore) Get(ctx context.Context, id string) (*Request, error) {
 func (s *RedisStore) List(ctx context.Context) ([]*Request, error) {
 	ids, err := s.rdb.SMembers(ctx, s.index()).Result()
 	if err != nil {
-		return nil, fmt.Errorf("could not list requests in Redis: %w", err)
+		return nil, unavailable(err)
 	}
 	out := make([]*Request, 0, len(ids))
 	for _, id := range ids {
@@ -125,6 +142,11 @@ func (s *RedisStore) List(ctx context.Context) ([]*Request, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out, nil
+}
+
+func isNetErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // Update changes a request atomically: if another replica changes it meanwhile, fn runs
@@ -164,6 +186,10 @@ func (s *RedisStore) Update(ctx context.Context, id string, fn func(*Request) er
 			continue // someone else changed it; decide again on the new value
 		}
 		if err != nil {
+			var redisErr redis.Error
+			if errors.As(err, &redisErr) || isNetErr(err) {
+				return nil, unavailable(err)
+			}
 			return nil, err
 		}
 		return out, nil

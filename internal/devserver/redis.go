@@ -16,16 +16,32 @@ import (
 // Redis is a running redis-server without persistence.
 type Redis struct {
 	Port int
+	dir  string
 	proc *process
 }
 
 // StartRedis starts redis-server on 127.0.0.1 with its log in dir.
 func StartRedis(dir string) (*Redis, error) {
-	bin, err := lookBin("redis-server", "/usr/bin/redis-server")
+	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
+	return startRedis(dir, port)
+}
+
+// Restart starts a stopped server again on the same port (empty: it keeps no data).
+func (r *Redis) Restart() error {
+	r.Stop()
+	n, err := startRedis(r.dir, r.Port)
+	if err != nil {
+		return err
+	}
+	r.proc = n.proc
+	return nil
+}
+
+func startRedis(dir string, port int) (*Redis, error) {
+	bin, err := lookBin("redis-server", "/usr/bin/redis-server")
 	if err != nil {
 		return nil, err
 	}
@@ -35,7 +51,7 @@ func StartRedis(dir string) (*Redis, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Redis{Port: port, proc: proc}
+	r := &Redis{Port: port, dir: dir, proc: proc}
 	if err := proc.waitReady(15*time.Second, func(ctx context.Context) error { return ping(ctx, r.Addr()) }); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,5 +90,54 @@ func TestReplicasShareRedis(t *testing.T) {
 	}
 	if err := wait(t, done); err != nil || e.count(t, "status = 'from-b'") != 1 {
 		t.Fatalf("statement on B approved on A: %v", err)
+	}
+}
+
+// TestRedisOutageFailsClosed: with Redis down nothing is approved or granted by accident —
+// statements needing approval are refused with a clear error, the API answers 503 — and
+// everything works again when Redis returns.
+func TestRedisOutageFailsClosed(t *testing.T) {
+	r := testenv.Redis(t)
+	e := newEnv(t, func(s *pgwire.Server) {
+		st, err := elevation.OpenRedisStore(context.Background(), r.URL(), "portcullis:")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Approvals = elevation.NewApprovals(st, nil)
+		t.Cleanup(func() { s.Approvals.Close(); st.Close() })
+	})
+	c := e.connect(t, "alice")
+	ctx := context.Background()
+	r.Stop()
+
+	_, err := c.Exec(ctx, "UPDATE orders SET status = 'outage' WHERE id = 300")
+	if pgCode(err) != "XX000" || !strings.Contains(err.Error(), "approval request") {
+		t.Errorf("a write needing approval during the outage: %v", err)
+	}
+	if code := e.call(t, "bob", "GET", "/api/v1/approvals", ""); code != 503 {
+		t.Errorf("approvals API during the outage: %d, want 503", code)
+	}
+	if code := e.call(t, "alice", "POST", "/api/v1/elevations", `{"role": "orders-writer", "duration": "1h", "reason": "x"}`); code != 503 {
+		t.Errorf("elevation request during the outage: %d, want 503", code)
+	}
+	var n int
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&n); err != nil {
+		t.Errorf("a read during the outage: %v", err)
+	}
+
+	if err := r.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := c.Exec(ctx, "UPDATE orders SET status = 'after' WHERE id = 300"); done <- err }()
+	req := e.pending(t)
+	if code := e.call(t, "bob", "POST", "/api/v1/approvals/"+req.ID+"/approve", ""); code != 200 {
+		t.Fatalf("approval after Redis returned: %d", code)
+	}
+	if err := wait(t, done); err != nil || e.count(t, "status = 'after'") != 1 {
+		t.Fatalf("after Redis returned: %v", err)
+	}
+	if e.count(t, "status = 'outage'") != 0 {
+		t.Error("the write refused during the outage ran")
 	}
 }
