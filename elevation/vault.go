@@ -28,9 +28,10 @@ type VaultBroker struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	mu     sync.Mutex
-	renew  map[string]context.CancelFunc // lease id -> stop renewing
-	closed bool
+	mu        sync.Mutex
+	renew     map[string]context.CancelFunc // lease id -> stop renewing
+	closed    bool
+	stopToken context.CancelFunc
 }
 
 var _ CredentialBroker = (*VaultBroker)(nil)
@@ -56,7 +57,55 @@ func NewVaultBroker(ctx context.Context, cfg *configs.Config, log *slog.Logger) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &VaultBroker{client: client, cfg: cfg, static: NewStaticBroker(cfg), log: log, now: time.Now, renew: map[string]context.CancelFunc{}}, nil
+	b := &VaultBroker{client: client, cfg: cfg, static: NewStaticBroker(cfg), log: log, now: time.Now, renew: map[string]context.CancelFunc{}}
+	tctx, cancel := context.WithCancel(context.Background())
+	b.stopToken = cancel
+	go b.keepToken(tctx)
+	return b, nil
+}
+
+// keepToken renews Portcullis's own Vault token at half its TTL; for AppRole, it logs in
+// again when renewal fails. A non-expiring token (TTL 0) needs nothing.
+func (b *VaultBroker) keepToken(ctx context.Context) {
+	for {
+		s, err := b.client.Auth().Token().LookupSelfWithContext(ctx)
+		wait := time.Minute
+		if err == nil && s != nil {
+			ttl, _ := s.TokenTTL()
+			if ttl == 0 {
+				return // does not expire
+			}
+			wait = max(ttl/2, time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if _, err := b.client.Auth().Token().RenewSelfWithContext(ctx, 0); err != nil {
+			b.log.Warn("vault token renewal failed", "err", err)
+			if ar := b.cfg.Vault.AppRole; ar != nil {
+				s, lerr := b.client.Logical().WriteWithContext(ctx, "auth/"+ar.Mount+"/login", map[string]any{"role_id": ar.RoleID, "secret_id": ar.SecretID})
+				if lerr == nil && s != nil && s.Auth != nil {
+					b.client.SetToken(s.Auth.ClientToken)
+				} else {
+					b.log.Error("vault AppRole login failed", "err", lerr)
+				}
+			}
+		}
+	}
+}
+
+// Close stops renewing the token and every lease.
+func (b *VaultBroker) Close() {
+	b.stopToken()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	for id, stop := range b.renew {
+		stop()
+		delete(b.renew, id)
+	}
 }
 
 // Path returns the Vault path that mints credentials for resource under role ("" for the

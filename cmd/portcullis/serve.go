@@ -137,6 +137,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 				pln.Close()
 				return err
 			}
+			defer vb.Close()
 			broker = vb
 		}
 		pg = &pgwire.Server{Config: cfg, Auth: auth, Broker: broker, Approvals: approvals, Audit: log, Log: logger, TLS: tlsCfg,

@@ -182,4 +182,18 @@ resources:
 	if d := revoked.Sub(grant.NotAfter); d > 2*time.Second {
 		t.Errorf("revocation took %v after the grant ended", d)
 	}
+
+	// A Vault outage: sessions already open carry on; new ones fail with a clear error.
+	open, err := pgx.Connect(ctx, e.dsn("alice", "vaulted"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close(ctx)
+	v.Stop()
+	if _, err := pgx.Connect(ctx, e.dsn("alice", "vaulted")); pgCode(err) != "08006" || !strings.Contains(err.Error(), "secrets backend is unavailable") {
+		t.Errorf("a new session during a Vault outage: %v", err)
+	}
+	if whoami(open) == "" {
+		t.Error("an open session stopped during the Vault outage")
+	}
 }
