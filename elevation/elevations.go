@@ -169,8 +169,19 @@ func (a *Approvals) Grants(ctx context.Context, user string, now time.Time) ([]*
 	return out, nil
 }
 
+// grantLister is a store with an index of active grants.
+type grantLister interface {
+	ActiveGrants(ctx context.Context, now time.Time) ([]*Request, error)
+}
+
 func (a *Approvals) reloadGrants(ctx context.Context, now time.Time) error {
-	all, err := a.store.List(ctx)
+	var all []*Request
+	var err error
+	if gl, ok := a.store.(grantLister); ok {
+		all, err = gl.ActiveGrants(ctx, now)
+	} else {
+		all, err = a.store.List(ctx)
+	}
 	if err != nil {
 		a.grants.mu.Lock()
 		a.grants.byUser = nil // fail closed

@@ -60,6 +60,39 @@ func (s *RedisStore) Close() error { return s.rdb.Close() }
 func (s *RedisStore) key(id string) string { return s.prefix + "req:" + id }
 func (s *RedisStore) index() string        { return s.prefix + "reqs" }
 func (s *RedisStore) channel() string      { return s.prefix + "changed" }
+func (s *RedisStore) grantKey(id string) string {
+	return s.prefix + "grant:" + id
+}
+func (s *RedisStore) grantIndex() string { return s.prefix + "grants" }
+
+// ActiveGrants returns the elevation requests whose grants hold now. Each active grant
+// is kept under its own key whose TTL is the grant's remaining life, so Redis itself
+// forgets a grant at its not_after, whatever happens to Portcullis.
+func (s *RedisStore) ActiveGrants(ctx context.Context, now time.Time) ([]*Request, error) {
+	ids, err := s.rdb.SMembers(ctx, s.grantIndex()).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	var out []*Request
+	for _, id := range ids {
+		b, err := s.rdb.Get(ctx, s.grantKey(id)).Bytes()
+		if errors.Is(err, redis.Nil) {
+			s.rdb.SRem(ctx, s.grantIndex(), id) // expired: Redis already forgot it
+			continue
+		}
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		r := &Request{}
+		if err := json.Unmarshal(b, r); err != nil {
+			return nil, fmt.Errorf("grant %s in Redis is corrupt: %w", id, err)
+		}
+		if r.ActiveGrant(now) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
 
 // Changes returns the ids of requests changed by any replica, as Redis publishes them,
 // until ctx ends. Approvals uses it to wake waiters at once.
@@ -176,6 +209,15 @@ func (s *RedisStore) Update(ctx context.Context, id string, fn func(*Request) er
 			}
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.Set(ctx, key, nb, 0)
+				// The grant key lives exactly as long as the grant: issued with the
+				// vote that completes the quorum, gone at not_after or revocation.
+				if r.Type == TypeElevation && r.State == StateApproved && !r.NotAfter.IsZero() {
+					p.SetArgs(ctx, s.grantKey(id), nb, redis.SetArgs{ExpireAt: r.NotAfter})
+					p.SAdd(ctx, s.grantIndex(), id)
+				} else if r.Type == TypeElevation {
+					p.Del(ctx, s.grantKey(id))
+					p.SRem(ctx, s.grantIndex(), id)
+				}
 				p.Publish(ctx, s.channel(), id)
 				return nil
 			})

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/internal/testenv"
 	"github.com/portcullis/portcullis/policy"
 )
@@ -139,6 +140,42 @@ func storeContract(t *testing.T, open func(t *testing.T) Store) {
 		}
 	})
 
+	t.Run("grants hold until not_after and count once", func(t *testing.T) {
+		cfg, err := configs.Load("../configs/demo.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := open(t)
+		a, b := NewApprovals(s, nil), NewApprovals(s, nil)
+		defer a.Close()
+		defer b.Close()
+		alice, _ := cfg.StaticSubject("alice")
+		bob, _ := cfg.StaticSubject("bob")
+		req, err := a.RequestElevation(ctx, cfg, alice, ElevationRequest{Role: "orders-writer", Duration: "15m", Reason: "contract"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := a.Approve(ctx, req.ID, bob, "")
+		if err != nil || g.State != StateApproved {
+			t.Fatalf("grant: %+v %v", g, err)
+		}
+		for _, svc := range []*Approvals{a, b} { // the replica that approved, and another
+			if roles, err := svc.Roles(ctx, "alice", time.Now()); err != nil || !slices.Equal(roles, []string{"orders-writer"}) {
+				t.Errorf("roles now: %v %v", roles, err)
+			}
+			if roles, _ := svc.Roles(ctx, "alice", g.NotAfter); len(roles) != 0 {
+				t.Errorf("roles at not_after: %v", roles)
+			}
+		}
+		if _, err := b.Revoke(ctx, req.ID, alice, false); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+		if roles, _ := a.Roles(ctx, "alice", time.Now()); len(roles) != 0 {
+			t.Errorf("roles after revocation on the other replica: %v", roles)
+		}
+	})
+
 	t.Run("survives reopening", func(t *testing.T) {
 		s := open(t)
 		r, _ := NewApprovals(s, nil).Create(ctx, alice, "s1", Artifact{Statement: "kept", Quorum: q})
@@ -183,6 +220,36 @@ func TestRedisStore(t *testing.T) {
 }
 
 // TestWaitSeesAnotherReplicasDecision: two services over one Redis, as two replicas.
+// TestRedisForgetsGrantsAtNotAfter: the grant key expires in Redis itself.
+func TestRedisForgetsGrantsAtNotAfter(t *testing.T) {
+	r := testenv.Redis(t)
+	ctx := context.Background()
+	s, err := OpenRedisStore(ctx, r.URL(), "ttl:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cfg, _ := configs.Load("../configs/demo.yaml")
+	cfg.Roles[0].Durations = append(cfg.Roles[0].Durations, configs.Duration(time.Second))
+	a := NewApprovals(s, nil)
+	defer a.Close()
+	alice, _ := cfg.StaticSubject("alice")
+	bob, _ := cfg.StaticSubject("bob")
+	req, err := a.RequestElevation(ctx, cfg, alice, ElevationRequest{Role: "orders-writer", Duration: "1s", Reason: "ttl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Approve(ctx, req.ID, bob, "")
+	ttl := s.rdb.PTTL(ctx, s.grantKey(req.ID)).Val()
+	if ttl <= 0 || ttl > time.Second {
+		t.Fatalf("grant key TTL %v, want the grant's remaining life", ttl)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if n := s.rdb.Exists(ctx, s.grantKey(req.ID)).Val(); n != 0 {
+		t.Error("Redis still holds the grant after its not_after")
+	}
+}
+
 func TestWaitSeesAnotherReplicasDecision(t *testing.T) {
 	r := testenv.Redis(t)
 	ctx := context.Background()
