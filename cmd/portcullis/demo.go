@@ -13,8 +13,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 
+	vault "github.com/hashicorp/vault/api"
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
@@ -98,10 +100,84 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string) error {
 	if err := seedOrders(ctx, pg, password); err != nil {
 		return fmt.Errorf("could not seed the orders database: %w", err)
 	}
+	started := []string{fmt.Sprintf("PostgreSQL (orders, 127.0.0.1:%d)", port)}
+	var notStarted []string
+
+	// Redis and Vault when this machine has them (make tools builds Vault).
+	if r, err := devserver.StartRedis(mkdir(filepath.Join(dir, "redis"))); err == nil {
+		defer r.Stop()
+		cfg.Store.Redis = r.URL()
+		started = append(started, "Redis ("+r.Addr()+", approvals and grants)")
+	} else {
+		notStarted = append(notStarted, "Redis ("+firstLine(err)+"; the embedded store holds approvals)")
+	}
+	if v, err := devserver.StartVault(mkdir(filepath.Join(dir, "vault"))); err == nil {
+		defer v.Stop()
+		if err := demoVault(ctx, cfg, v, pg); err != nil {
+			return fmt.Errorf("could not set up Vault for the demo: %w", err)
+		}
+		started = append(started, "Vault ("+v.Address()+", orders credentials from its database engine)")
+	} else {
+		notStarted = append(notStarted, "Vault ("+firstLine(err)+"; static orders credentials)")
+	}
 
 	return serve(ctx, cfg, logger, func(a listening) {
 		printDemo(out, cfg, a)
+		fmt.Fprintf(out, "Started: %s, Portcullis (API %s, PostgreSQL %s).\n", strings.Join(started, ", "), a.api, a.postgres)
+		if len(notStarted) > 0 {
+			fmt.Fprintf(out, "Not started: %s.\n", strings.Join(notStarted, "; "))
+		}
 	})
+}
+
+func mkdir(p string) string {
+	os.MkdirAll(p, 0o755)
+	return p
+}
+
+func firstLine(err error) string { return strings.SplitN(err.Error(), "\n", 2)[0] }
+
+// demoVault configures Vault's database engine against the demo PostgreSQL — a reader
+// role for every session and a writer role for sessions under an orders-writer grant —
+// and points the orders resource at it.
+func demoVault(ctx context.Context, cfg *configs.Config, v *devserver.Vault, pg *devserver.Postgres) error {
+	vc, err := vault.NewClient(&vault.Config{Address: v.Address()})
+	if err != nil {
+		return err
+	}
+	vc.SetToken(devserver.VaultRootToken)
+	if err := vc.Sys().MountWithContext(ctx, "database", &vault.MountInput{Type: "database"}); err != nil {
+		return err
+	}
+	if _, err := vc.Logical().WriteWithContext(ctx, "database/config/orders", map[string]any{
+		"plugin_name":    "postgresql-database-plugin",
+		"connection_url": fmt.Sprintf("postgresql://{{username}}:{{password}}@%s/orders?sslmode=disable", pg.Addr()),
+		"username":       pg.User, "password": pg.Password, "allowed_roles": "orders-reader,orders-writer", "verify_connection": true,
+	}); err != nil {
+		return err
+	}
+	for role, grant := range map[string]string{
+		"orders-reader": "GRANT SELECT ON orders TO \"{{name}}\";",
+		"orders-writer": "GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO \"{{name}}\"; GRANT USAGE ON SEQUENCE orders_id_seq TO \"{{name}}\";",
+	} {
+		if _, err := vc.Logical().WriteWithContext(ctx, "database/roles/"+role, map[string]any{
+			"db_name":               "orders",
+			"creation_statements":   `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; ` + grant,
+			"revocation_statements": `REASSIGN OWNED BY "{{name}}" TO portcullis; DROP OWNED BY "{{name}}"; DROP ROLE IF EXISTS "{{name}}";`,
+			"default_ttl":           "15m", "max_ttl": "4h",
+		}); err != nil {
+			return err
+		}
+	}
+	cfg.Vault.Address, cfg.Vault.Token = v.Address(), devserver.VaultRootToken
+	for i := range cfg.Resources {
+		if r := &cfg.Resources[i]; r.Name == "orders" {
+			r.Credentials = configs.Credentials{Vault: &configs.VaultCredentials{
+				Path: "database/creds/orders-reader", Roles: map[string]string{"orders-writer": "database/creds/orders-writer"},
+			}}
+		}
+	}
+	return nil
 }
 
 // demoPGDir returns where the demo keeps PostgreSQL's data: dir/pg, or, when running as
@@ -213,19 +289,20 @@ Try, as alice:
       PORTCULLIS_TOKEN=bob-demo-token bin/portcullis approve <id>
   ALTER TABLE orders ADD COLUMN note text;               -- denied (break-glass only)
 
+Elevation: alice asks for orders-writer, bob approves, alice's writes run directly:
+  PORTCULLIS_TOKEN=alice-demo-token bin/portcullis request orders-writer --for 15m --reason "fix order 2"
+  PORTCULLIS_TOKEN=bob-demo-token bin/portcullis approve <id>
+  then, in a new psql session as alice:
+    SELECT current_user;                                 -- with Vault: the writer role's own short-lived user
+    UPDATE orders SET status = 'paid' WHERE id = 2;      -- runs at once, until the grant ends
+  PORTCULLIS_TOKEN=alice-demo-token bin/portcullis revoke <id>   -- ends it early; the session is cut
+
 API:
   curl -s -H 'Authorization: Bearer alice-demo-token' http://%[1]s/api/v1/whoami
   curl -s -H 'Authorization: Bearer bob-demo-token' http://%[1]s/api/v1/approvals
   curl -s -H 'Authorization: Bearer carol-demo-token' http://%[1]s/api/v1/sessions
 
-Started: PostgreSQL (orders, 127.0.0.1:%[2]d), Portcullis (API %[1]s, PostgreSQL %[3]s).
-Not started: Redis and Vault (nothing in this build uses them yet; the embedded store holds approvals).
-`, a.api, pgPortFromEnv(), a.postgres)
-}
-
-func pgPortFromEnv() int {
-	p, _ := strconv.Atoi(os.Getenv("DEMO_PG_PORT"))
-	return p
+`, a.api)
 }
 
 func envOr(name, def string) string {

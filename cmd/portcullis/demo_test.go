@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -110,6 +111,41 @@ func TestDemo(t *testing.T) {
 		}
 		c.Close(ctx)
 	}
+	// The elevation walkthrough, with the Redis store and Vault credentials make tools provides.
+	if !strings.Contains(out.String(), "Redis (") || !strings.Contains(out.String(), "Vault (") || strings.Contains(out.String(), "Not started") {
+		t.Fatalf("the demo did not start Redis and Vault:\n%s", out)
+	}
+	post := func(token, path, body string) map[string]any {
+		req, _ := http.NewRequest("POST", "http://"+api+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v map[string]any
+		json.NewDecoder(resp.Body).Decode(&v)
+		if resp.StatusCode != 200 {
+			t.Fatalf("POST %s: %d %v", path, resp.StatusCode, v)
+		}
+		return v
+	}
+	elev := post("alice-demo-token", "/api/v1/elevations", `{"role": "orders-writer", "duration": "15m", "reason": "fix order 2"}`)
+	post("bob-demo-token", "/api/v1/approvals/"+elev["id"].(string)+"/approve", "")
+	ec, err := pgx.Connect(ctx, fmt.Sprintf("postgres://alice:alice-demo-token@%s/orders?sslmode=require", proxy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var user string
+	ec.QueryRow(ctx, "SELECT current_user").Scan(&user)
+	if !strings.HasPrefix(user, "v-") {
+		t.Errorf("the elevated session runs as %q, want a Vault-minted user", user)
+	}
+	if _, err := ec.Exec(ctx, "UPDATE orders SET status = 'paid' WHERE id = 2"); err != nil {
+		t.Errorf("a write under the grant: %v", err)
+	}
+	ec.Close(ctx)
+
 	db, err := pgx.Connect(ctx, fmt.Sprintf("postgres://portcullis:%s@127.0.0.1:%d/orders?sslmode=disable", demoPGPassword, port))
 	if err != nil {
 		t.Fatalf("the seeded orders database: %v", err)
