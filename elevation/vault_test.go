@@ -2,6 +2,7 @@ package elevation
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -36,5 +37,41 @@ func TestVaultTokenIsRenewed(t *testing.T) {
 	s, err := b.client.Logical().ReadWithContext(ctx, "secret/data/orders")
 	if err != nil || s == nil {
 		t.Fatalf("the broker's token lapsed: %v", err)
+	}
+}
+
+// TestVaultAppRoleLogin: the broker logs in with AppRole and reads credentials.
+func TestVaultAppRoleLogin(t *testing.T) {
+	v := testenv.Vault(t)
+	vc, _ := vault.NewClient(&vault.Config{Address: v.Address()})
+	vc.SetToken(devserver.VaultRootToken)
+	ctx := context.Background()
+	if err := vc.Sys().EnableAuthWithOptionsWithContext(ctx, "approle", &vault.EnableAuthOptions{Type: "approle"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := vc.Sys().PutPolicyWithContext(ctx, "portcullis", `path "secret/data/orders" { capabilities = ["read"] }`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vc.Logical().WriteWithContext(ctx, "auth/approle/role/portcullis", map[string]any{"token_policies": "portcullis", "token_ttl": "1h"}); err != nil {
+		t.Fatal(err)
+	}
+	rid, _ := vc.Logical().ReadWithContext(ctx, "auth/approle/role/portcullis/role-id")
+	sid, _ := vc.Logical().WriteWithContext(ctx, "auth/approle/role/portcullis/secret-id", nil)
+	vc.KVv2("secret").Put(ctx, "orders", map[string]any{"username": "svc", "password": "pw"})
+
+	cfg := &configs.Config{Vault: configs.Vault{Address: v.Address(), Timeout: configs.Duration(5 * time.Second),
+		AppRole: &configs.AppRole{RoleID: rid.Data["role_id"].(string), SecretID: sid.Data["secret_id"].(string), Mount: "approle"}},
+		Resources: []configs.Resource{{Name: "orders", Kind: "postgres", Credentials: configs.Credentials{Vault: &configs.VaultCredentials{Path: "secret/data/orders"}}}}}
+	b, err := NewVaultBroker(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.client.Logical().ReadWithContext(ctx, "secret/data/orders"); err != nil {
+		t.Fatalf("read with the AppRole token: %v", err)
+	}
+	cfg.Vault.AppRole.SecretID = "wrong"
+	if _, err := NewVaultBroker(ctx, cfg, nil); !errors.Is(err, ErrVaultUnavailable) {
+		t.Errorf("a wrong secret id: %v", err)
 	}
 }
