@@ -183,8 +183,10 @@ func (a *Approvals) reloadGrants(ctx context.Context, now time.Time) error {
 		all, err = a.store.List(ctx)
 	}
 	if err != nil {
+		// Fail closed — no grant roles — until the next attempt, a second from now, so that
+		// an outage does not make every statement wait on the store.
 		a.grants.mu.Lock()
-		a.grants.byUser = nil // fail closed
+		a.grants.byUser, a.grants.loaded, a.grants.stale = nil, now, false
 		a.grants.mu.Unlock()
 		return fmt.Errorf("could not read grants: %w", err)
 	}
