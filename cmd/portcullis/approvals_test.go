@@ -14,7 +14,9 @@ import (
 	"github.com/portcullis/portcullis/web"
 )
 
-func TestApprovalCommands(t *testing.T) {
+// apiServer serves the API for the demo configuration with an embedded store.
+func apiServer(t *testing.T) (*configs.Config, *elevation.Approvals, *httptest.Server) {
+	t.Helper()
 	cfg, err := configs.Load("../../configs/demo.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -23,7 +25,12 @@ func TestApprovalCommands(t *testing.T) {
 	approvals := elevation.NewApprovals(store, nil)
 	auth, _ := identity.New(cfg)
 	srv := httptest.NewServer((&web.Server{Config: cfg, Auth: auth, Approvals: approvals, Log: slog.New(slog.DiscardHandler)}).Handler())
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return cfg, approvals, srv
+}
+
+func TestApprovalCommands(t *testing.T) {
+	cfg, approvals, srv := apiServer(t)
 
 	alice, _ := cfg.StaticSubject("alice")
 	q := &policy.Quorum{MinApprovals: 1, RequiredTeams: []string{"sre"}, Approvers: policy.Principals{Teams: []string{"sre"}}, Timeout: policy.DefaultApprovalTimeout}
@@ -57,15 +64,7 @@ func TestApprovalCommands(t *testing.T) {
 }
 
 func TestElevationCommands(t *testing.T) {
-	cfg, err := configs.Load("../../configs/demo.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, _ := elevation.OpenFileStore(t.TempDir())
-	approvals := elevation.NewApprovals(store, nil)
-	auth, _ := identity.New(cfg)
-	srv := httptest.NewServer((&web.Server{Config: cfg, Auth: auth, Approvals: approvals, Log: slog.New(slog.DiscardHandler)}).Handler())
-	defer srv.Close()
+	_, _, srv := apiServer(t)
 	t.Setenv("PORTCULLIS_URL", srv.URL)
 
 	code, out := runCLI(t, "request", "orders-writer", "--for", "1h", "--reason", "backfill", "--token", "alice-demo-token")

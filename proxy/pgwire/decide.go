@@ -289,23 +289,33 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 // watchClient cancels the wait when the client's connection closes. It checks without
 // reading, so pipelined messages stay where they are.
 func (ss *session) watchClient(cancel context.CancelCauseFunc) (stop func()) {
-	done := make(chan struct{})
+	return every(200*time.Millisecond, func() bool {
+		if peerClosed(ss.client) {
+			cancel(errClientGone)
+			return true
+		}
+		return false
+	})
+}
+
+// every calls check at each interval until it returns true or stop is called.
+func every(interval time.Duration, check func() (done bool)) (stop func()) {
+	quit := make(chan struct{})
 	go func() {
-		t := time.NewTicker(200 * time.Millisecond)
+		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
 			select {
-			case <-done:
+			case <-quit:
 				return
 			case <-t.C:
-				if peerClosed(ss.client) {
-					cancel(errClientGone)
+				if check() {
 					return
 				}
 			}
 		}
 	}()
-	return func() { close(done) }
+	return func() { close(quit) }
 }
 
 // peerClosed reports whether the other end has closed c, peeking at the socket.

@@ -133,37 +133,26 @@ func (ss *session) watchGrant() (stop func()) {
 	if ss.grant == nil {
 		return func() {}
 	}
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(250 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-			now := ss.srv.Now()
-			grants, err := ss.srv.Approvals.Grants(context.Background(), ss.who.User, now)
-			if err == nil && slices.ContainsFunc(grants, func(g *elevation.Request) bool { return g.ID == ss.grant.ID }) {
-				continue
-			}
-			if err != nil && now.Before(ss.grant.NotAfter) {
-				continue // cannot tell; the deadline still holds
-			}
-			ss.srv.Audit.Enqueue(&audit.Event{Type: "pg.session.cut", Actor: "portcullis", Subject: ss.who.User, Resource: ss.res.Name, Session: ss.id,
-				Result: "terminated", Reason: "elevation grant ended", Details: map[string]any{"grant": ss.grant.ID, "role": ss.grant.Artifact.Role}})
-			// A FATAL may come at any message boundary; the relay holds mu between messages.
-			ss.mu.Lock()
-			ss.ending = true
-			ss.cw.Write(encode(errorResponse("FATAL", codeAdminShutdown, fmt.Sprintf("terminating connection: your %s elevation (%s) ended", ss.grant.Artifact.Role, ss.grant.ID), "", "Request the role again if you still need it.")))
-			ss.cw.Flush()
-			ss.mu.Unlock()
-			ss.kill()
-			return
+	return every(250*time.Millisecond, func() bool {
+		now := ss.srv.Now()
+		grants, err := ss.srv.Approvals.Grants(context.Background(), ss.who.User, now)
+		if err == nil && slices.ContainsFunc(grants, func(g *elevation.Request) bool { return g.ID == ss.grant.ID }) {
+			return false
 		}
-	}()
-	return func() { close(done) }
+		if err != nil && now.Before(ss.grant.NotAfter) {
+			return false // cannot tell; the deadline still holds
+		}
+		ss.srv.Audit.Enqueue(&audit.Event{Type: "pg.session.cut", Actor: "portcullis", Subject: ss.who.User, Resource: ss.res.Name, Session: ss.id,
+			Result: "terminated", Reason: "elevation grant ended", Details: map[string]any{"grant": ss.grant.ID, "role": ss.grant.Artifact.Role}})
+		// A FATAL may come at any message boundary; the relay holds mu between messages.
+		ss.mu.Lock()
+		ss.ending = true
+		ss.cw.Write(encode(errorResponse("FATAL", codeAdminShutdown, fmt.Sprintf("terminating connection: your %s elevation (%s) ended", ss.grant.Artifact.Role, ss.grant.ID), "", "Request the role again if you still need it.")))
+		ss.cw.Flush()
+		ss.mu.Unlock()
+		ss.kill()
+		return true
+	})
 }
 
 // kill ends the session from outside (server shutdown).
