@@ -35,6 +35,7 @@ func appendEvent(b []byte, e *Event) ([]byte, error) {
 	}
 	for _, f := range [...]struct{ name, v string }{
 		{`,"policy_hash":`, e.PolicyHash}, {`,"reason":`, e.Reason}, {`,"result":`, e.Result}, {`,"session":`, e.Session},
+		{`,"break_glass":`, e.BreakGlass},
 	} {
 		if f.v != "" {
 			b = append(b, f.name...)

@@ -35,6 +35,9 @@ type Event struct {
 	// Result is how it ended: ok, error, denied, approved, timeout, ...
 	Result  string `json:"result,omitempty"`
 	Session string `json:"session,omitempty"`
+	// BreakGlass is the break-glass session an event happened under; such events are
+	// flagged for review and always exported.
+	BreakGlass string `json:"break_glass,omitempty"`
 	// Details holds front-end specific facts (classification, row counts, durations).
 	Details map[string]any `json:"details,omitempty"`
 

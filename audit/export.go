@@ -16,11 +16,19 @@ type Filter struct {
 	Resource     string
 	Type         string
 	Session      string
+	// BreakGlassOnly selects only break-glass events.
+	BreakGlassOnly bool
 }
 
 // Match reports whether ev passes the filter. Actor matches the event's actor or subject.
+// Break-glass events cannot be filtered out: they always pass (within the time range, when
+// one is given, so that exports by period stay complete and disjoint).
 func (f *Filter) Match(ev *Event) bool {
+	if ev.BreakGlass != "" && !f.BreakGlassOnly {
+		return (f.Since.IsZero() || !ev.Time.Before(f.Since)) && (f.Until.IsZero() || ev.Time.Before(f.Until)) && (f.Session == "" || ev.Session == f.Session)
+	}
 	switch {
+	case f.BreakGlassOnly && ev.BreakGlass == "":
 	case !f.Since.IsZero() && ev.Time.Before(f.Since):
 	case !f.Until.IsZero() && !ev.Time.Before(f.Until):
 	case f.Actor != "" && ev.Actor != f.Actor && ev.Subject != f.Actor:

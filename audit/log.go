@@ -326,13 +326,7 @@ func (l *Log) writeBatch(batch []*appendReq) {
 		}
 		return
 	}
-	var events []Event
-	if l.hasSinks() {
-		events = make([]Event, len(batch))
-		for i, r := range batch {
-			events[i] = *r.ev
-		}
-	}
+	defer l.toSinks(batch)
 	l.syncMu.Lock()
 	l.writtenSeq, l.writtenHash = l.seq, l.prevHash
 	for _, r := range batch {
@@ -351,7 +345,6 @@ func (l *Log) writeBatch(batch []*appendReq) {
 		default:
 		}
 	}
-	l.toSinks(events)
 }
 
 // encodeBatch chains and encodes a batch onto l.buf.

@@ -18,6 +18,11 @@ type Sink interface {
 	Write(ctx context.Context, events []Event) error
 }
 
+// wanter is a Sink that takes only some events; the others are not queued for it.
+type wanter interface {
+	Wants(*Event) bool
+}
+
 const sinkQueue = 256
 
 type sinkRunner struct {
@@ -45,26 +50,27 @@ func (l *Log) AddSink(s Sink) {
 	l.mu.Unlock()
 }
 
-func (l *Log) hasSinks() bool {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return len(l.sinks) > 0
-}
-
-// toSinks hands a committed batch to every sink without waiting for any of them.
-func (l *Log) toSinks(events []Event) {
+// toSinks hands a committed batch to every sink without waiting for any of them. Each
+// sink gets copies of the events it wants, in order.
+func (l *Log) toSinks(batch []*appendReq) {
 	l.mu.RLock()
 	sinks := l.sinks
 	l.mu.RUnlock()
-	if len(sinks) == 0 || len(events) == 0 {
-		return
-	}
-	batch := append([]Event(nil), events...)
 	for _, r := range sinks {
+		w, filtered := r.sink.(wanter)
+		var events []Event
+		for _, req := range batch {
+			if !filtered || w.Wants(req.ev) {
+				events = append(events, *req.ev)
+			}
+		}
+		if len(events) == 0 {
+			continue
+		}
 		select {
-		case r.ch <- batch:
+		case r.ch <- events:
 		default:
-			l.opts.Logger.Error("audit sink is behind; batch not delivered", "sink", r.sink.Name(), "first_seq", batch[0].Seq, "last_seq", batch[len(batch)-1].Seq)
+			l.opts.Logger.Error("audit sink is behind; batch not delivered", "sink", r.sink.Name(), "first_seq", events[0].Seq, "last_seq", events[len(events)-1].Seq)
 		}
 	}
 }

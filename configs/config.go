@@ -18,6 +18,8 @@ type Config struct {
 	Defaults    policy.Defaults `yaml:"defaults"`
 	Policies    []policy.Policy `yaml:"policies"`
 	PolicyFiles []string        `yaml:"policy_files"`
+	BreakGlass  BreakGlass      `yaml:"breakglass"`
+	Notify      Notify          `yaml:"notify"`
 	Store       Store           `yaml:"store"`
 	Vault       Vault           `yaml:"vault"`
 	Audit       Audit           `yaml:"audit"`
@@ -144,6 +146,39 @@ type Role struct {
 type Grant struct {
 	Resources []string `yaml:"resources"`
 	Actions   []string `yaml:"actions"`
+}
+
+// BreakGlass configures emergency access: who may break glass into what, for how long,
+// and who reviews it afterwards.
+type BreakGlass struct {
+	// Who may break glass (principals); nobody when empty.
+	Who policy.Principals `yaml:"who"`
+	// Scopes are what they may break into: action classes on resources.
+	Scopes []Grant `yaml:"scopes"`
+	// Durations may be asked for (default 30m, 1h, 4h).
+	Durations []Duration `yaml:"durations"`
+	// MinReason is the shortest reason accepted, in characters (default 20).
+	MinReason int `yaml:"min_reason"`
+	// Reviewers review ended sessions (never the responder).
+	Reviewers policy.Principals `yaml:"reviewers"`
+	// ReviewSLA flags reviews not done within it (default 168h).
+	ReviewSLA Duration `yaml:"review_sla"`
+	// Budgets are break-glass sessions per team per quarter; over budget still grants,
+	// and escalates.
+	Budgets map[string]int `yaml:"budgets"`
+}
+
+// Notify configures where loud events (break-glass) are sent.
+type Notify struct {
+	Webhooks []Webhook `yaml:"webhooks"`
+}
+
+// Webhook is an HTTP endpoint that receives events, signed with HMAC-SHA256.
+type Webhook struct {
+	URL    string `yaml:"url"`
+	Secret string `yaml:"secret"`
+	// Format is json (default) or slack (an incoming-webhook message).
+	Format string `yaml:"format"`
 }
 
 // Store says where approvals and grants live.

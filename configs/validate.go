@@ -63,6 +63,20 @@ func (c *Config) applyDefaults() {
 	if c.Store.Path == "" {
 		c.Store.Path = DefaultStorePath
 	}
+	if len(c.BreakGlass.Durations) == 0 {
+		c.BreakGlass.Durations = []Duration{Duration(30 * time.Minute), Duration(time.Hour), Duration(4 * time.Hour)}
+	}
+	if c.BreakGlass.MinReason == 0 {
+		c.BreakGlass.MinReason = 20
+	}
+	if c.BreakGlass.ReviewSLA == 0 {
+		c.BreakGlass.ReviewSLA = Duration(7 * 24 * time.Hour)
+	}
+	for i := range c.Notify.Webhooks {
+		if c.Notify.Webhooks[i].Format == "" {
+			c.Notify.Webhooks[i].Format = "json"
+		}
+	}
 	if c.Vault.AppRole != nil && c.Vault.AppRole.Mount == "" {
 		c.Vault.AppRole.Mount = "approle"
 	}
@@ -221,6 +235,42 @@ func (c *Config) validate(o origin, errs *Error) {
 	}
 	if c.Vault.AppRole != nil && c.Vault.Token != "" {
 		errs.add(o.file, o.line("vault"), "vault: give token or approle, not both")
+	}
+	bg := c.BreakGlass
+	for i, sc := range bg.Scopes {
+		for k, res := range sc.Resources {
+			if !slices.Contains(resources, res) {
+				errs.add(o.file, o.line("breakglass", "scopes", i, "resources", k), "breakglass.scopes[%d]: unknown resource %q", i, res)
+			}
+		}
+		for k, a := range sc.Actions {
+			if _, err := policy.ParseClass(a); err != nil {
+				errs.add(o.file, o.line("breakglass", "scopes", i, "actions", k), "breakglass.scopes[%d]: %v", i, err)
+			}
+		}
+	}
+	for _, l := range []struct {
+		path  string
+		teams []string
+	}{{"who", bg.Who.Teams}, {"reviewers", bg.Reviewers.Teams}} {
+		for k, t := range l.teams {
+			if !slices.Contains(teams, t) {
+				errs.add(o.file, o.line("breakglass", l.path, "teams", k), "breakglass.%s.teams: unknown team %q", l.path, t)
+			}
+		}
+	}
+	for team := range bg.Budgets {
+		if !slices.Contains(teams, team) {
+			errs.add(o.file, o.line("breakglass", "budgets", team), "breakglass.budgets: unknown team %q", team)
+		}
+	}
+	for i, w := range c.Notify.Webhooks {
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			errs.add(o.file, o.line("notify", "webhooks", i, "url"), "notify.webhooks[%d].url: want an http(s) URL", i)
+		}
+		if w.Format != "json" && w.Format != "slack" {
+			errs.add(o.file, o.line("notify", "webhooks", i, "format"), "notify.webhooks[%d].format: want json or slack", i)
+		}
 	}
 	for i, t := range c.Audit.Readers.Teams {
 		if !slices.Contains(teams, t) {

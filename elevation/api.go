@@ -32,6 +32,7 @@ func (a *API) Register(r *mux.Router) {
 	r.Handle("/elevations", a.handle(a.requestElevation)).Methods(http.MethodPost)
 	r.Handle("/elevations", a.handle(a.listElevations)).Methods(http.MethodGet)
 	r.Handle("/elevations/{id}", a.handle(a.revoke)).Methods(http.MethodDelete)
+	a.registerBreakGlass(r)
 	r.Handle("/approvals", a.handle(a.list)).Methods(http.MethodGet)
 	r.Handle("/approvals/{id}", a.handle(a.get)).Methods(http.MethodGet)
 	r.Handle("/approvals/{id}/approve", a.handle(a.decide(true))).Methods(http.MethodPost)

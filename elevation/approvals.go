@@ -84,7 +84,7 @@ func (a *Approvals) create(ctx context.Context, requester *policy.Subject, sessi
 	}
 	now := a.now().UTC()
 	r := &Request{
-		ID:           "apr_" + rand.Text()[:16],
+		ID:           "apr_" + randomID(),
 		Type:         typ,
 		State:        StatePending,
 		Requester:    *requester,
@@ -100,6 +100,8 @@ func (a *Approvals) create(ctx context.Context, requester *policy.Subject, sessi
 	}
 	return r, nil
 }
+
+func randomID() string { return rand.Text()[:16] }
 
 // Get returns the request id, marking it expired first if its time is up.
 func (a *Approvals) Get(ctx context.Context, id string) (*Request, error) {
@@ -205,11 +207,11 @@ func (a *Approvals) vote(ctx context.Context, id string, who *policy.Subject, ap
 		case r.Progress().Met():
 			r.State, r.DecidedAt = StateApproved, now
 			r.Timeline = append(r.Timeline, TimelineEntry{At: now, What: "quorum met"})
-			if r.Type == TypeElevation {
+			if r.Type != TypeStatement {
 				// The grant is issued in the same atomic update as the vote that
 				// completes the quorum, so it cannot be issued twice or early.
 				r.NotAfter = now.Add(r.Artifact.Duration)
-				r.Timeline = append(r.Timeline, TimelineEntry{At: now, What: "granted", Note: "role " + r.Artifact.Role + " until " + r.NotAfter.Format(time.RFC3339)})
+				r.Timeline = append(r.Timeline, TimelineEntry{At: now, What: "granted", Note: "until " + r.NotAfter.Format(time.RFC3339)})
 			}
 		}
 		return nil
@@ -218,7 +220,7 @@ func (a *Approvals) vote(ctx context.Context, id string, who *policy.Subject, ap
 		return nil, err
 	}
 	a.notify(id)
-	if r.Type == TypeElevation {
+	if r.Type != TypeStatement {
 		a.grants.invalidate()
 	}
 	return r, nil

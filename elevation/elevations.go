@@ -80,8 +80,8 @@ func (a *Approvals) Revoke(ctx context.Context, id string, who *policy.Subject, 
 	if err != nil {
 		return nil, err
 	}
-	if r.Type != TypeElevation {
-		return nil, fmt.Errorf("%w: %s is not an elevation", ErrInvalid, id)
+	if r.Type == TypeStatement {
+		return nil, fmt.Errorf("%w: %s is not an elevation or break-glass session", ErrInvalid, id)
 	}
 	allowed := admin || r.Requester.User == who.User
 	for _, v := range r.Votes {
@@ -137,7 +137,7 @@ func (a *Approvals) Roles(ctx context.Context, user string, now time.Time) ([]st
 	grants, err := a.Grants(ctx, user, now)
 	var roles []string
 	for _, r := range grants {
-		if !slices.Contains(roles, r.Artifact.Role) {
+		if r.Type == TypeElevation && !slices.Contains(roles, r.Artifact.Role) {
 			roles = append(roles, r.Artifact.Role)
 		}
 	}
@@ -213,7 +213,7 @@ func (a *Approvals) EndExpired(ctx context.Context) ([]*Request, error) {
 	now := a.now().UTC()
 	var ended []*Request
 	for _, r := range all {
-		if r.Type != TypeElevation || r.State != StateApproved || now.Before(r.NotAfter) {
+		if r.Type == TypeStatement || r.State != StateApproved || now.Before(r.NotAfter) {
 			continue
 		}
 		out, err := a.store.Update(ctx, r.ID, func(r *Request) error {

@@ -211,10 +211,10 @@ func (s *RedisStore) Update(ctx context.Context, id string, fn func(*Request) er
 				p.Set(ctx, key, nb, 0)
 				// The grant key lives exactly as long as the grant: issued with the
 				// vote that completes the quorum, gone at not_after or revocation.
-				if r.Type == TypeElevation && r.State == StateApproved && !r.NotAfter.IsZero() {
+				if r.Type != TypeStatement && r.State == StateApproved && !r.NotAfter.IsZero() {
 					p.SetArgs(ctx, s.grantKey(id), nb, redis.SetArgs{ExpireAt: r.NotAfter})
 					p.SAdd(ctx, s.grantIndex(), id)
-				} else if r.Type == TypeElevation {
+				} else if r.Type != TypeStatement {
 					p.Del(ctx, s.grantKey(id))
 					p.SRem(ctx, s.grantIndex(), id)
 				}

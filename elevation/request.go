@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/portcullis/portcullis/policy"
@@ -24,8 +25,9 @@ const (
 
 // Request types: one queue holds both.
 const (
-	TypeStatement = "statement" // run one statement
-	TypeElevation = "elevation" // hold a role for a time
+	TypeStatement  = "statement"  // run one statement
+	TypeElevation  = "elevation"  // hold a role for a time
+	TypeBreakGlass = "breakglass" // emergency access to a scope for a time
 )
 
 // Artifact is exactly what a request asks to do. Its hash binds an approval to it: a
@@ -49,6 +51,9 @@ type Artifact struct {
 	Reason   string        `json:"reason,omitempty"`
 	Ticket   string        `json:"ticket,omitempty"`
 	Grants   []GrantScope  `json:"grants,omitempty"`
+	// Break-glass: the tier that chose the path, and whether a budget was exceeded.
+	Tier      string `json:"tier,omitempty"`
+	Escalated bool   `json:"escalated,omitempty"`
 }
 
 // GrantScope is what an elevation role grants: action classes on resources.
@@ -101,17 +106,38 @@ type Request struct {
 	ExpiresAt    time.Time      `json:"expires_at"`
 	DecidedAt    time.Time      `json:"decided_at,omitzero"`
 	// NotAfter is when an approved elevation's grant ends.
-	NotAfter time.Time       `json:"not_after,omitzero"`
-	Votes    []Vote          `json:"votes"`
-	Timeline []TimelineEntry `json:"timeline"`
+	NotAfter time.Time `json:"not_after,omitzero"`
+	Votes    []Vote    `json:"votes"`
+	// Break-glass reviews after the fact; ReviewsNeeded is 2 when a budget was exceeded.
+	Reviews       []Review        `json:"reviews,omitempty"`
+	ReviewsNeeded int             `json:"reviews_needed,omitempty"`
+	Timeline      []TimelineEntry `json:"timeline"`
 }
 
 // Pending reports whether the request still waits for a decision.
 func (r *Request) Pending() bool { return r.State == StatePending }
 
-// ActiveGrant reports whether r is an elevation whose grant holds at now.
+// ActiveGrant reports whether r is an elevation or break-glass session that holds at now.
 func (r *Request) ActiveGrant(now time.Time) bool {
-	return r.Type == TypeElevation && r.State == StateApproved && now.Before(r.NotAfter)
+	return (r.Type == TypeElevation || r.Type == TypeBreakGlass) && r.State == StateApproved && now.Before(r.NotAfter)
+}
+
+// Covers reports whether the grant's scope includes class on resource.
+func (r *Request) Covers(resource, class string) bool {
+	for _, g := range r.Artifact.Grants {
+		if slices.Contains(g.Resources, resource) && slices.Contains(g.Actions, class) {
+			return true
+		}
+	}
+	return false
+}
+
+// Review is a security reviewer's verdict on an ended break-glass session.
+type Review struct {
+	Reviewer string    `json:"reviewer"`
+	Outcome  string    `json:"outcome"` // justified, unjustified, needs-policy-change
+	Notes    string    `json:"notes,omitempty"`
+	At       time.Time `json:"at"`
 }
 
 // Progress returns how far the approvals so far go toward each quorum term.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -50,6 +51,11 @@ func serveCmd() *cobra.Command {
 	return cmd
 }
 
+// loud selects the events notification sinks get: everything about break-glass.
+func loud(ev *audit.Event) bool {
+	return ev.BreakGlass != "" || strings.HasPrefix(ev.Type, "breakglass.")
+}
+
 // sweepGrants ends expired elevation grants every second and audits each ending.
 func sweepGrants(ctx context.Context, a *elevation.Approvals, log *audit.Log, logger *slog.Logger) {
 	t := time.NewTicker(time.Second)
@@ -65,8 +71,12 @@ func sweepGrants(ctx context.Context, a *elevation.Approvals, log *audit.Log, lo
 			logger.Error("grant sweep failed", "err", err)
 		}
 		for _, r := range ended {
-			log.Enqueue(&audit.Event{Type: "elevation.ended", Actor: "portcullis", Subject: r.Requester.User, Resource: r.Artifact.Resource,
-				Action: r.Artifact.Role, Result: elevation.StateEnded, Details: map[string]any{"approval": r.ID, "not_after": r.NotAfter.Format(time.RFC3339)}})
+			ev := &audit.Event{Type: "elevation.ended", Actor: "portcullis", Subject: r.Requester.User, Resource: r.Artifact.Resource,
+				Action: r.Artifact.Role, Result: elevation.StateEnded, Details: map[string]any{"approval": r.ID, "not_after": r.NotAfter.Format(time.RFC3339)}}
+			if r.Type == elevation.TypeBreakGlass {
+				ev.Type, ev.BreakGlass = "breakglass.ended", r.ID
+			}
+			log.Enqueue(ev)
 		}
 	}
 }
@@ -85,6 +95,9 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 	auth, err := identity.New(cfg)
 	if err != nil {
 		return err
+	}
+	for _, w := range cfg.Notify.Webhooks {
+		log.AddSink(&audit.Webhook{URL: w.URL, Secret: w.Secret, Format: w.Format, Want: loud})
 	}
 	var store elevation.Store
 	if cfg.Store.Redis != "" {

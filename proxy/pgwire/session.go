@@ -37,8 +37,9 @@ type session struct {
 	ur     *reader
 	uw     *bufio.Writer // client loop only
 
-	creds elevation.Credentials // upstream credentials; released when the session ends
-	grant *elevation.Request    // the grant the session is elevated under, or nil
+	creds     elevation.Credentials // upstream credentials; released when the session ends
+	grant     *elevation.Request    // the grant (elevation or break-glass) the session is bound to, or nil
+	stopWatch func()                // stops the grant watcher
 
 	pid      uint32
 	secret   []byte
@@ -105,9 +106,13 @@ func (ss *session) run() {
 		defer close(relayDone)
 		ss.relay()
 	}()
-	stopWatch := ss.watchGrant()
+	if ss.grant != nil {
+		ss.stopWatch = ss.watchGrant()
+	}
 	err := ss.clientLoop()
-	stopWatch()
+	if ss.stopWatch != nil {
+		ss.stopWatch()
+	}
 	ss.mu.Lock()
 	ss.ending = true
 	ss.mu.Unlock()
@@ -129,10 +134,16 @@ func (ss *session) run() {
 // watchGrant cuts an elevated session when its grant ends (its not_after, or revoked):
 // the client gets a 57P01 termination saying so, and the connection closes; the lease is
 // revoked as the session ends.
-func (ss *session) watchGrant() (stop func()) {
+// bindGrant ties the session to a break-glass session it used, so that it is cut when that
+// ends. A session already bound keeps its first grant.
+func (ss *session) bindGrant(bg *elevation.Request) {
 	if ss.grant == nil {
-		return func() {}
+		ss.grant = bg
+		ss.stopWatch = ss.watchGrant()
 	}
+}
+
+func (ss *session) watchGrant() (stop func()) {
 	return every(250*time.Millisecond, func() bool {
 		now := ss.srv.Now()
 		grants, err := ss.srv.Approvals.Grants(context.Background(), ss.who.User, now)
@@ -143,16 +154,30 @@ func (ss *session) watchGrant() (stop func()) {
 			return false // cannot tell; the deadline still holds
 		}
 		ss.srv.Audit.Enqueue(&audit.Event{Type: "pg.session.cut", Actor: "portcullis", Subject: ss.who.User, Resource: ss.res.Name, Session: ss.id,
-			Result: "terminated", Reason: "elevation grant ended", Details: map[string]any{"grant": ss.grant.ID, "role": ss.grant.Artifact.Role}})
+			Result: "terminated", Reason: ss.grant.Type + " ended", BreakGlass: breakGlassID(ss.grant), Details: map[string]any{"grant": ss.grant.ID, "role": ss.grant.Artifact.Role}})
 		// A FATAL may come at any message boundary; the relay holds mu between messages.
 		ss.mu.Lock()
 		ss.ending = true
-		ss.cw.Write(encode(errorResponse("FATAL", codeAdminShutdown, fmt.Sprintf("terminating connection: your %s elevation (%s) ended", ss.grant.Artifact.Role, ss.grant.ID), "", "Request the role again if you still need it.")))
+		ss.cw.Write(encode(errorResponse("FATAL", codeAdminShutdown, endedMessage(ss.grant), "", "Request the role again if you still need it.")))
 		ss.cw.Flush()
 		ss.mu.Unlock()
 		ss.kill()
 		return true
 	})
+}
+
+func breakGlassID(r *elevation.Request) string {
+	if r.Type == elevation.TypeBreakGlass {
+		return r.ID
+	}
+	return ""
+}
+
+func endedMessage(r *elevation.Request) string {
+	if r.Type == elevation.TypeBreakGlass {
+		return fmt.Sprintf("terminating connection: break-glass session %s ended", r.ID)
+	}
+	return fmt.Sprintf("terminating connection: your %s elevation (%s) ended", r.Artifact.Role, r.ID)
 }
 
 // kill ends the session from outside (server shutdown).

@@ -1,0 +1,84 @@
+package audit
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestWebhookSignedOrderedNonBlocking(t *testing.T) {
+	var mu sync.Mutex
+	var got []uint64
+	failedOnce := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mac := hmac.New(sha256.New, []byte("s3cret"))
+		mac.Write(body)
+		if r.Header.Get("X-Portcullis-Signature") != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
+			t.Errorf("bad signature on %s", body)
+		}
+		time.Sleep(100 * time.Millisecond) // a slow receiver
+		mu.Lock()
+		defer mu.Unlock()
+		if !failedOnce {
+			failedOnce = true
+			w.WriteHeader(http.StatusBadGateway) // the first delivery fails; it is retried
+			return
+		}
+		var ev Event
+		json.Unmarshal(body, &ev)
+		got = append(got, ev.Seq)
+	}))
+	defer srv.Close()
+
+	l := openLog(t, t.TempDir(), Options{})
+	l.AddSink(&Webhook{URL: srv.URL, Secret: "s3cret", Backoff: 10 * time.Millisecond, Want: func(ev *Event) bool { return ev.BreakGlass != "" }})
+	var want []uint64
+	var slowest time.Duration
+	for i := range 30 {
+		ev := &Event{Type: "pg.statement", Actor: "dave"}
+		if i%6 == 0 {
+			ev.BreakGlass = "bg_1"
+		}
+		start := time.Now()
+		if err := l.AppendWritten(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+		slowest = max(slowest, time.Since(start))
+		if ev.BreakGlass != "" {
+			want = append(want, ev.Seq)
+		}
+	}
+	if slowest > 50*time.Millisecond {
+		t.Errorf("an append waited %v for a slow webhook", slowest)
+	}
+	l.Close() // waits for the sink to finish
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != len(want) {
+		t.Fatalf("delivered %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("delivered %v, want %v in order", got, want)
+		}
+	}
+}
+
+func TestWebhookSlackFormat(t *testing.T) {
+	w := &Webhook{Format: "slack"}
+	b, _ := w.body(&Event{Type: "breakglass.started", Actor: "dave", Resource: "orders", BreakGlass: "bg_1", Reason: "INC-1 db down"})
+	var m map[string]string
+	if json.Unmarshal(b, &m) != nil || !strings.Contains(m["text"], "breakglass.started") || !strings.Contains(m["text"], "bg_1") {
+		t.Errorf("slack body %s", b)
+	}
+}

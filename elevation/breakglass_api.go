@@ -1,0 +1,147 @@
+package elevation
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/portcullis/portcullis/audit"
+)
+
+func (a *API) registerBreakGlass(r *mux.Router) {
+	r.Handle("/breakglass", a.handle(a.breakGlass)).Methods(http.MethodPost)
+	r.Handle("/breakglass", a.handle(a.listBreakGlass)).Methods(http.MethodGet)
+	r.Handle("/breakglass/{id}/end", a.handle(a.endBreakGlass)).Methods(http.MethodPost)
+	r.Handle("/reviews", a.handle(a.listReviews)).Methods(http.MethodGet)
+	r.Handle("/reviews/{id}", a.handle(a.review)).Methods(http.MethodPost)
+}
+
+func decodeStrict(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errors.Join(ErrInvalid, errors.New("malformed body: "+err.Error()))
+	}
+	return nil
+}
+
+func (a *API) breakGlass(_ http.ResponseWriter, r *http.Request) (any, error) {
+	var in BreakGlassRequest
+	if err := decodeStrict(r, &in); err != nil {
+		return nil, err
+	}
+	who := a.Caller(r)
+	req, err := a.Approvals.BreakGlass(r.Context(), a.Config, who, in)
+	if err != nil {
+		return nil, err
+	}
+	ev := &audit.Event{Type: "breakglass.requested", Actor: who.User, Resource: req.Artifact.Resource, Action: "breakglass", BreakGlass: req.ID,
+		Reason: req.Artifact.Reason, Result: req.State, PolicyHash: req.Artifact.Snapshot,
+		Details: map[string]any{"incident": req.Artifact.Ticket, "tier": req.Artifact.Tier, "duration": req.Artifact.Duration.String(),
+			"scope": in.Scope.Resources, "actions": in.Scope.Actions, "bypasses": ruleNames(req.Artifact.Rules), "escalated": req.Artifact.Escalated}}
+	if req.State == StateApproved {
+		ev.Type = "breakglass.started"
+	}
+	if err := a.record(r, ev); err != nil {
+		a.Approvals.Revoke(r.Context(), req.ID, who, true)
+		return nil, err
+	}
+	return view(req, who), nil
+}
+
+func ruleNames(rules []RuleRef) []string {
+	out := make([]string, len(rules))
+	for i, r := range rules {
+		out[i] = r.Name
+	}
+	return out
+}
+
+func (a *API) listBreakGlass(_ http.ResponseWriter, r *http.Request) (any, error) {
+	who := a.Caller(r)
+	all, err := a.Approvals.List(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	admin := a.Admin != nil && a.Admin(who)
+	out := []*View{}
+	for _, req := range all {
+		if req.Type == TypeBreakGlass && (admin || req.Requester.User == who.User || a.Config.BreakGlass.Reviewers.Matches(who)) {
+			out = append(out, view(req, who))
+		}
+	}
+	return map[string]any{"breakglass": out}, nil
+}
+
+func (a *API) endBreakGlass(_ http.ResponseWriter, r *http.Request) (any, error) {
+	who := a.Caller(r)
+	req, err := a.Approvals.Get(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		return nil, err
+	}
+	if req.Type != TypeBreakGlass {
+		return nil, ErrNotFound
+	}
+	// The requester or security may end it early.
+	if req.Requester.User != who.User && !(a.Admin != nil && a.Admin(who)) {
+		return nil, errors.Join(ErrNotEligible, errors.New("only the responder or security may end it"))
+	}
+	out, err := a.Approvals.Revoke(r.Context(), req.ID, who, true)
+	if err != nil {
+		return nil, err
+	}
+	a.record(r, &audit.Event{Type: "breakglass.ended", Actor: who.User, Subject: out.Requester.User, Resource: out.Artifact.Resource,
+		BreakGlass: out.ID, Result: out.State, Reason: "ended early"})
+	return view(out, who), nil
+}
+
+// reviewView is a break-glass session in the review queue.
+type reviewView struct {
+	*View
+	Overdue  bool `json:"overdue"`
+	Complete bool `json:"complete"`
+}
+
+func (a *API) listReviews(_ http.ResponseWriter, r *http.Request) (any, error) {
+	who := a.Caller(r)
+	if !a.Config.BreakGlass.Reviewers.Matches(who) || len(a.Config.BreakGlass.Reviewers.Teams)+len(a.Config.BreakGlass.Reviewers.Users)+len(a.Config.BreakGlass.Reviewers.Groups)+len(a.Config.BreakGlass.Reviewers.Roles) == 0 {
+		return nil, errors.Join(ErrNotEligible, errors.New("you are not a break-glass reviewer"))
+	}
+	all, err := a.Approvals.List(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	sla := a.Config.BreakGlass.ReviewSLA.D()
+	out := []reviewView{}
+	for _, req := range all {
+		if req.Type != TypeBreakGlass || (req.State != StateEnded && req.State != StateRevoked) {
+			continue
+		}
+		ended := req.NotAfter
+		complete := len(req.Reviews) >= max(1, req.ReviewsNeeded)
+		out = append(out, reviewView{View: view(req, who), Complete: complete, Overdue: !complete && time.Since(ended) > sla})
+	}
+	return map[string]any{"reviews": out}, nil
+}
+
+func (a *API) review(_ http.ResponseWriter, r *http.Request) (any, error) {
+	var in struct {
+		Outcome string `json:"outcome"`
+		Notes   string `json:"notes"`
+	}
+	if err := decodeStrict(r, &in); err != nil {
+		return nil, err
+	}
+	who := a.Caller(r)
+	req, err := a.Approvals.ReviewBreakGlass(r.Context(), a.Config, mux.Vars(r)["id"], who, in.Outcome, in.Notes)
+	if err != nil {
+		return nil, err
+	}
+	a.record(r, &audit.Event{Type: "breakglass.reviewed", Actor: who.User, Subject: req.Requester.User, Resource: req.Artifact.Resource,
+		BreakGlass: req.ID, Result: in.Outcome, Reason: in.Notes})
+	return view(req, who), nil
+}
