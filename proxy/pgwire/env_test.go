@@ -39,6 +39,7 @@ identity:
     - {subject: bob, groups: [sre], token_sha256: %s}
     - {subject: carol, groups: [security], token_sha256: %s}
     - {subject: erin, groups: [sre], token_sha256: %s}
+    - {subject: dave, groups: [engineering, oncall], token_sha256: %s}
 teams:
   - {name: engineering, groups: [engineering]}
   - {name: sre, groups: [sre]}
@@ -65,6 +66,14 @@ resources:
     kind: postgres
     upstream: 127.0.0.1:%d
     credentials: {static: {username: portcullis, password: x}}
+breakglass:
+  who: {groups: [oncall]}
+  scopes:
+    - {resources: [orders], actions: [write, ddl, admin]}
+  durations: [2s, 30m]
+  min_reason: 10
+  reviewers: {teams: [security]}
+  budgets: {engineering: 1}
 roles:
   - name: orders-writer
     grants: [{resources: [orders], actions: [write]}]
@@ -87,6 +96,10 @@ policies:
   - name: orders-ddl
     description: no DDL on orders
     match: {resources: {names: [orders]}, actions: [ddl]}
+    effect: deny
+  - name: orders-admin
+    tier: high
+    match: {resources: {names: [orders]}, actions: [admin]}
     effect: deny
   - name: quick-timeout
     match: {resources: {names: [orders]}, actions: [write]}
@@ -141,7 +154,7 @@ func newEnvYAML(t testing.TB, mutate func(yaml string) string, opts ...func(*pgw
 	e := &env{pg: testenv.Postgres(t)}
 	seed(t, e.pg)
 	closed, _ := devserver.FreePort()
-	yaml := fmt.Sprintf(testConfig, sha(token("alice")), sha(token("bob")), sha(token("carol")), sha(token("erin")),
+	yaml := fmt.Sprintf(testConfig, sha(token("alice")), sha(token("bob")), sha(token("carol")), sha(token("erin")), sha(token("dave")),
 		e.pg.Addr(), upstreamPassword, e.pg.Addr(), upstreamPassword, e.pg.Addr(), upstreamPassword, closed)
 	if mutate != nil {
 		yaml = mutate(yaml)

@@ -1,0 +1,147 @@
+package pgwire_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/portcullis/portcullis/audit"
+)
+
+func TestBreakGlass(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+
+	// A real receiver for the loud events.
+	var mu sync.Mutex
+	var received []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mac := hmac.New(sha256.New, []byte("hook-secret"))
+		mac.Write(body)
+		if r.Header.Get("X-Portcullis-Signature") != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
+			t.Errorf("unsigned webhook delivery")
+		}
+		var ev audit.Event
+		json.Unmarshal(body, &ev)
+		mu.Lock()
+		received = append(received, ev.Type)
+		mu.Unlock()
+	}))
+	defer hook.Close()
+	e.log.AddSink(&audit.Webhook{URL: hook.URL, Secret: "hook-secret", Want: func(ev *audit.Event) bool {
+		return ev.BreakGlass != "" || strings.HasPrefix(ev.Type, "breakglass.")
+	}})
+
+	dave := e.connect(t, "dave")
+	if _, err := dave.Exec(ctx, "ALTER TABLE orders ADD COLUMN note text", pgx.QueryExecModeSimpleProtocol); pgCode(err) != "42501" {
+		t.Fatalf("DDL before break-glass: %v", err)
+	}
+	if code := e.call(t, "alice", "POST", "/api/v1/breakglass", `{"scope": {"resources": ["orders"], "actions": ["ddl"]}, "duration": "2s", "reason": "INC-5 schema hotfix", "incident": "INC-5"}`); code != 403 {
+		t.Errorf("break-glass by someone outside oncall: %d, want 403", code)
+	}
+	if code := e.call(t, "dave", "POST", "/api/v1/breakglass", `{"scope": {"resources": ["orders"], "actions": ["ddl"]}, "duration": "2s", "reason": "short", "incident": "INC-5"}`); code != 422 {
+		t.Errorf("a reason under the minimum: %d, want 422", code)
+	}
+	code, bg := e.get(t, "dave", "POST", "/api/v1/breakglass", `{"scope": {"resources": ["orders"], "actions": ["ddl"]}, "duration": "2s", "reason": "INC-5 schema hotfix", "incident": "INC-5"}`)
+	if code != 200 || bg["state"] != "approved" || bg["artifact"].(map[string]any)["tier"] != "medium" {
+		t.Fatalf("medium-tier break-glass: %d %v", code, bg)
+	}
+	id := bg["id"].(string)
+
+	// Within the scope the denied DDL runs, flagged; outside it nothing changes.
+	if _, err := dave.Exec(ctx, "ALTER TABLE orders ADD COLUMN note text", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatalf("DDL under break-glass: %v", err)
+	}
+	if _, err := dave.Exec(ctx, "ALTER SYSTEM SET work_mem = '64MB'", pgx.QueryExecModeSimpleProtocol); pgCode(err) != "42501" || !strings.Contains(err.Error(), "orders-admin") {
+		t.Errorf("admin outside the scope: %v", err)
+	}
+	var flagged *audit.Event
+	audit.Scan(e.auditDir, audit.Filter{Type: "pg.statement", Actor: "dave"}, func(ev *audit.Event) error {
+		if ev.BreakGlass == id {
+			flagged = ev
+		}
+		return nil
+	})
+	if flagged == nil || flagged.Decision != "allow" || flagged.Details["original_decision"] != "deny" || !strings.Contains(toJSON(flagged.Details["bypassed"]), "orders-ddl") {
+		t.Fatalf("the bypassed statement's event: %+v", flagged)
+	}
+	var exported strings.Builder
+	audit.Export(e.auditDir, audit.Filter{Actor: "somebody-else"}, &exported)
+	if !strings.Contains(exported.String(), `"break_glass":"`+id+`"`) {
+		t.Error("an export filtered by another actor dropped the break-glass events")
+	}
+
+	// At the end of the session: no action needed; the session is cut, DDL is denied again.
+	time.Sleep(2200 * time.Millisecond)
+	if _, err := dave.Exec(ctx, "SELECT 1"); err == nil {
+		t.Error("the session that used break-glass was not cut when it ended")
+	}
+	dave2 := e.connect(t, "dave")
+	if _, err := dave2.Exec(ctx, "ALTER TABLE orders ADD COLUMN note2 text", pgx.QueryExecModeSimpleProtocol); pgCode(err) != "42501" {
+		t.Errorf("DDL after break-glass ended: %v", err)
+	}
+	if ended, err := e.approvals.EndExpired(ctx); err != nil || len(ended) != 1 {
+		t.Fatalf("EndExpired: %v %v", ended, err)
+	}
+
+	// Review: security reviews, the responder may not; one review each.
+	if code, body := e.get(t, "carol", "GET", "/api/v1/reviews", ""); code != 200 || !strings.Contains(toJSON(body), id) {
+		t.Errorf("review queue: %d %v", code, body)
+	}
+	if code := e.call(t, "dave", "POST", "/api/v1/reviews/"+id, `{"outcome": "justified"}`); code != 403 {
+		t.Errorf("the responder reviewing: %d, want 403", code)
+	}
+	if code := e.call(t, "carol", "POST", "/api/v1/reviews/"+id, `{"outcome": "great"}`); code != 422 {
+		t.Errorf("an unknown outcome: %d, want 422", code)
+	}
+	if code := e.call(t, "carol", "POST", "/api/v1/reviews/"+id, `{"outcome": "needs-policy-change", "notes": "DDL hotfixes recur"}`); code != 200 {
+		t.Errorf("carol's review: %d", code)
+	}
+	if code := e.call(t, "carol", "POST", "/api/v1/reviews/"+id, `{"outcome": "justified"}`); code != 409 {
+		t.Errorf("a second review by carol: %d, want 409", code)
+	}
+
+	// High tier: a second human first, never the requester. The team is now over its budget
+	// of one, so it is escalated: two reviewers.
+	code, hi := e.get(t, "dave", "POST", "/api/v1/breakglass", `{"scope": {"resources": ["orders"], "actions": ["admin"]}, "duration": "30m", "reason": "INC-6 config change", "incident": "INC-6"}`)
+	art, _ := hi["artifact"].(map[string]any)
+	if code != 200 || hi["state"] != "pending" || art["tier"] != "high" || art["escalated"] != true || hi["reviews_needed"] != float64(2) {
+		t.Fatalf("high-tier, over-budget break-glass: %d %v", code, hi)
+	}
+	hid := hi["id"].(string)
+	if code := e.call(t, "dave", "POST", "/api/v1/approvals/"+hid+"/approve", ""); code != 403 {
+		t.Errorf("the responder approving their own break-glass: %d, want 403", code)
+	}
+	if code, body := e.get(t, "bob", "POST", "/api/v1/approvals/"+hid+"/approve", ""); code != 200 || body["state"] != "approved" {
+		t.Errorf("bob's approval: %d %v", code, body)
+	}
+	if code := e.call(t, "dave", "POST", "/api/v1/breakglass/"+hid+"/end", ""); code != 200 {
+		t.Errorf("ending it early: %d", code)
+	}
+
+	// The webhook received the loud events, in order.
+	var got []string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		got = append(got[:0], received...)
+		mu.Unlock()
+		if strings.Contains(strings.Join(got, ","), "breakglass.ended") {
+			break
+		}
+	}
+	if joined := strings.Join(got, ","); !strings.HasPrefix(joined, "breakglass.started,pg.statement") || !strings.Contains(joined, "breakglass.reviewed") || !strings.HasSuffix(joined, "breakglass.ended") {
+		t.Errorf("webhook received %v", got)
+	}
+}
