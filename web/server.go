@@ -47,6 +47,10 @@ func (s *Server) Handler() http.Handler {
 	api.Handle("/whoami", s.authed(s.whoami)).Methods(http.MethodGet)
 	api.Handle("/decisions", s.authed(s.decide)).Methods(http.MethodPost)
 	api.Handle("/sessions", s.authed(s.sessions)).Methods(http.MethodGet)
+	if s.Approvals != nil {
+		api.Handle("/breakglass/stats", s.authed(s.breakGlassStats)).Methods(http.MethodGet)
+		r.Handle("/metrics", s.metricsHandler()).Methods(http.MethodGet)
+	}
 	api.Handle("/sessions/{id}/recording", s.authed(s.recording)).Methods(http.MethodGet)
 	if s.Approvals != nil {
 		approvals := api.NewRoute().Subrouter()

@@ -88,3 +88,18 @@ func TestElevationCommands(t *testing.T) {
 		t.Errorf("revoke: %d %s", code, out)
 	}
 }
+
+func TestBreakGlassCommand(t *testing.T) {
+	_, _, srv := apiServer(t)
+	t.Setenv("PORTCULLIS_URL", srv.URL)
+	code, out := runCLI(t, "breakglass", "--scope", "orders:ddl", "--for", "30m", "--incident", "INC-1", "--reason", "orders schema hotfix during INC-1", "--token", "dave-demo-token")
+	if code != 0 || !strings.Contains(out, ": approved until ") {
+		t.Fatalf("breakglass as dave: %d %s", code, out)
+	}
+	if code, out := runCLI(t, "breakglass", "--scope", "orders:ddl", "--incident", "INC-1", "--reason", "orders schema hotfix during INC-1", "--token", "alice-demo-token"); code == 0 || !strings.Contains(out, "HTTP 403") {
+		t.Errorf("breakglass outside oncall: %d %s", code, out)
+	}
+	if code, out := runCLI(t, "breakglass", "--scope", "orders:admin", "--incident", "INC-1", "--reason", "orders schema hotfix during INC-1", "--token", "dave-demo-token"); code == 0 || !strings.Contains(out, "HTTP 403") {
+		t.Errorf("breakglass beyond the allowed scope: %d %s", code, out)
+	}
+}

@@ -131,6 +131,26 @@ func TestBreakGlass(t *testing.T) {
 		t.Errorf("ending it early: %d", code)
 	}
 
+	// The health numbers, for security only; and for Prometheus.
+	code, st := e.get(t, "carol", "GET", "/api/v1/breakglass/stats", "")
+	if code != 200 || st["breakglass_sessions"] != float64(2) || st["policy_blocks"].(float64) < 2 || toJSON(st["breakglass_by_policy"]) != `{"orders-admin":1,"orders-ddl":1}` || st["approvals_approved"].(float64) < 1 {
+		t.Errorf("stats: %d %v", code, st)
+	}
+	if code := e.call(t, "alice", "GET", "/api/v1/breakglass/stats", ""); code != 403 {
+		t.Errorf("stats for a non-reviewer: %d, want 403", code)
+	}
+	resp, err := http.Get(e.api.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{`portcullis_breakglass_sessions{team="engineering"} 2`, "portcullis_policy_blocks", `portcullis_approvals_decided{decision="approved"}`, "portcullis_breakglass_reviewed_within_sla_ratio"} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+
 	// The webhook received the loud events, in order.
 	var got []string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
