@@ -166,6 +166,9 @@ type BreakGlass struct {
 	// Budgets are break-glass sessions per team per quarter; over budget still grants,
 	// and escalates.
 	Budgets map[string]int `yaml:"budgets"`
+	// EmergencyCredentialSHA256 is the SHA-256 of a sealed emergency credential: presented
+	// with a request, it grants at any tier without approvers, and fires every alarm.
+	EmergencyCredentialSHA256 string `yaml:"emergency_credential_sha256"`
 }
 
 // Notify configures where loud events (break-glass) are sent.

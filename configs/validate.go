@@ -259,6 +259,11 @@ func (c *Config) validate(o origin, errs *Error) {
 			}
 		}
 	}
+	if h := bg.EmergencyCredentialSHA256; h != "" {
+		if b, err := hex.DecodeString(h); err != nil || len(b) != 32 {
+			errs.add(o.file, o.line("breakglass", "emergency_credential_sha256"), "breakglass.emergency_credential_sha256: want 64 hex digits")
+		}
+	}
 	for team := range bg.Budgets {
 		if !slices.Contains(teams, team) {
 			errs.add(o.file, o.line("breakglass", "budgets", team), "breakglass.budgets: unknown team %q", team)

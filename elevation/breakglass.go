@@ -2,6 +2,9 @@ package elevation
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -23,6 +26,9 @@ type BreakGlassRequest struct {
 	Duration string          `json:"duration"`
 	Reason   string          `json:"reason"`
 	Incident string          `json:"incident"`
+	// EmergencyCredential, when it matches the configured one, grants at any tier without
+	// approvers; the session is marked emergency, escalated and announced.
+	EmergencyCredential string `json:"emergency_credential,omitempty"`
 }
 
 // Break-glass paths by tier.
@@ -108,6 +114,13 @@ func (a *Approvals) BreakGlass(ctx context.Context, cfg *configs.Config, request
 	}
 	art.Tier = tier.String()
 	path := PathFor(tier)
+	emergency := false
+	if in.EmergencyCredential != "" {
+		if !emergencyOK(cfg.BreakGlass.EmergencyCredentialSHA256, in.EmergencyCredential) {
+			return nil, fmt.Errorf("%w: the emergency credential is not valid", ErrNotEligible)
+		}
+		emergency, path = true, PathImmediate
+	}
 	switch path {
 	case PathOneApprover:
 		art.Quorum = &policy.Quorum{MinApprovals: 1, AnyApprover: true, Timeout: 15 * time.Minute}
@@ -127,9 +140,10 @@ func (a *Approvals) BreakGlass(ctx context.Context, cfg *configs.Config, request
 	reviews := 1
 	if over, err := a.overBudget(ctx, cfg, requester, now); err != nil {
 		return nil, err
-	} else if over {
+	} else if over || emergency {
 		art.Escalated, reviews = true, 2
 	}
+	art.Emergency = emergency
 
 	r := &Request{ID: "bg_" + randomID(), Type: TypeBreakGlass, State: StatePending, Requester: *requester, Artifact: art,
 		ArtifactHash: art.Hash(), CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute), ReviewsNeeded: reviews,
@@ -138,7 +152,10 @@ func (a *Approvals) BreakGlass(ctx context.Context, cfg *configs.Config, request
 		r.State, r.DecidedAt, r.NotAfter = StateApproved, now, now.Add(d)
 		r.Timeline = append(r.Timeline, TimelineEntry{At: now, What: "granted", Note: "at once; reviewed afterwards; until " + r.NotAfter.Format(time.RFC3339)})
 	}
-	if art.Escalated {
+	switch {
+	case emergency:
+		r.Timeline = append(r.Timeline, TimelineEntry{At: now, What: "escalated", Note: "emergency credential used: no approvers, two reviewers needed"})
+	case art.Escalated:
 		r.Timeline = append(r.Timeline, TimelineEntry{At: now, What: "escalated", Note: "over the team's quarterly budget: two reviewers needed"})
 	}
 	if err := a.store.Create(ctx, r); err != nil {
@@ -146,6 +163,17 @@ func (a *Approvals) BreakGlass(ctx context.Context, cfg *configs.Config, request
 	}
 	a.grants.invalidate()
 	return r, nil
+}
+
+// emergencyOK compares a presented emergency credential with the configured hash in
+// constant time.
+func emergencyOK(wantHex, got string) bool {
+	want, err := hex.DecodeString(wantHex)
+	if err != nil || len(want) != sha256.Size {
+		return false
+	}
+	sum := sha256.Sum256([]byte(got))
+	return subtle.ConstantTimeCompare(want, sum[:]) == 1
 }
 
 // overBudget reports whether one of requester's teams has used its quarterly budget.

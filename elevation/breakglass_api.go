@@ -43,7 +43,10 @@ func (a *API) breakGlass(_ http.ResponseWriter, r *http.Request) (any, error) {
 		Reason: req.Artifact.Reason, Result: req.State, PolicyHash: req.Artifact.Snapshot,
 		Details: map[string]any{"incident": req.Artifact.Ticket, "tier": req.Artifact.Tier, "duration": req.Artifact.Duration.String(),
 			"scope": in.Scope.Resources, "actions": in.Scope.Actions, "bypasses": ruleNames(req.Artifact.Rules), "escalated": req.Artifact.Escalated}}
-	if req.State == StateApproved {
+	switch {
+	case req.Artifact.Emergency:
+		ev.Type = "breakglass.emergency" // its own event type: every alarm
+	case req.State == StateApproved:
 		ev.Type = "breakglass.started"
 	}
 	if err := a.record(r, ev); err != nil {

@@ -22,6 +22,7 @@ breakglass:
   scopes: [{resources: [orders], actions: [write, ddl]}]
   min_reason: 10
   reviewers: {groups: [oncall, security]}
+  emergency_credential_sha256: 474f4cced7c2f47ca4dcacfb83396e305657f16f72dff11e5c9bfc5d3436a189
 policies:
   - {name: no-ddl, tier: critical, match: {actions: [ddl]}, effect: deny}
   - {name: writes, tier: low, match: {actions: [write]}, effect: require_approval, quorum: {required_teams: [sre]}}
@@ -87,6 +88,19 @@ func TestBreakGlassTiersAndReviews(t *testing.T) {
 		t.Errorf("BreakGlassFor outside the scope: %v", bg)
 	}
 
+	// The emergency credential: any tier at once, escalated; a wrong one is refused.
+	wrong := req("ddl")
+	wrong.EmergencyCredential = "guess"
+	if _, err := a.BreakGlass(ctx, cfg, dave, wrong); !errors.Is(err, ErrNotEligible) {
+		t.Errorf("a wrong emergency credential: %v", err)
+	}
+	em := req("ddl")
+	em.EmergencyCredential = "sealed-envelope-42"
+	e, err := a.BreakGlass(ctx, cfg, dave, em)
+	if err != nil || e.State != StateApproved || !e.Artifact.Emergency || !e.Artifact.Escalated || e.ReviewsNeeded != 2 || e.Artifact.Tier != "critical" {
+		t.Fatalf("emergency credential on a critical scope: %+v %v", e, err)
+	}
+
 	// Reviews: the responder is refused even though oncall may review.
 	now = now.Add(time.Hour)
 	a.EndExpired(ctx)
@@ -103,7 +117,7 @@ func TestBreakGlassTiersAndReviews(t *testing.T) {
 		t.Errorf("a review past the reviews needed: %v", err)
 	}
 	st, err := a.Stats(ctx, cfg, 4, now)
-	if err != nil || st.BreakGlass != 2 || st.ByPolicy["no-ddl"] != 1 || st.BreakGlassPerBlock != 0.5 || st.ReviewedInSLA != 1 {
+	if err != nil || st.BreakGlass != 3 || st.ByPolicy["no-ddl"] != 2 || st.BreakGlassPerBlock != 0.75 || st.ReviewedInSLA != 1 {
 		t.Errorf("stats: %+v %v", st, err)
 	}
 }

@@ -54,6 +54,7 @@ type Artifact struct {
 	// Break-glass: the tier that chose the path, and whether a budget was exceeded.
 	Tier      string `json:"tier,omitempty"`
 	Escalated bool   `json:"escalated,omitempty"`
+	Emergency bool   `json:"emergency,omitempty"`
 }
 
 // GrantScope is what an elevation role grants: action classes on resources.
