@@ -134,10 +134,17 @@ func (s *RedisStore) Create(ctx context.Context, r *Request) error {
 	if !ok {
 		return fmt.Errorf("request %s exists", r.ID)
 	}
-	if err := s.rdb.SAdd(ctx, s.index(), r.ID).Err(); err != nil {
-		return unavailable(err)
-	}
-	return nil
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.SAdd(ctx, s.index(), r.ID)
+		if r.Type != TypeStatement && r.State == StateApproved && !r.NotAfter.IsZero() {
+			// Granted at creation (break-glass at a low tier): the grant key too.
+			p.SetArgs(ctx, s.grantKey(r.ID), b, redis.SetArgs{ExpireAt: r.NotAfter})
+			p.SAdd(ctx, s.grantIndex(), r.ID)
+		}
+		p.Publish(ctx, s.channel(), r.ID)
+		return nil
+	})
+	return unavailable(err)
 }
 
 // Get returns the request.

@@ -17,10 +17,27 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/internal/testenv"
+	"github.com/portcullis/portcullis/proxy/pgwire"
 )
 
 func TestBreakGlass(t *testing.T) {
-	e := newEnv(t)
+	t.Run("embedded store", func(t *testing.T) { testBreakGlass(t, newEnv(t)) })
+	t.Run("redis store", func(t *testing.T) {
+		r := testenv.Redis(t)
+		testBreakGlass(t, newEnv(t, func(s *pgwire.Server) {
+			st, err := elevation.OpenRedisStore(context.Background(), r.URL(), "bg:")
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Approvals = elevation.NewApprovals(st, nil)
+			t.Cleanup(func() { s.Approvals.Close(); st.Close() })
+		}))
+	})
+}
+
+func testBreakGlass(t *testing.T, e *env) {
 	ctx := context.Background()
 
 	// A real receiver for the loud events.
@@ -54,7 +71,7 @@ func TestBreakGlass(t *testing.T) {
 	if code := e.call(t, "dave", "POST", "/api/v1/breakglass", `{"scope": {"resources": ["orders"], "actions": ["ddl"]}, "duration": "2s", "reason": "short", "incident": "INC-5"}`); code != 422 {
 		t.Errorf("a reason under the minimum: %d, want 422", code)
 	}
-	code, bg := e.get(t, "dave", "POST", "/api/v1/breakglass", `{"scope": {"resources": ["orders"], "actions": ["ddl"]}, "duration": "2s", "reason": "INC-5 schema hotfix", "incident": "INC-5"}`)
+	code, bg := e.get(t, "dave", "POST", "/api/v1/breakglass", `{"scope": {"resources": ["orders"], "actions": ["ddl", "write"]}, "duration": "2s", "reason": "INC-5 schema hotfix", "incident": "INC-5"}`)
 	if code != 200 || bg["state"] != "approved" || bg["artifact"].(map[string]any)["tier"] != "medium" {
 		t.Fatalf("medium-tier break-glass: %d %v", code, bg)
 	}
@@ -64,18 +81,22 @@ func TestBreakGlass(t *testing.T) {
 	if _, err := dave.Exec(ctx, "ALTER TABLE orders ADD COLUMN note text", pgx.QueryExecModeSimpleProtocol); err != nil {
 		t.Fatalf("DDL under break-glass: %v", err)
 	}
+	if _, err := dave.Exec(ctx, "UPDATE orders SET status = 'bg' WHERE id = 400"); err != nil || e.count(t, "status = 'bg'") != 1 {
+		t.Fatalf("a write that needs approval, under break-glass: %v", err)
+	}
 	if _, err := dave.Exec(ctx, "ALTER SYSTEM SET work_mem = '64MB'", pgx.QueryExecModeSimpleProtocol); pgCode(err) != "42501" || !strings.Contains(err.Error(), "orders-admin") {
 		t.Errorf("admin outside the scope: %v", err)
 	}
-	var flagged *audit.Event
+	var flagged []*audit.Event
 	audit.Scan(e.auditDir, audit.Filter{Type: "pg.statement", Actor: "dave"}, func(ev *audit.Event) error {
-		if ev.BreakGlass == id {
-			flagged = ev
+		if ev.BreakGlass == id && ev.Type == "pg.statement" { // break-glass events pass every filter
+			flagged = append(flagged, ev)
 		}
 		return nil
 	})
-	if flagged == nil || flagged.Decision != "allow" || flagged.Details["original_decision"] != "deny" || !strings.Contains(toJSON(flagged.Details["bypassed"]), "orders-ddl") {
-		t.Fatalf("the bypassed statement's event: %+v", flagged)
+	if len(flagged) != 2 || flagged[0].Decision != "allow" || flagged[0].Details["original_decision"] != "deny" || !strings.Contains(toJSON(flagged[0].Details["bypassed"]), "orders-ddl") ||
+		flagged[1].Details["original_decision"] != "require_approval" || !strings.Contains(toJSON(flagged[1].Details["bypassed"]), "orders-write") {
+		t.Fatalf("the bypassed statements' events: %v", toJSON(flagged))
 	}
 	var exported strings.Builder
 	audit.Export(e.auditDir, audit.Filter{Actor: "somebody-else"}, &exported)
@@ -133,7 +154,7 @@ func TestBreakGlass(t *testing.T) {
 
 	// The health numbers, for security only; and for Prometheus.
 	code, st := e.get(t, "carol", "GET", "/api/v1/breakglass/stats", "")
-	if code != 200 || st["breakglass_sessions"] != float64(2) || st["policy_blocks"].(float64) < 2 || toJSON(st["breakglass_by_policy"]) != `{"orders-admin":1,"orders-ddl":1}` || st["approvals_approved"].(float64) < 1 {
+	if code != 200 || st["breakglass_sessions"] != float64(2) || st["policy_blocks"].(float64) < 2 || toJSON(st["breakglass_by_policy"]) != `{"orders-admin":1,"orders-ddl":1,"orders-write":1}` || st["approvals_approved"].(float64) < 1 {
 		t.Errorf("stats: %d %v", code, st)
 	}
 	if code := e.call(t, "alice", "GET", "/api/v1/breakglass/stats", ""); code != 403 {
