@@ -12,6 +12,10 @@ import (
 	"github.com/portcullis/portcullis/policy"
 )
 
+// BreakGlassCredentials is the key of resources[].credentials.vault.roles whose path
+// break-glass sessions use.
+const BreakGlassCredentials = "breakglass"
+
 // Defaults applied by applyDefaults; docs/config.md lists them.
 const (
 	DefaultListen          = "127.0.0.1:8080"
@@ -136,6 +140,9 @@ func (c *Config) validate(o origin, errs *Error) {
 		}
 	}
 	roles := names(errs, o, "roles", c.Roles, func(r *Role) string { return r.Name })
+	if i := slices.Index(roles, BreakGlassCredentials); i >= 0 {
+		errs.add(o.file, o.line("roles", i, "name"), "roles: %q is reserved for break-glass credentials", BreakGlassCredentials)
+	}
 	for i, r := range roles {
 		if slices.Contains(orgRoles, r) {
 			errs.add(o.file, o.line("roles", i, "name"), "roles: %q is also an org role; give them different names", r)
@@ -170,7 +177,7 @@ func (c *Config) validate(o origin, errs *Error) {
 				errs.add(o.file, at("credentials", "vault"), "resources[%d].credentials.vault.path is required", i)
 			}
 			for role := range v.Roles {
-				if !slices.Contains(roles, role) {
+				if role != BreakGlassCredentials && !slices.Contains(roles, role) {
 					errs.add(o.file, at("credentials", "vault", "roles", role), "resources[%d].credentials.vault.roles: unknown role %q", i, role)
 				}
 			}

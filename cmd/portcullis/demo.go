@@ -297,6 +297,13 @@ Elevation: alice asks for orders-writer, bob approves, alice's writes run direct
     UPDATE orders SET status = 'paid' WHERE id = 2;      -- runs at once, until the grant ends
   PORTCULLIS_TOKEN=alice-demo-token bin/portcullis revoke <id>   -- ends it early; the session is cut
 
+Break-glass: dave (oncall) in an emergency; DDL is denied by a medium-tier policy, so it is granted at once:
+  PORTCULLIS_TOKEN=dave-demo-token bin/portcullis breakglass --scope orders:ddl --for 30m --incident INC-1 \
+      --reason "orders needs an index now, INC-1"
+  then, as dave: ALTER TABLE orders ADD COLUMN note text;   -- runs, flagged in the audit log
+  carol (security) reviews it once it ends:
+    curl -s -H 'Authorization: Bearer carol-demo-token' http://%[1]s/api/v1/reviews
+
 API:
   curl -s -H 'Authorization: Bearer alice-demo-token' http://%[1]s/api/v1/whoami
   curl -s -H 'Authorization: Bearer bob-demo-token' http://%[1]s/api/v1/approvals

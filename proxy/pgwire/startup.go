@@ -227,8 +227,13 @@ func (s *Server) connectUpstream(ctx context.Context, ss *session, params map[st
 			s.Log.Error("could not read elevation grants", "err", err)
 		}
 		for _, g := range grants {
-			if _, ok := v.Roles[g.Artifact.Role]; ok && slices.ContainsFunc(g.Artifact.Grants, func(gs elevation.GrantScope) bool { return slices.Contains(gs.Resources, ss.res.Name) }) {
-				role, ss.grant = g.Artifact.Role, g
+			// An elevation's role, or for break-glass the "breakglass" path.
+			r := g.Artifact.Role
+			if g.Type == elevation.TypeBreakGlass {
+				r = configs.BreakGlassCredentials
+			}
+			if _, ok := v.Roles[r]; ok && slices.ContainsFunc(g.Artifact.Grants, func(gs elevation.GrantScope) bool { return slices.Contains(gs.Resources, ss.res.Name) }) {
+				role, ss.grant = r, g
 				break
 			}
 		}

@@ -71,8 +71,9 @@ resources:
     credentials:
       vault:
         path: database/creds/orders-reader
-        roles: {orders-writer: database/creds/orders-writer}
+        roles: {orders-writer: database/creds/orders-writer, breakglass: database/creds/orders-writer}
 `, 1)
+		y = strings.Replace(y, "- {resources: [orders], actions: [write, ddl, admin]}", "- {resources: [orders, vaulted], actions: [write, ddl, admin]}", 1)
 		y = strings.Replace(y, "  - name: orders-read\n", `  - name: vaulted-read
     match: {resources: {names: [vaulted]}, actions: [read]}
     effect: allow
@@ -181,6 +182,26 @@ resources:
 	t.Logf("grant end to session cut: %v; to lease revoked: %v", cut.Sub(grant.NotAfter), revoked.Sub(grant.NotAfter))
 	if d := revoked.Sub(grant.NotAfter); d > 2*time.Second {
 		t.Errorf("revocation took %v after the grant ended", d)
+	}
+
+	// Break-glass: the scope's own credentials, revoked when the break-glass ends.
+	_, bgBody := e.get(t, "dave", "POST", "/api/v1/breakglass", `{"scope": {"resources": ["vaulted"], "actions": ["write"]}, "duration": "2s", "reason": "INC-7 fix order 2 now", "incident": "INC-7"}`)
+	if bgBody["state"] != "approved" {
+		t.Fatalf("break-glass on vaulted: %v", bgBody)
+	}
+	bgc, err := pgx.Connect(ctx, e.dsn("dave", "vaulted"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bgc.Close(ctx)
+	bgUser := whoami(bgc)
+	if _, err := bgc.Exec(ctx, "UPDATE orders SET status = 'bg-vault' WHERE id = 2"); err != nil {
+		t.Fatalf("a write under break-glass with the scope's credentials (%s): %v", bgUser, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); roleExists(bgUser) && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	}
+	if roleExists(bgUser) {
+		t.Error("the break-glass lease outlived the break-glass session")
 	}
 
 	// A Vault outage: sessions already open carry on; new ones fail with a clear error.
