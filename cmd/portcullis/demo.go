@@ -138,8 +138,8 @@ func mkdir(p string) string {
 func firstLine(err error) string { return strings.SplitN(err.Error(), "\n", 2)[0] }
 
 // demoVault configures Vault's database engine against the demo PostgreSQL — a reader
-// role for every session and a writer role for sessions under an orders-writer grant —
-// and points the orders resource at it.
+// role for every session, a writer role for sessions under an orders-writer grant, and an
+// owner-member role for break-glass — and points the orders resource at it.
 func demoVault(ctx context.Context, cfg *configs.Config, v *devserver.Vault, pg *devserver.Postgres) error {
 	vc, err := vault.NewClient(&vault.Config{Address: v.Address()})
 	if err != nil {
@@ -152,13 +152,15 @@ func demoVault(ctx context.Context, cfg *configs.Config, v *devserver.Vault, pg 
 	if _, err := vc.Logical().WriteWithContext(ctx, "database/config/orders", map[string]any{
 		"plugin_name":    "postgresql-database-plugin",
 		"connection_url": fmt.Sprintf("postgresql://{{username}}:{{password}}@%s/orders?sslmode=disable", pg.Addr()),
-		"username":       pg.User, "password": pg.Password, "allowed_roles": "orders-reader,orders-writer", "verify_connection": true,
+		"username":       pg.User, "password": pg.Password, "allowed_roles": "orders-reader,orders-writer,orders-breakglass", "verify_connection": true,
 	}); err != nil {
 		return err
 	}
 	for role, grant := range map[string]string{
 		"orders-reader": "GRANT SELECT ON orders TO \"{{name}}\";",
 		"orders-writer": "GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO \"{{name}}\"; GRANT USAGE ON SEQUENCE orders_id_seq TO \"{{name}}\";",
+		// Break-glass may change the schema: a member of the owner role.
+		"orders-breakglass": "GRANT portcullis TO \"{{name}}\";",
 	} {
 		if _, err := vc.Logical().WriteWithContext(ctx, "database/roles/"+role, map[string]any{
 			"db_name":               "orders",
@@ -173,7 +175,8 @@ func demoVault(ctx context.Context, cfg *configs.Config, v *devserver.Vault, pg 
 	for i := range cfg.Resources {
 		if r := &cfg.Resources[i]; r.Name == "orders" {
 			r.Credentials = configs.Credentials{Vault: &configs.VaultCredentials{
-				Path: "database/creds/orders-reader", Roles: map[string]string{"orders-writer": "database/creds/orders-writer"},
+				Path: "database/creds/orders-reader", Roles: map[string]string{
+					"orders-writer": "database/creds/orders-writer", configs.BreakGlassCredentials: "database/creds/orders-breakglass"},
 			}}
 		}
 	}

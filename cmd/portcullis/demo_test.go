@@ -146,6 +146,17 @@ func TestDemo(t *testing.T) {
 	}
 	ec.Close(ctx)
 
+	// The break-glass walkthrough: dave changes the schema under break-glass.
+	post("dave-demo-token", "/api/v1/breakglass", `{"scope": {"resources": ["orders"], "actions": ["ddl"]}, "duration": "30m", "reason": "orders needs an index now, INC-1", "incident": "INC-1"}`)
+	bc, err := pgx.Connect(ctx, fmt.Sprintf("postgres://dave:dave-demo-token@%s/orders?sslmode=require", proxy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bc.Exec(ctx, "ALTER TABLE orders ADD COLUMN note text", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Errorf("DDL under break-glass in the demo: %v", err)
+	}
+	bc.Close(ctx)
+
 	db, err := pgx.Connect(ctx, fmt.Sprintf("postgres://portcullis:%s@127.0.0.1:%d/orders?sslmode=disable", demoPGPassword, port))
 	if err != nil {
 		t.Fatalf("the seeded orders database: %v", err)
