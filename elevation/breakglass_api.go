@@ -102,11 +102,40 @@ func (a *API) endBreakGlass(_ http.ResponseWriter, r *http.Request) (any, error)
 	return view(out, who), nil
 }
 
-// reviewView is a break-glass session in the review queue.
+// reviewView is a break-glass session in the review queue, with everything done under it.
 type reviewView struct {
 	*View
-	Overdue  bool `json:"overdue"`
-	Complete bool `json:"complete"`
+	Overdue  bool          `json:"overdue"`
+	Complete bool          `json:"complete"`
+	Actions  []auditAction `json:"actions"`
+}
+
+// auditAction is one audit event of a break-glass session, as a reviewer reads it.
+type auditAction struct {
+	Seq      uint64    `json:"seq"`
+	At       time.Time `json:"at"`
+	Type     string    `json:"type"`
+	Actor    string    `json:"actor"`
+	Resource string    `json:"resource,omitempty"`
+	Action   string    `json:"action,omitempty"`
+	Decision string    `json:"decision,omitempty"`
+	Original any       `json:"original_decision,omitempty"`
+	Result   string    `json:"result,omitempty"`
+	Session  string    `json:"session,omitempty"`
+}
+
+// breakGlassActions reads the audit log's flagged events, by break-glass session.
+func (a *API) breakGlassActions() (map[string][]auditAction, error) {
+	out := map[string][]auditAction{}
+	if a.Config.Audit.Dir == "" {
+		return out, nil
+	}
+	err := audit.Scan(a.Config.Audit.Dir, audit.Filter{BreakGlassOnly: true}, func(ev *audit.Event) error {
+		out[ev.BreakGlass] = append(out[ev.BreakGlass], auditAction{Seq: ev.Seq, At: ev.Time, Type: ev.Type, Actor: ev.Actor, Resource: ev.Resource,
+			Action: ev.Action, Decision: ev.Decision, Original: ev.Details["original_decision"], Result: ev.Result, Session: ev.Session})
+		return nil
+	})
+	return out, err
 }
 
 func (a *API) listReviews(_ http.ResponseWriter, r *http.Request) (any, error) {
@@ -118,6 +147,10 @@ func (a *API) listReviews(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	actions, err := a.breakGlassActions()
+	if err != nil {
+		return nil, err
+	}
 	sla := a.Config.BreakGlass.ReviewSLA.D()
 	out := []reviewView{}
 	for _, req := range all {
@@ -126,7 +159,7 @@ func (a *API) listReviews(_ http.ResponseWriter, r *http.Request) (any, error) {
 		}
 		ended := req.NotAfter
 		complete := len(req.Reviews) >= max(1, req.ReviewsNeeded)
-		out = append(out, reviewView{View: view(req, who), Complete: complete, Overdue: !complete && time.Since(ended) > sla})
+		out = append(out, reviewView{View: view(req, who), Complete: complete, Overdue: !complete && time.Since(ended) > sla, Actions: actions[req.ID]})
 	}
 	return map[string]any{"reviews": out}, nil
 }

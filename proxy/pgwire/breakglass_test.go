@@ -118,8 +118,9 @@ func testBreakGlass(t *testing.T, e *env) {
 	}
 
 	// Review: security reviews, the responder may not; one review each.
-	if code, body := e.get(t, "carol", "GET", "/api/v1/reviews", ""); code != 200 || !strings.Contains(toJSON(body), id) {
-		t.Errorf("review queue: %d %v", code, body)
+	if code, body := e.get(t, "carol", "GET", "/api/v1/reviews", ""); code != 200 || !strings.Contains(toJSON(body), id) ||
+		!strings.Contains(toJSON(body), "ALTER TABLE orders ADD COLUMN note text") || !strings.Contains(toJSON(body), `"original_decision":"deny"`) {
+		t.Errorf("review queue (with what was done): %d %v", code, body)
 	}
 	if code := e.call(t, "dave", "POST", "/api/v1/reviews/"+id, `{"outcome": "justified"}`); code != 403 {
 		t.Errorf("the responder reviewing: %d, want 403", code)
