@@ -230,19 +230,25 @@ func (a *API) requestElevation(_ http.ResponseWriter, r *http.Request) (any, err
 }
 
 func (a *API) listElevations(_ http.ResponseWriter, r *http.Request) (any, error) {
+	return a.listType(r, TypeElevation, "elevations", nil)
+}
+
+// listType lists the requests of one type the caller may see: their own, or all for admins
+// and for whom also says yes.
+func (a *API) listType(r *http.Request, typ, key string, also func(*policy.Subject) bool) (any, error) {
 	who := a.Caller(r)
 	all, err := a.Approvals.List(r.Context())
 	if err != nil {
 		return nil, err
 	}
-	admin := a.Admin != nil && a.Admin(who)
+	seeAll := (a.Admin != nil && a.Admin(who)) || (also != nil && also(who))
 	out := []*View{}
 	for _, req := range all {
-		if req.Type == TypeElevation && (admin || req.Requester.User == who.User) {
+		if req.Type == typ && (seeAll || req.Requester.User == who.User) {
 			out = append(out, view(req, who))
 		}
 	}
-	return map[string]any{"elevations": out}, nil
+	return map[string]any{key: out}, nil
 }
 
 func (a *API) revoke(_ http.ResponseWriter, r *http.Request) (any, error) {

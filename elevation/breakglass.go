@@ -55,8 +55,7 @@ func PathFor(t policy.Tier) string {
 // it, escalated: its review needs two reviewers.
 func (a *Approvals) BreakGlass(ctx context.Context, cfg *configs.Config, requester *policy.Subject, in BreakGlassRequest) (*Request, error) {
 	bg := cfg.BreakGlass
-	who := bg.Who
-	if len(who.Users)+len(who.Groups)+len(who.Teams)+len(who.Roles) == 0 || !who.Matches(requester) {
+	if !named(bg.Who, requester) {
 		return nil, fmt.Errorf("%w: you may not break glass", ErrNotEligible)
 	}
 	if len(in.Scope.Resources) == 0 || len(in.Scope.Actions) == 0 {
@@ -165,6 +164,12 @@ func (a *Approvals) BreakGlass(ctx context.Context, cfg *configs.Config, request
 	return r, nil
 }
 
+// named reports whether p names anyone and s is among them (an empty Principals
+// matches everyone in policy selectors, but names nobody here).
+func named(p policy.Principals, s *policy.Subject) bool {
+	return len(p.Users)+len(p.Groups)+len(p.Teams)+len(p.Roles) > 0 && p.Matches(s)
+}
+
 // emergencyOK compares a presented emergency credential with the configured hash in
 // constant time.
 func emergencyOK(wantHex, got string) bool {
@@ -226,8 +231,7 @@ var reviewOutcomes = []string{"justified", "unjustified", "needs-policy-change"}
 // ReviewBreakGlass records a reviewer's verdict on an ended break-glass session. The
 // responder may never review it; reviewers are those the configuration names.
 func (a *Approvals) ReviewBreakGlass(ctx context.Context, cfg *configs.Config, id string, reviewer *policy.Subject, outcome, notes string) (*Request, error) {
-	rv := cfg.BreakGlass.Reviewers
-	if len(rv.Users)+len(rv.Groups)+len(rv.Teams)+len(rv.Roles) == 0 || !rv.Matches(reviewer) {
+	if !named(cfg.BreakGlass.Reviewers, reviewer) {
 		return nil, fmt.Errorf("%w: you are not a break-glass reviewer", ErrNotEligible)
 	}
 	if !slices.Contains(reviewOutcomes, outcome) {

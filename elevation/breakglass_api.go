@@ -10,6 +10,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/policy"
 )
 
 func (a *API) registerBreakGlass(r *mux.Router) {
@@ -65,19 +66,7 @@ func ruleNames(rules []RuleRef) []string {
 }
 
 func (a *API) listBreakGlass(_ http.ResponseWriter, r *http.Request) (any, error) {
-	who := a.Caller(r)
-	all, err := a.Approvals.List(r.Context())
-	if err != nil {
-		return nil, err
-	}
-	admin := a.Admin != nil && a.Admin(who)
-	out := []*View{}
-	for _, req := range all {
-		if req.Type == TypeBreakGlass && (admin || req.Requester.User == who.User || a.Config.BreakGlass.Reviewers.Matches(who)) {
-			out = append(out, view(req, who))
-		}
-	}
-	return map[string]any{"breakglass": out}, nil
+	return a.listType(r, TypeBreakGlass, "breakglass", func(s *policy.Subject) bool { return named(a.Config.BreakGlass.Reviewers, s) })
 }
 
 func (a *API) endBreakGlass(_ http.ResponseWriter, r *http.Request) (any, error) {
@@ -140,7 +129,7 @@ func (a *API) breakGlassActions() (map[string][]auditAction, error) {
 
 func (a *API) listReviews(_ http.ResponseWriter, r *http.Request) (any, error) {
 	who := a.Caller(r)
-	if !a.Config.BreakGlass.Reviewers.Matches(who) || len(a.Config.BreakGlass.Reviewers.Teams)+len(a.Config.BreakGlass.Reviewers.Users)+len(a.Config.BreakGlass.Reviewers.Groups)+len(a.Config.BreakGlass.Reviewers.Roles) == 0 {
+	if !named(a.Config.BreakGlass.Reviewers, who) {
 		return nil, errors.Join(ErrNotEligible, errors.New("you are not a break-glass reviewer"))
 	}
 	all, err := a.Approvals.List(r.Context())

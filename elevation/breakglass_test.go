@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/policy"
 )
 
 const bgConfig = `version: 1
@@ -115,6 +116,11 @@ func TestBreakGlassTiersAndReviews(t *testing.T) {
 	}
 	if _, err := a.ReviewBreakGlass(ctx, cfg, low.ID, cfg.Subject("frank", "", []string{"security"}), "justified", ""); !errors.Is(err, ErrAlreadyDecided) {
 		t.Errorf("a review past the reviews needed: %v", err)
+	}
+	// With no reviewers configured, nobody may review (an empty list names nobody).
+	cfg.BreakGlass.Reviewers = policy.Principals{}
+	if _, err := a.ReviewBreakGlass(ctx, cfg, low.ID, sec, "justified", ""); !errors.Is(err, ErrNotEligible) {
+		t.Errorf("a review with no reviewers configured: %v", err)
 	}
 	st, err := a.Stats(ctx, cfg, 4, now)
 	if err != nil || st.BreakGlass != 3 || st.ByPolicy["no-ddl"] != 2 || st.BreakGlassPerBlock != 0.75 || st.ReviewedInSLA != 1 {
