@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/proxy/identity"
@@ -46,23 +47,37 @@ resources:
 		f.Fatal(err)
 	}
 	auth, _ := identity.New(cfg)
-	s := &Server{Config: cfg, Auth: auth, Broker: elevation.NewStaticBroker(cfg), StartupTimeout: time.Second}
-	s.init()
+	log, err := audit.Open(audit.Options{Dir: f.TempDir(), NoSync: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { log.Close() })
+	store, err := elevation.OpenFileStore(f.TempDir())
+	if err != nil {
+		f.Fatal(err)
+	}
+	s := &Server{Config: cfg, Auth: auth, Broker: elevation.NewStaticBroker(cfg), Audit: log, Approvals: elevation.NewApprovals(store, nil), StartupTimeout: time.Second}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	go s.Serve(ln)
+	f.Cleanup(func() { s.Close() })
 	f.Fuzz(func(t *testing.T, data []byte) {
-		client, server := net.Pipe()
-		done := make(chan struct{})
+		// A real loopback connection, half-closed after the input: the server sees every
+		// byte, answers each step, then reads the end of the input.
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatalf("the listener stopped accepting: %v", err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
 		go func() {
-			defer close(done)
-			s.serveConn(server, true)
+			c.Write(data)
+			c.(*net.TCPConn).CloseWrite()
 		}()
-		go io.Copy(io.Discard, client)
-		client.SetWriteDeadline(time.Now().Add(time.Second))
-		client.Write(data)
-		client.Close()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatal("the connection did not end")
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			t.Fatalf("the server did not end the connection: %v", err)
 		}
 	})
 }
