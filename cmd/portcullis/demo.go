@@ -274,7 +274,7 @@ func printDemo(out io.Writer, cfg *configs.Config, a listening) {
 	fmt.Fprintf(out, `
 Portcullis demo is running (Ctrl-C stops everything).
 
-  Console and API   http://%s
+  API               http://%s  (the web console is next)
   PostgreSQL proxy  %s (database orders; password = your token)
   Audit log         %s  (portcullis audit verify --dir %s)
   Policy snapshot   %s

@@ -66,7 +66,7 @@ func TestDemo(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- runDemo(ctx, out, filepath.Join(cfgDir, "demo.yaml")) }()
 
-	addrRe := regexp.MustCompile(`Console and API\s+http://(\S+)`)
+	addrRe := regexp.MustCompile(`API\s+http://(\S+)`)
 	pgRe := regexp.MustCompile(`PostgreSQL proxy\s+(\S+)`)
 	var api, proxy string
 	for deadline := time.Now().Add(60 * time.Second); api == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
