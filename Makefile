@@ -37,12 +37,12 @@ test: tools build
 
 ## fuzz-smoke: each network-facing fuzz target for FUZZTIME (60s), the others briefly.
 fuzz-smoke:
-	$(GO) test -run '^$$' -fuzz '^FuzzStartup$$' -fuzztime $(FUZZTIME) ./proxy/pgwire
-	$(GO) test -run '^$$' -fuzz '^FuzzMessages$$' -fuzztime $(FUZZTIME) ./proxy/pgwire
-	$(GO) test -run '^$$' -fuzz '^FuzzShapeKey$$' -fuzztime $(FUZZTIME) ./proxy/pgwire
-	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime 10s ./proxy/pgsql
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 10s ./configs
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeLine$$' -fuzztime 10s ./audit
+	bash .ci/fuzz.sh ./proxy/pgwire FuzzStartup $(FUZZTIME)
+	bash .ci/fuzz.sh ./proxy/pgwire FuzzMessages $(FUZZTIME)
+	bash .ci/fuzz.sh ./proxy/pgwire FuzzShapeKey $(FUZZTIME)
+	bash .ci/fuzz.sh ./proxy/pgsql FuzzClassify 10s
+	bash .ci/fuzz.sh ./configs FuzzParse 10s
+	bash .ci/fuzz.sh ./audit FuzzDecodeLine 10s
 
 ## bench: policy evaluation, audit append (with fsync) and SQL classification.
 bench:
