@@ -55,7 +55,7 @@ func PathFor(t policy.Tier) string {
 // it, escalated: its review needs two reviewers.
 func (a *Approvals) BreakGlass(ctx context.Context, cfg *configs.Config, requester *policy.Subject, in BreakGlassRequest) (*Request, error) {
 	bg := cfg.BreakGlass
-	if !named(bg.Who, requester) {
+	if !bg.Who.Names(requester) {
 		return nil, fmt.Errorf("%w: you may not break glass", ErrNotEligible)
 	}
 	if len(in.Scope.Resources) == 0 || len(in.Scope.Actions) == 0 {
@@ -164,12 +164,6 @@ func (a *Approvals) BreakGlass(ctx context.Context, cfg *configs.Config, request
 	return r, nil
 }
 
-// named reports whether p names anyone and s is among them (an empty Principals
-// matches everyone in policy selectors, but names nobody here).
-func named(p policy.Principals, s *policy.Subject) bool {
-	return len(p.Users)+len(p.Groups)+len(p.Teams)+len(p.Roles) > 0 && p.Matches(s)
-}
-
 // emergencyOK compares a presented emergency credential with the configured hash in
 // constant time.
 func emergencyOK(wantHex, got string) bool {
@@ -231,7 +225,7 @@ var reviewOutcomes = []string{"justified", "unjustified", "needs-policy-change"}
 // ReviewBreakGlass records a reviewer's verdict on an ended break-glass session. The
 // responder may never review it; reviewers are those the configuration names.
 func (a *Approvals) ReviewBreakGlass(ctx context.Context, cfg *configs.Config, id string, reviewer *policy.Subject, outcome, notes string) (*Request, error) {
-	if !named(cfg.BreakGlass.Reviewers, reviewer) {
+	if !cfg.BreakGlass.Reviewers.Names(reviewer) {
 		return nil, fmt.Errorf("%w: you are not a break-glass reviewer", ErrNotEligible)
 	}
 	if !slices.Contains(reviewOutcomes, outcome) {

@@ -10,7 +10,6 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/portcullis/portcullis/audit"
-	"github.com/portcullis/portcullis/policy"
 )
 
 func (a *API) registerBreakGlass(r *mux.Router) {
@@ -66,7 +65,7 @@ func ruleNames(rules []RuleRef) []string {
 }
 
 func (a *API) listBreakGlass(_ http.ResponseWriter, r *http.Request) (any, error) {
-	return a.listType(r, TypeBreakGlass, "breakglass", func(s *policy.Subject) bool { return named(a.Config.BreakGlass.Reviewers, s) })
+	return a.listType(r, TypeBreakGlass, "breakglass", a.Config.BreakGlass.Reviewers.Names)
 }
 
 func (a *API) endBreakGlass(_ http.ResponseWriter, r *http.Request) (any, error) {
@@ -129,7 +128,7 @@ func (a *API) breakGlassActions() (map[string][]auditAction, error) {
 
 func (a *API) listReviews(_ http.ResponseWriter, r *http.Request) (any, error) {
 	who := a.Caller(r)
-	if !named(a.Config.BreakGlass.Reviewers, who) {
+	if !a.Config.BreakGlass.Reviewers.Names(who) {
 		return nil, errors.Join(ErrNotEligible, errors.New("you are not a break-glass reviewer"))
 	}
 	all, err := a.Approvals.List(r.Context())

@@ -52,6 +52,11 @@ func (p *Principals) Matches(s *Subject) bool {
 	return p.matchesAny(s)
 }
 
+// Names reports whether s is one of the principals. Unlike Matches, which selects everyone
+// when the list is empty, an empty Principals names nobody: use it for who may do something
+// (review, read everything, approve).
+func (p *Principals) Names(s *Subject) bool { return p.matchesAny(s) }
+
 func (p *Principals) matchesAny(s *Subject) bool {
 	if s == nil {
 		return false

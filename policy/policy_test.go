@@ -374,3 +374,14 @@ func TestQuorumJSONRoundTrip(t *testing.T) {
 		t.Errorf("round trip: %+v %v", back, err)
 	}
 }
+
+func TestPrincipalsNamesVersusMatches(t *testing.T) {
+	var none Principals
+	if !none.Matches(alice) || none.Names(alice) {
+		t.Error("an empty Principals must select everyone but name nobody")
+	}
+	sec := Principals{Teams: []string{"security"}}
+	if !sec.Names(carol) || sec.Names(alice) {
+		t.Error("Names does not follow the listed teams")
+	}
+}
