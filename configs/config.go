@@ -23,6 +23,7 @@ type Config struct {
 	Store       Store           `yaml:"store"`
 	Vault       Vault           `yaml:"vault"`
 	Audit       Audit           `yaml:"audit"`
+	Console     Console         `yaml:"console"`
 
 	// Path is the file the configuration was loaded from.
 	Path string `yaml:"-"`
@@ -61,12 +62,15 @@ type Identity struct {
 
 // OIDC configures an OpenID Connect provider whose ID tokens Portcullis accepts.
 type OIDC struct {
-	Issuer       string   `yaml:"issuer"`
-	ClientID     string   `yaml:"client_id"`
-	ClientSecret string   `yaml:"client_secret"`
-	GroupsClaim  string   `yaml:"groups_claim"`
-	UserClaim    string   `yaml:"user_claim"`
-	Scopes       []string `yaml:"scopes"`
+	Issuer       string `yaml:"issuer"`
+	ClientID     string `yaml:"client_id"`
+	ClientSecret string `yaml:"client_secret"`
+	// CLIClientID is the public client `portcullis login` uses (loopback redirect with
+	// PKCE, or the device flow); its ID tokens are accepted too.
+	CLIClientID string   `yaml:"cli_client_id"`
+	GroupsClaim string   `yaml:"groups_claim"`
+	UserClaim   string   `yaml:"user_claim"`
+	Scopes      []string `yaml:"scopes"`
 }
 
 // StaticToken is a long-lived token for a service identity or a demo user. Only the
@@ -218,6 +222,20 @@ type Audit struct {
 	// Readers may read every session recording through the API; everyone may read
 	// their own.
 	Readers policy.Principals `yaml:"readers"`
+}
+
+// Console configures the web console's sessions and sign-in.
+type Console struct {
+	// DevLogin shows a dev-only form at /login that signs in with a static token. Off
+	// unless set; never for production.
+	DevLogin bool `yaml:"dev_login"`
+	// SessionTTL bounds a console session (default 8h); an OIDC session also ends when
+	// its ID token expires, whichever is first.
+	SessionTTL Duration `yaml:"session_ttl"`
+	// SessionKey signs console session cookies (at least 32 bytes). Replicas behind one
+	// address must share it; when empty each process picks a random key, and its
+	// sessions end when it restarts.
+	SessionKey string `yaml:"session_key"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("15m", "1h30m").

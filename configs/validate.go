@@ -84,6 +84,9 @@ func (c *Config) applyDefaults() {
 	if c.Vault.AppRole != nil && c.Vault.AppRole.Mount == "" {
 		c.Vault.AppRole.Mount = "approle"
 	}
+	if c.Console.SessionTTL == 0 {
+		c.Console.SessionTTL = Duration(8 * time.Hour)
+	}
 	if c.Vault.Timeout == 0 {
 		c.Vault.Timeout = Duration(DefaultVaultTimeout)
 	}
@@ -122,6 +125,9 @@ func (c *Config) validate(o origin, errs *Error) {
 		if oc.ClientID == "" {
 			errs.add(o.file, o.line("identity", "oidc"), "identity.oidc.client_id is required")
 		}
+	}
+	if k := c.Console.SessionKey; k != "" && len(k) < 32 {
+		errs.add(o.file, o.line("console", "session_key"), "console.session_key: want at least 32 bytes, got %d", len(k))
 	}
 	names(errs, o.at("identity"), "static_tokens", c.Identity.StaticTokens, func(t *StaticToken) string { return t.Subject })
 	for i, t := range c.Identity.StaticTokens {

@@ -1,6 +1,7 @@
 package elevation
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -110,8 +111,16 @@ func visible(r *Request, who *policy.Subject) bool {
 }
 
 func (a *API) list(_ http.ResponseWriter, r *http.Request) (any, error) {
-	who := a.Caller(r)
-	state := r.URL.Query().Get("state")
+	out, err := a.List(r.Context(), a.Caller(r), r.URL.Query().Get("state"))
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"approvals": out}, nil
+}
+
+// List returns the requests in state (pending when empty, "all" for every state) that who
+// may see, newest first.
+func (a *API) List(ctx context.Context, who *policy.Subject, state string) ([]*View, error) {
 	if state == "" {
 		state = StatePending
 	}
@@ -120,7 +129,7 @@ func (a *API) list(_ http.ResponseWriter, r *http.Request) (any, error) {
 	default:
 		return nil, errors.Join(ErrInvalid, errors.New("state must be pending, approved, denied, expired or all"))
 	}
-	all, err := a.Approvals.List(r.Context())
+	all, err := a.Approvals.List(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -131,15 +140,19 @@ func (a *API) list(_ http.ResponseWriter, r *http.Request) (any, error) {
 			out = append(out, view(req, who))
 		}
 	}
-	return map[string]any{"approvals": out}, nil
+	return out, nil
 }
 
 func (a *API) get(_ http.ResponseWriter, r *http.Request) (any, error) {
-	req, err := a.Approvals.Get(r.Context(), mux.Vars(r)["id"])
+	return a.Get(r.Context(), a.Caller(r), mux.Vars(r)["id"])
+}
+
+// Get returns one request as who sees it; ErrNotFound when who may not see it.
+func (a *API) Get(ctx context.Context, who *policy.Subject, id string) (*View, error) {
+	req, err := a.Approvals.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	who := a.Caller(r)
 	if !visible(req, who) {
 		return nil, ErrNotFound
 	}
@@ -167,37 +180,43 @@ func (a *API) decide(approve bool) func(http.ResponseWriter, *http.Request) (any
 		if err != nil {
 			return nil, err
 		}
-		who := a.Caller(r)
-		id := mux.Vars(r)["id"]
-		var req *Request
-		if approve {
-			req, err = a.Approvals.Approve(r.Context(), id, who, body.Comment)
-		} else {
-			req, err = a.Approvals.Deny(r.Context(), id, who, body.Comment)
-		}
-		if err != nil {
-			return nil, err
-		}
-		what := "approve"
-		if !approve {
-			what = "deny"
-		}
-		a.record(r, &audit.Event{Type: "approval.vote", Actor: who.User, Subject: req.Requester.User, Resource: req.Artifact.Resource,
-			Action: what, Decision: what, Result: req.State, Reason: body.Comment, PolicyHash: req.Artifact.Snapshot,
-			Details: map[string]any{"approval": req.ID, "type": req.Type}})
-		return view(req, who), nil
+		return a.Decide(r.Context(), a.Caller(r), mux.Vars(r)["id"], approve, body.Comment)
 	}
+}
+
+// Decide records who's approval (approve) or denial of request id, with a comment, and
+// audits the vote once it is stored.
+func (a *API) Decide(ctx context.Context, who *policy.Subject, id string, approve bool, comment string) (*View, error) {
+	comment = strings.TrimSpace(comment)
+	var req *Request
+	var err error
+	if approve {
+		req, err = a.Approvals.Approve(ctx, id, who, comment)
+	} else {
+		req, err = a.Approvals.Deny(ctx, id, who, comment)
+	}
+	if err != nil {
+		return nil, err
+	}
+	what := "approve"
+	if !approve {
+		what = "deny"
+	}
+	a.record(ctx, &audit.Event{Type: "approval.vote", Actor: who.User, Subject: req.Requester.User, Resource: req.Artifact.Resource,
+		Action: what, Decision: what, Result: req.State, Reason: comment, PolicyHash: req.Artifact.Snapshot,
+		Details: map[string]any{"approval": req.ID, "type": req.Type}})
+	return view(req, who), nil
 }
 
 var errAudit = errors.New("audit log unavailable")
 
 // record writes an audit event for a change made through the API. The change is stored
 // already; a failed write is logged loudly, and the caller told.
-func (a *API) record(r *http.Request, ev *audit.Event) error {
+func (a *API) record(ctx context.Context, ev *audit.Event) error {
 	if a.Audit == nil {
 		return nil
 	}
-	if err := a.Audit.Append(r.Context(), ev); err != nil {
+	if err := a.Audit.Append(ctx, ev); err != nil {
 		if a.Log != nil {
 			a.Log.Error("audit write failed for an API change", "type", ev.Type, "err", err)
 		}
@@ -213,59 +232,80 @@ func (a *API) requestElevation(_ http.ResponseWriter, r *http.Request) (any, err
 	if err := dec.Decode(&in); err != nil {
 		return nil, errors.Join(ErrInvalid, errors.New(`malformed body: want {"role", "duration", "reason", "ticket"}`))
 	}
-	who := a.Caller(r)
-	// Audit before act: the request is recorded before it exists.
+	return a.RequestElevation(r.Context(), a.Caller(r), in)
+}
+
+// RequestElevation asks for a time-bound role for who; the request is audited once stored,
+// and abandoned if the audit log cannot take it.
+func (a *API) RequestElevation(ctx context.Context, who *policy.Subject, in ElevationRequest) (*View, error) {
 	ev := &audit.Event{Type: "elevation.requested", Actor: who.User, Action: in.Role, Reason: in.Reason,
 		Details: map[string]any{"duration": in.Duration, "ticket": in.Ticket}}
-	req, err := a.Approvals.RequestElevation(r.Context(), a.Config, who, in)
+	req, err := a.Approvals.RequestElevation(ctx, a.Config, who, in)
 	if err != nil {
 		return nil, err
 	}
 	ev.Resource, ev.Details["approval"] = req.Artifact.Resource, req.ID
-	if err := a.record(r, ev); err != nil {
-		a.Approvals.Abandon(r.Context(), req.ID, "the audit log cannot be written")
+	if err := a.record(ctx, ev); err != nil {
+		a.Approvals.Abandon(ctx, req.ID, "the audit log cannot be written")
 		return nil, err
 	}
 	return view(req, who), nil
 }
 
 func (a *API) listElevations(_ http.ResponseWriter, r *http.Request) (any, error) {
-	return a.listType(r, TypeElevation, "elevations", nil)
+	out, err := a.Elevations(r.Context(), a.Caller(r))
+	return map[string]any{"elevations": out}, err
+}
+
+// Elevations lists the elevation requests who may see: their own, or all for admins.
+func (a *API) Elevations(ctx context.Context, who *policy.Subject) ([]*View, error) {
+	return a.listType(ctx, who, TypeElevation, nil)
 }
 
 // listType lists the requests of one type the caller may see: their own, or all for admins
 // and for whom also says yes.
-func (a *API) listType(r *http.Request, typ, key string, also func(*policy.Subject) bool) (any, error) {
-	who := a.Caller(r)
-	all, err := a.Approvals.List(r.Context())
+func (a *API) listType(ctx context.Context, who *policy.Subject, typ string, also func(*policy.Subject) bool) ([]*View, error) {
+	all, err := a.Approvals.List(ctx)
 	if err != nil {
 		return nil, err
 	}
-	seeAll := (a.Admin != nil && a.Admin(who)) || (also != nil && also(who))
+	seeAll := a.IsAdmin(who) || (also != nil && also(who))
 	out := []*View{}
 	for _, req := range all {
 		if req.Type == typ && (seeAll || req.Requester.User == who.User) {
 			out = append(out, view(req, who))
 		}
 	}
-	return map[string]any{key: out}, nil
+	return out, nil
 }
 
+// IsAdmin reports whether who sees and may revoke every elevation.
+func (a *API) IsAdmin(who *policy.Subject) bool { return a.Admin != nil && a.Admin(who) }
+
 func (a *API) revoke(_ http.ResponseWriter, r *http.Request) (any, error) {
-	who := a.Caller(r)
-	req, err := a.Approvals.Revoke(r.Context(), mux.Vars(r)["id"], who, a.Admin != nil && a.Admin(who))
+	return a.Revoke(r.Context(), a.Caller(r), mux.Vars(r)["id"])
+}
+
+// Revoke ends an elevation early: its requester or an admin.
+func (a *API) Revoke(ctx context.Context, who *policy.Subject, id string) (*View, error) {
+	req, err := a.Approvals.Revoke(ctx, id, who, a.IsAdmin(who))
 	if err != nil {
 		return nil, err
 	}
-	a.record(r, &audit.Event{Type: "elevation.revoked", Actor: who.User, Subject: req.Requester.User, Resource: req.Artifact.Resource,
+	a.record(ctx, &audit.Event{Type: "elevation.revoked", Actor: who.User, Subject: req.Requester.User, Resource: req.Artifact.Resource,
 		Action: req.Artifact.Role, Result: req.State, Details: map[string]any{"approval": req.ID}})
 	return view(req, who), nil
 }
 
 func (a *API) cancel(_ http.ResponseWriter, r *http.Request) (any, error) {
-	req, err := a.Approvals.Cancel(r.Context(), mux.Vars(r)["id"], a.Caller(r))
+	return a.Cancel(r.Context(), a.Caller(r), mux.Vars(r)["id"])
+}
+
+// Cancel withdraws who's own pending request.
+func (a *API) Cancel(ctx context.Context, who *policy.Subject, id string) (*View, error) {
+	req, err := a.Approvals.Cancel(ctx, id, who)
 	if err != nil {
 		return nil, err
 	}
-	return view(req, a.Caller(r)), nil
+	return view(req, who), nil
 }

@@ -35,8 +35,9 @@ type Approvals struct {
 	now   func() time.Time
 
 	mu      sync.Mutex
-	waiters map[string][]chan struct{}
-	grants  grantCache
+	waiters  map[string][]chan struct{}
+	watchers []chan string
+	grants   grantCache
 	stop    context.CancelFunc
 }
 
@@ -98,6 +99,7 @@ func (a *Approvals) create(ctx context.Context, requester *policy.Subject, sessi
 	if err := a.store.Create(ctx, r); err != nil {
 		return nil, fmt.Errorf("could not store the approval request: %w", err)
 	}
+	a.notify(r.ID)
 	return r, nil
 }
 
@@ -328,6 +330,7 @@ func (a *Approvals) unsubscribe(id string, ch chan struct{}) {
 	}
 }
 
+// notify wakes the waiters on id and tells every watcher that id changed.
 func (a *Approvals) notify(id string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -336,5 +339,25 @@ func (a *Approvals) notify(id string) {
 		case ch <- struct{}{}:
 		default:
 		}
+	}
+	for _, ch := range a.watchers {
+		select {
+		case ch <- id:
+		default: // a slow watcher misses a change; the console also re-checks on a timer
+		}
+	}
+}
+
+// Watch returns a channel that receives the id of every request this replica changes or
+// hears another replica change (with Redis), until stop is called.
+func (a *Approvals) Watch() (changes <-chan string, stop func()) {
+	ch := make(chan string, 16)
+	a.mu.Lock()
+	a.watchers = append(a.watchers, ch)
+	a.mu.Unlock()
+	return ch, func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.watchers = slices.DeleteFunc(a.watchers, func(c chan string) bool { return c == ch })
 	}
 }

@@ -1,6 +1,7 @@
 package elevation
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/policy"
 )
 
 func (a *API) registerBreakGlass(r *mux.Router) {
@@ -34,8 +36,13 @@ func (a *API) breakGlass(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if err := decodeStrict(r, &in); err != nil {
 		return nil, err
 	}
-	who := a.Caller(r)
-	req, err := a.Approvals.BreakGlass(r.Context(), a.Config, who, in)
+	return a.BreakGlass(r.Context(), a.Caller(r), in)
+}
+
+// BreakGlass opens (or, at high tiers, asks for) a break-glass session for who and audits
+// it; if the audit log cannot take it, the session is revoked at once.
+func (a *API) BreakGlass(ctx context.Context, who *policy.Subject, in BreakGlassRequest) (*View, error) {
+	req, err := a.Approvals.BreakGlass(ctx, a.Config, who, in)
 	if err != nil {
 		return nil, err
 	}
@@ -49,8 +56,8 @@ func (a *API) breakGlass(_ http.ResponseWriter, r *http.Request) (any, error) {
 	case req.State == StateApproved:
 		ev.Type = "breakglass.started"
 	}
-	if err := a.record(r, ev); err != nil {
-		a.Approvals.Revoke(r.Context(), req.ID, who, true)
+	if err := a.record(ctx, ev); err != nil {
+		a.Approvals.Revoke(ctx, req.ID, who, true)
 		return nil, err
 	}
 	return view(req, who), nil
@@ -65,41 +72,51 @@ func ruleNames(rules []RuleRef) []string {
 }
 
 func (a *API) listBreakGlass(_ http.ResponseWriter, r *http.Request) (any, error) {
-	return a.listType(r, TypeBreakGlass, "breakglass", a.Config.BreakGlass.Reviewers.Names)
+	out, err := a.BreakGlassSessions(r.Context(), a.Caller(r))
+	return map[string]any{"breakglass": out}, err
+}
+
+// BreakGlassSessions lists the break-glass requests who may see: their own, or all for
+// admins and reviewers.
+func (a *API) BreakGlassSessions(ctx context.Context, who *policy.Subject) ([]*View, error) {
+	return a.listType(ctx, who, TypeBreakGlass, a.Config.BreakGlass.Reviewers.Names)
 }
 
 func (a *API) endBreakGlass(_ http.ResponseWriter, r *http.Request) (any, error) {
-	who := a.Caller(r)
-	req, err := a.Approvals.Get(r.Context(), mux.Vars(r)["id"])
+	return a.EndBreakGlass(r.Context(), a.Caller(r), mux.Vars(r)["id"])
+}
+
+// EndBreakGlass ends a break-glass session early: its responder or security.
+func (a *API) EndBreakGlass(ctx context.Context, who *policy.Subject, id string) (*View, error) {
+	req, err := a.Approvals.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	if req.Type != TypeBreakGlass {
 		return nil, ErrNotFound
 	}
-	// The requester or security may end it early.
-	if req.Requester.User != who.User && !(a.Admin != nil && a.Admin(who)) {
+	if req.Requester.User != who.User && !a.IsAdmin(who) {
 		return nil, errors.Join(ErrNotEligible, errors.New("only the responder or security may end it"))
 	}
-	out, err := a.Approvals.Revoke(r.Context(), req.ID, who, true)
+	out, err := a.Approvals.Revoke(ctx, req.ID, who, true)
 	if err != nil {
 		return nil, err
 	}
-	a.record(r, &audit.Event{Type: "breakglass.ended", Actor: who.User, Subject: out.Requester.User, Resource: out.Artifact.Resource,
+	a.record(ctx, &audit.Event{Type: "breakglass.ended", Actor: who.User, Subject: out.Requester.User, Resource: out.Artifact.Resource,
 		BreakGlass: out.ID, Result: out.State, Reason: "ended early"})
 	return view(out, who), nil
 }
 
-// reviewView is a break-glass session in the review queue, with everything done under it.
-type reviewView struct {
+// ReviewView is a break-glass session in the review queue, with everything done under it.
+type ReviewView struct {
 	*View
 	Overdue  bool          `json:"overdue"`
 	Complete bool          `json:"complete"`
-	Actions  []auditAction `json:"actions"`
+	Actions  []AuditAction `json:"actions"`
 }
 
-// auditAction is one audit event of a break-glass session, as a reviewer reads it.
-type auditAction struct {
+// AuditAction is one audit event of a break-glass session, as a reviewer reads it.
+type AuditAction struct {
 	Seq      uint64    `json:"seq"`
 	At       time.Time `json:"at"`
 	Type     string    `json:"type"`
@@ -113,13 +130,13 @@ type auditAction struct {
 }
 
 // breakGlassActions reads the audit log's flagged events, by break-glass session.
-func (a *API) breakGlassActions() (map[string][]auditAction, error) {
-	out := map[string][]auditAction{}
+func (a *API) breakGlassActions() (map[string][]AuditAction, error) {
+	out := map[string][]AuditAction{}
 	if a.Config.Audit.Dir == "" {
 		return out, nil
 	}
 	err := audit.Scan(a.Config.Audit.Dir, audit.Filter{BreakGlassOnly: true}, func(ev *audit.Event) error {
-		out[ev.BreakGlass] = append(out[ev.BreakGlass], auditAction{Seq: ev.Seq, At: ev.Time, Type: ev.Type, Actor: ev.Actor, Resource: ev.Resource,
+		out[ev.BreakGlass] = append(out[ev.BreakGlass], AuditAction{Seq: ev.Seq, At: ev.Time, Type: ev.Type, Actor: ev.Actor, Resource: ev.Resource,
 			Action: ev.Action, Decision: ev.Decision, Original: ev.Details["original_decision"], Result: ev.Result, Session: ev.Session})
 		return nil
 	})
@@ -127,11 +144,19 @@ func (a *API) breakGlassActions() (map[string][]auditAction, error) {
 }
 
 func (a *API) listReviews(_ http.ResponseWriter, r *http.Request) (any, error) {
-	who := a.Caller(r)
+	out, err := a.Reviews(r.Context(), a.Caller(r))
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"reviews": out}, nil
+}
+
+// Reviews is the review queue of ended break-glass sessions, for reviewers only.
+func (a *API) Reviews(ctx context.Context, who *policy.Subject) ([]ReviewView, error) {
 	if !a.Config.BreakGlass.Reviewers.Names(who) {
 		return nil, errors.Join(ErrNotEligible, errors.New("you are not a break-glass reviewer"))
 	}
-	all, err := a.Approvals.List(r.Context())
+	all, err := a.Approvals.List(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -140,16 +165,15 @@ func (a *API) listReviews(_ http.ResponseWriter, r *http.Request) (any, error) {
 		return nil, err
 	}
 	sla := a.Config.BreakGlass.ReviewSLA.D()
-	out := []reviewView{}
+	out := []ReviewView{}
 	for _, req := range all {
 		if req.Type != TypeBreakGlass || (req.State != StateEnded && req.State != StateRevoked) {
 			continue
 		}
-		ended := req.NotAfter
 		complete := len(req.Reviews) >= max(1, req.ReviewsNeeded)
-		out = append(out, reviewView{View: view(req, who), Complete: complete, Overdue: !complete && time.Since(ended) > sla, Actions: actions[req.ID]})
+		out = append(out, ReviewView{View: view(req, who), Complete: complete, Overdue: !complete && time.Since(req.NotAfter) > sla, Actions: actions[req.ID]})
 	}
-	return map[string]any{"reviews": out}, nil
+	return out, nil
 }
 
 func (a *API) review(_ http.ResponseWriter, r *http.Request) (any, error) {
@@ -160,12 +184,16 @@ func (a *API) review(_ http.ResponseWriter, r *http.Request) (any, error) {
 	if err := decodeStrict(r, &in); err != nil {
 		return nil, err
 	}
-	who := a.Caller(r)
-	req, err := a.Approvals.ReviewBreakGlass(r.Context(), a.Config, mux.Vars(r)["id"], who, in.Outcome, in.Notes)
+	return a.Review(r.Context(), a.Caller(r), mux.Vars(r)["id"], in.Outcome, in.Notes)
+}
+
+// Review records who's review of an ended break-glass session and audits it.
+func (a *API) Review(ctx context.Context, who *policy.Subject, id, outcome, notes string) (*View, error) {
+	req, err := a.Approvals.ReviewBreakGlass(ctx, a.Config, id, who, outcome, notes)
 	if err != nil {
 		return nil, err
 	}
-	a.record(r, &audit.Event{Type: "breakglass.reviewed", Actor: who.User, Subject: req.Requester.User, Resource: req.Artifact.Resource,
-		BreakGlass: req.ID, Result: in.Outcome, Reason: in.Notes})
+	a.record(ctx, &audit.Event{Type: "breakglass.reviewed", Actor: who.User, Subject: req.Requester.User, Resource: req.Artifact.Resource,
+		BreakGlass: req.ID, Result: outcome, Reason: notes})
 	return view(req, who), nil
 }

@@ -53,6 +53,7 @@ type Authenticator struct {
 
 	oidcCfg  *configs.OIDC
 	mu       sync.Mutex
+	provider *oidc.Provider
 	verifier *oidc.IDTokenVerifier
 	now      func() time.Time
 }
@@ -97,7 +98,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (*Identi
 	if a.oidcCfg == nil || strings.Count(token, ".") != 2 {
 		return nil, fmt.Errorf("%w: unknown token", ErrInvalidToken)
 	}
-	return a.verifyOIDC(ctx, token)
+	return a.verifyOIDC(ctx, token, "")
 }
 
 // static1 looks the token up among the static tokens. Every configured hash is compared,
@@ -116,6 +117,18 @@ func (a *Authenticator) static1(token string) *Identity {
 	return &Identity{Subject: *a.cfg.Subject(found.Subject, found.Email, found.Groups), Source: SourceStatic}
 }
 
+// Provider returns the configured OIDC provider, discovering it on first use; nil and no
+// error when no provider is configured.
+func (a *Authenticator) Provider(ctx context.Context) (*oidc.Provider, error) {
+	if a.oidcCfg == nil {
+		return nil, nil
+	}
+	if _, err := a.oidcVerifier(ctx); err != nil {
+		return nil, err
+	}
+	return a.provider, nil
+}
+
 func (a *Authenticator) oidcVerifier(ctx context.Context) (*oidc.IDTokenVerifier, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -126,11 +139,21 @@ func (a *Authenticator) oidcVerifier(ctx context.Context) (*oidc.IDTokenVerifier
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrProviderUnavailable, err)
 	}
-	a.verifier = p.Verifier(&oidc.Config{ClientID: a.oidcCfg.ClientID, Now: a.now})
+	// The audience is checked below: the console's client or the CLI's.
+	a.provider, a.verifier = p, p.Verifier(&oidc.Config{SkipClientIDCheck: true, Now: a.now})
 	return a.verifier, nil
 }
 
-func (a *Authenticator) verifyOIDC(ctx context.Context, token string) (*Identity, error) {
+// AuthenticateIDToken verifies an ID token from the console's own sign-in and checks that
+// it carries nonce.
+func (a *Authenticator) AuthenticateIDToken(ctx context.Context, raw, nonce string) (*Identity, error) {
+	if a.oidcCfg == nil {
+		return nil, fmt.Errorf("%w: no OIDC provider is configured", ErrInvalidToken)
+	}
+	return a.verifyOIDC(ctx, raw, nonce)
+}
+
+func (a *Authenticator) verifyOIDC(ctx context.Context, token, nonce string) (*Identity, error) {
 	v, err := a.oidcVerifier(ctx)
 	if err != nil {
 		return nil, err
@@ -138,6 +161,12 @@ func (a *Authenticator) verifyOIDC(ctx context.Context, token string) (*Identity
 	idt, err := v.Verify(ctx, token)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+	}
+	if !a.audienceOK(idt.Audience) {
+		return nil, fmt.Errorf("%w: the audience is another client", ErrInvalidToken)
+	}
+	if nonce != "" && subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 {
+		return nil, fmt.Errorf("%w: the nonce does not match this sign-in", ErrInvalidToken)
 	}
 	var claims map[string]any
 	if err := idt.Claims(&claims); err != nil {
@@ -160,4 +189,14 @@ func (a *Authenticator) verifyOIDC(ctx context.Context, token string) (*Identity
 		}
 	}
 	return &Identity{Subject: *a.cfg.Subject(user, email, groups), Source: SourceOIDC, Expiry: idt.Expiry}, nil
+}
+
+// audienceOK reports whether the token was issued to the console's client or the CLI's.
+func (a *Authenticator) audienceOK(aud []string) bool {
+	for _, x := range aud {
+		if x == a.oidcCfg.ClientID || (a.oidcCfg.CLIClientID != "" && x == a.oidcCfg.CLIClientID) {
+			return true
+		}
+	}
+	return false
 }
