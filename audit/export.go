@@ -15,6 +15,7 @@ type Filter struct {
 	Actor        string
 	Resource     string
 	Type         string
+	Decision     string
 	Session      string
 	// BreakGlassOnly selects only break-glass events.
 	BreakGlassOnly bool
@@ -34,6 +35,7 @@ func (f *Filter) Match(ev *Event) bool {
 	case f.Actor != "" && ev.Actor != f.Actor && ev.Subject != f.Actor:
 	case f.Resource != "" && ev.Resource != f.Resource:
 	case f.Type != "" && ev.Type != f.Type:
+	case f.Decision != "" && ev.Decision != f.Decision:
 	case f.Session != "" && ev.Session != f.Session:
 	default:
 		return true

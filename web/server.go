@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -33,6 +34,11 @@ type Server struct {
 	Audit     *audit.Log
 	Log       *slog.Logger
 	Now       func() time.Time
+
+	// svc is the approvals service layer both the API and the console call.
+	svc       *elevation.API
+	templates map[string]*template.Template
+	cookies   *signer
 }
 
 // Handler returns the HTTP handler with every route.
@@ -42,7 +48,6 @@ func (s *Server) Handler() http.Handler {
 	}
 	r := mux.NewRouter()
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }).Methods(http.MethodGet)
-	r.Handle("/", s.handle(s.index)).Methods(http.MethodGet)
 	api := r.PathPrefix("/api/v1").Subrouter()
 	api.Handle("/whoami", s.authed(s.whoami)).Methods(http.MethodGet)
 	api.Handle("/decisions", s.authed(s.decide)).Methods(http.MethodPost)
@@ -57,11 +62,13 @@ func (s *Server) Handler() http.Handler {
 		approvals.Use(func(next http.Handler) http.Handler {
 			return s.authed(func(w http.ResponseWriter, r *http.Request) error { next.ServeHTTP(w, r); return nil })
 		})
-		(&elevation.API{Approvals: s.Approvals, Config: s.Config, Audit: s.Audit, Log: s.Log,
+		s.svc = &elevation.API{Approvals: s.Approvals, Config: s.Config, Audit: s.Audit, Log: s.Log,
 			Caller: func(r *http.Request) *policy.Subject { return &caller(r).Subject },
 			Admin:  s.isAdmin,
-		}).Register(approvals)
+		}
+		s.svc.Register(approvals)
 	}
+	s.registerConsole(r)
 	r.NotFoundHandler = s.handle(func(http.ResponseWriter, *http.Request) error { return errNotFound })
 	return r
 }
@@ -133,12 +140,6 @@ func (s *Server) authed(h handlerFunc) http.Handler {
 
 func caller(r *http.Request) *identity.Identity {
 	return r.Context().Value(ctxKey{}).(*identity.Identity)
-}
-
-func (s *Server) index(w http.ResponseWriter, _ *http.Request) error {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, err := fmt.Fprintf(w, "Portcullis is running.\n\nAPI: %s/api/v1 (Authorization: Bearer <token>)\n  GET  /api/v1/whoami\n  POST /api/v1/decisions {\"resource\": \"orders\", \"sql\": \"UPDATE orders SET ...\"}\n", s.Config.Server.PublicURL)
-	return err
 }
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) error {

@@ -31,7 +31,15 @@ func (s *Server) isAdmin(subj *policy.Subject) bool { return s.Config.Audit.Read
 
 // sessions lists the sessions the caller may read, newest first.
 func (s *Server) sessions(w http.ResponseWriter, r *http.Request) error {
-	all, me := s.canReadAll(r), caller(r).User
+	out, err := s.listSessions(s.canReadAll(r), caller(r).User)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
+}
+
+// listSessions returns the sessions of me, or every session when all, newest first.
+func (s *Server) listSessions(all bool, me string) ([]*sessionView, error) {
 	byID := map[string]*sessionView{}
 	var order []string
 	err := audit.Scan(s.Config.Audit.Dir, audit.Filter{}, func(ev *audit.Event) error {
@@ -53,13 +61,13 @@ func (s *Server) sessions(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	out := make([]*sessionView, 0, len(order))
 	for i := len(order) - 1; i >= 0; i-- {
 		out = append(out, byID[order[i]])
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
+	return out, nil
 }
 
 // recordingEntry is one step of a session's recording.
@@ -79,7 +87,15 @@ type recordingEntry struct {
 // recording returns a session's statements, decisions and outcomes in order, with timing.
 func (s *Server) recording(w http.ResponseWriter, r *http.Request) error {
 	id := mux.Vars(r)["id"]
-	all, me := s.canReadAll(r), caller(r).User
+	owner, entries, err := s.readRecording(id, s.canReadAll(r), caller(r).User)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"session": id, "user": owner, "recording": entries})
+}
+
+// readRecording returns the owner and steps of session id, if me owns it or all is set.
+func (s *Server) readRecording(id string, all bool, me string) (string, []recordingEntry, error) {
 	var entries []recordingEntry
 	var start time.Time
 	owner := ""
@@ -92,10 +108,10 @@ func (s *Server) recording(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	if len(entries) == 0 || (!all && owner != me) {
-		return errStatus(http.StatusNotFound, "no such session")
+		return "", nil, errStatus(http.StatusNotFound, "no such session")
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"session": id, "user": owner, "recording": entries})
+	return owner, entries, nil
 }

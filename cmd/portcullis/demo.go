@@ -274,20 +274,22 @@ func printDemo(out io.Writer, cfg *configs.Config, a listening) {
 	fmt.Fprintf(out, `
 Portcullis demo is running (Ctrl-C stops everything).
 
-  API               http://%s  (the web console is next)
-  PostgreSQL proxy  %s (database orders; password = your token)
-  Audit log         %s  (portcullis audit verify --dir %s)
-  Policy snapshot   %s
+  Console           http://%[5]s  (sign in on the dev-only token form with <name>-demo-token)
+  API               http://%[5]s/api/v1
+  PostgreSQL proxy  %[1]s (database orders; password = your token)
+  Audit log         %[2]s  (portcullis audit verify --dir %[3]s)
+  Policy snapshot   %[4]s
 
 Demo users (static tokens, demo only):
-`, a.api, a.postgres, cfg.Audit.Dir, cfg.Audit.Dir, cfg.Engine.Snapshot())
+`, a.postgres, cfg.Audit.Dir, cfg.Audit.Dir, cfg.Engine.Snapshot(), a.api)
 	for _, u := range demoUsers {
 		fmt.Fprintf(out, "  %-6s %-28s PGPASSWORD=%s-demo-token psql -h %s -p %s -U %s orders\n", u.name, "("+u.team+")", u.name, pgHost, pgPort, u.name)
 	}
 	fmt.Fprintf(out, `
 Try, as alice:
   SELECT * FROM orders;                                  -- allowed
-  UPDATE orders SET status = 'paid' WHERE id = 2;        -- waits for an SRE; as bob, in another shell:
+  UPDATE orders SET status = 'paid' WHERE id = 2;        -- waits for an SRE: sign in to the console as bob
+      (bob-demo-token) and approve it in the inbox, or in another shell:
       PORTCULLIS_TOKEN=bob-demo-token bin/portcullis approvals list
       PORTCULLIS_TOKEN=bob-demo-token bin/portcullis approve <id>
   ALTER TABLE orders ADD COLUMN note text;               -- denied (break-glass only)
@@ -304,8 +306,8 @@ Break-glass: dave (oncall) in an emergency; DDL is denied by a medium-tier polic
   PORTCULLIS_TOKEN=dave-demo-token bin/portcullis breakglass --scope orders:ddl --for 30m --incident INC-1 \
       --reason "orders needs an index now, INC-1"
   then, as dave: ALTER TABLE orders ADD COLUMN note text;   -- runs, flagged in the audit log
-  carol (security) reviews it once it ends:
-    curl -s -H 'Authorization: Bearer carol-demo-token' http://%[1]s/api/v1/reviews
+  or in the console's Break glass page; carol (security) reviews it once it ends at
+    http://%[1]s/reviews, and replays any session at http://%[1]s/sessions
 
 API:
   curl -s -H 'Authorization: Bearer alice-demo-token' http://%[1]s/api/v1/whoami

@@ -13,7 +13,7 @@ const accounts = {
   alice: { email: 'alice@example.com', groups: ['engineering'] },
   bob: { email: 'bob@example.com', groups: ['sre'] },
   carol: { email: 'carol@example.com', groups: ['security'] },
-  dave: { email: 'dave@example.com', groups: ['oncall'] },
+  dave: { email: 'dave@example.com', groups: ['engineering', 'oncall'] },
 };
 
 const server = http.createServer();

@@ -1,0 +1,377 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/internal/devserver"
+	"github.com/portcullis/portcullis/internal/testenv"
+)
+
+// consoleEnv is Portcullis serving the demo configuration with single sign-on through a
+// real OIDC provider, a real PostgreSQL behind it, and headless Chromium in front.
+type consoleEnv struct {
+	web, proxy string
+	browser    context.Context
+	shots      string
+}
+
+func startConsoleEnv(t *testing.T) *consoleEnv {
+	pg := testenv.Postgres(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := seedOrders(ctx, pg, "upstream-pw"); err != nil {
+		t.Fatal(err)
+	}
+	port, err := devserver.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := fmt.Sprintf("127.0.0.1:%d", port)
+	idp := testenv.StartOIDCProvider(t, "http://"+web+"/auth/callback")
+
+	dir, err := os.MkdirTemp("", "portcullis-console-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	demo, err := os.ReadFile("../../configs/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for old, repl := range map[string]string{
+		"listen: 127.0.0.1:8080":              "listen: " + web,
+		"public_url: http://127.0.0.1:8080":   "public_url: http://" + web,
+		"postgres_listen: 127.0.0.1:6432":     "postgres_listen: 127.0.0.1:0",
+		"identity:\n": "identity:\n  oidc:\n    issuer: " + idp.Issuer + "\n    client_id: portcullis-console\n    client_secret: " + idp.ConsoleSecret +
+			"\n    cli_client_id: portcullis-cli\n    user_claim: preferred_username\n",
+	} {
+		if !bytes.Contains(demo, []byte(old)) {
+			t.Fatalf("demo.yaml has no %q", old)
+		}
+		demo = bytes.Replace(demo, []byte(old), []byte(repl), 1)
+	}
+	os.MkdirAll(filepath.Join(dir, "policies"), 0o755)
+	os.WriteFile(filepath.Join(dir, "demo.yaml"), demo, 0o644)
+	pol, _ := os.ReadFile("../../configs/policies/orders.yaml")
+	os.WriteFile(filepath.Join(dir, "policies", "orders.yaml"), pol, 0o644)
+	t.Setenv("DEMO_DIR", dir)
+	t.Setenv("DEMO_PG_PORT", fmt.Sprint(pg.Port))
+	t.Setenv("DEMO_PG_PASSWORD", "upstream-pw")
+	cfg, err := configs.Load(filepath.Join(dir, "demo.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan listening, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), func(a listening) { ready <- a })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	var a listening
+	select {
+	case a = <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not come up")
+	}
+	shots := os.Getenv("PORTCULLIS_SCREENSHOTS")
+	if shots == "" {
+		shots = filepath.Join(testenv.ModuleRoot(t), ".artifacts", "screenshots")
+	}
+	os.MkdirAll(shots, 0o755)
+	return &consoleEnv{web: "http://" + a.api, proxy: a.postgres, browser: testenv.Browser(t), shots: shots}
+}
+
+// user opens a browser context of its own (its own cookies) and signs in through the
+// OIDC provider's login and consent pages.
+func (e *consoleEnv) user(t *testing.T, name string) context.Context {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(e.browser, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	ctx, cancelT := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(cancelT)
+	do(t, ctx,
+		chromedp.Navigate(e.web+"/"),
+		chromedp.WaitVisible(chromedp.ID("sso")),
+		chromedp.Click(chromedp.ID("sso")),
+		chromedp.WaitVisible(chromedp.CSS(`input[name=login]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=login]`), name),
+		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), "any password"),
+		chromedp.Submit(chromedp.CSS(`input[name=login]`)),
+		chromedp.WaitVisible(chromedp.CSS(`button[type=submit]`)), // consent
+		chromedp.Click(chromedp.CSS(`button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`form.me`)),
+	)
+	who := text(t, ctx, `form.me span`)
+	if who != name {
+		t.Fatalf("signed in as %q, want %q", who, name)
+	}
+	return ctx
+}
+
+func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		loc, _ := chromedp.Run(ctx, chromedp.Location())
+		body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+		t.Fatalf("browser: %v\nat %s:\n%s", err, loc, body)
+	}
+}
+
+// void drops an action's value, to run it among steps.
+func void[T any](a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := a(ctx, t)
+		return chromedp.Void{}, err
+	}
+}
+
+func text(t *testing.T, ctx context.Context, css string) string {
+	t.Helper()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(css)))
+	if err != nil {
+		t.Fatalf("text of %s: %v", css, err)
+	}
+	return strings.TrimSpace(s)
+}
+
+func eval[T any](t *testing.T, ctx context.Context, js string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", js, err)
+	}
+	return v
+}
+
+// shoot saves full-page screenshots of what ctx shows at a narrow (phone) and a wide width.
+func (e *consoleEnv) shoot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	for _, vp := range []struct {
+		suffix string
+		w, h   int64
+	}{{"narrow", 390, 844}, {"wide", 1280, 900}} {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(vp.w, vp.h)); err != nil {
+			t.Fatal(err)
+		}
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(e.shots, name+"-"+vp.suffix+".png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A narrow page must not scroll sideways: everything fits the phone's width.
+	chromedp.Do(ctx, chromedp.EmulateViewport(390, 844))
+	if w := eval[float64](t, ctx, "document.documentElement.scrollWidth"); w > 390 {
+		t.Errorf("%s is %v px wide on a 390 px screen", name, w)
+	}
+	chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900))
+}
+
+// sqlClient connects to the proxy as user with a static token, as psql would.
+func (e *consoleEnv) sqlClient(t *testing.T, user string) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), fmt.Sprintf("postgres://%s:%s-demo-token@%s/orders?sslmode=require", user, user, e.proxy))
+	if err != nil {
+		t.Fatalf("%s through the proxy: %v", user, err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// TestConsoleInABrowser drives the console in headless Chromium, signed in through a
+// real OIDC provider: a statement approval from the inbox reaching the waiting SQL
+// client, live updates, self-approval refused, CSRF refused, break glass and its review,
+// a recording replayed, the audit search and the health page.
+func TestConsoleInABrowser(t *testing.T) {
+	e := startConsoleEnv(t)
+
+	bob := e.user(t, "bob")
+	do(t, bob, chromedp.WaitVisible(chromedp.CSS(`#inbox`)))
+	if got := eval[string](t, bob, "document.body.dataset.live || ''"); got == "" {
+		// The event stream connects once app.js runs (which the CSP allows as 'self').
+		do(t, bob, void(chromedp.Poll[bool](`document.body.dataset.live === 'connected'`, chromedp.WithPollingTimeout(10*time.Second))))
+	}
+	eval[bool](t, bob, "window.__noReload = true")
+
+	// alice's statement waits for approval...
+	alice := e.sqlClient(t, "alice")
+	result := make(chan error, 1)
+	var finished time.Time
+	go func() {
+		_, err := alice.Exec(context.Background(), "UPDATE orders SET status = 'paid' WHERE id = 2 -- customer paid by wire")
+		finished = time.Now()
+		result <- err
+	}()
+	// ...and appears in bob's open inbox without a reload.
+	do(t, bob, chromedp.WaitVisible(chromedp.CSS(`#inbox li.item .mark.can`)))
+	if !eval[bool](t, bob, "window.__noReload === true") {
+		t.Error("the inbox reloaded; want a live update")
+	}
+	e.shoot(t, bob, "inbox")
+
+	// alice, signed in herself, sees her request but may not approve it.
+	aliceWeb := e.user(t, "alice")
+	id := eval[string](t, bob, `document.querySelector('#inbox li.item').dataset.id`)
+	do(t, aliceWeb, chromedp.Navigate(e.web+"/requests/"+id), chromedp.WaitVisible(chromedp.ID("whynot")))
+	if n := eval[int](t, aliceWeb, `document.querySelectorAll('#approve').length`); n != 0 {
+		t.Error("the requester sees an approve button")
+	}
+	if why := text(t, aliceWeb, "#whynot"); !strings.Contains(why, "requester") {
+		t.Errorf("why alice cannot approve: %q", why)
+	}
+	// Forged approvals: with her own form token the service refuses (403); without a
+	// token, the CSRF check refuses (403) before anything happens.
+	forge := `(async (withToken) => {
+		const body = new URLSearchParams({decision: 'approve', comment: 'self'});
+		if (withToken) body.set('csrf', document.querySelector('input[name=csrf]').value);
+		const r = await fetch('/requests/` + id + `/decide', {method: 'POST', body});
+		return r.status + ' ' + (await r.text()).includes('%s');
+	})`
+	if got := eval[string](t, aliceWeb, fmt.Sprintf(forge, "requester")+"(true)"); got != "403 true" {
+		t.Errorf("self-approval through the form: %s, want 403 naming the requester", got)
+	}
+	if got := eval[string](t, aliceWeb, fmt.Sprintf(forge, "reload the page")+"(false)"); got != "403 true" {
+		t.Errorf("approval without the form token: %s, want 403", got)
+	}
+
+	// bob opens the request and approves it; the SQL client gets its result, and alice's
+	// open page shows the decision without a reload.
+	eval[bool](t, aliceWeb, "window.__noReload = true")
+	do(t, bob, chromedp.Click(chromedp.CSS(`#inbox li.item a`)), chromedp.WaitVisible(chromedp.ID("approve")))
+	if st := text(t, bob, "#statement"); !strings.Contains(st, "UPDATE orders SET status = 'paid' WHERE id = 2") {
+		t.Errorf("the request page shows %q", st)
+	}
+	for _, want := range []string{"orders-write-approval", "sre: 0/1", "Estimated rows", "env=production"} {
+		if body := text(t, bob, "main"); !strings.Contains(body, want) {
+			t.Errorf("the request page does not show %q", want)
+		}
+	}
+	e.shoot(t, bob, "request")
+	do(t, bob, chromedp.SendKeys(chromedp.CSS(`textarea[name=comment]`), "confirmed the wire transfer"))
+	clicked := time.Now()
+	do(t, bob, chromedp.Click(chromedp.ID("approve")))
+	select {
+	case err := <-result:
+		if err != nil {
+			t.Fatalf("alice's statement after approval: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("alice's statement did not complete after the approval")
+	}
+	latency := finished.Sub(clicked)
+	t.Logf("approval click in the browser -> SQL client has its result: %v", latency)
+	if latency > time.Second {
+		t.Errorf("the approval took %v to reach the SQL client, want under 1s", latency)
+	}
+	do(t, bob, chromedp.WaitVisible(chromedp.CSS(`#state.state-executed, #state.state-approved`)))
+	do(t, aliceWeb, void(chromedp.Poll[bool](`!!document.querySelector('#state.state-executed, #state.state-approved')`, chromedp.WithPollingTimeout(5*time.Second))))
+	if !eval[bool](t, aliceWeb, "window.__noReload === true") {
+		t.Error("alice's request page reloaded; want a live update")
+	}
+
+	// dave breaks glass for DDL, sees the countdown, ends it early.
+	dave := e.user(t, "dave")
+	do(t, dave, chromedp.Navigate(e.web+"/breakglass"), chromedp.WaitVisible(chromedp.ID("breakglass-form")))
+	e.shoot(t, dave, "breakglass-form")
+	do(t, dave,
+		chromedp.Click(chromedp.CSS(`input[name=resource][value=orders]`)),
+		chromedp.Click(chromedp.CSS(`input[name=action][value=ddl]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=incident]`), "INC-42"),
+		chromedp.SendKeys(chromedp.CSS(`textarea[name=reason]`), "orders needs an index now, checkout is timing out"),
+		chromedp.Click(chromedp.ID("breakglass-submit")),
+		chromedp.WaitVisible(chromedp.CSS(`#active .countdown`)),
+	)
+	if c := text(t, dave, "#active .countdown"); !strings.Contains(c, "left") {
+		t.Errorf("countdown: %q", c)
+	}
+	ddl := e.sqlClient(t, "dave")
+	if _, err := ddl.Exec(context.Background(), "CREATE INDEX orders_status ON orders (status)"); err != nil {
+		t.Errorf("DDL under break-glass: %v", err)
+	}
+	e.shoot(t, dave, "active")
+	do(t, dave, chromedp.Click(chromedp.CSS(`#active .end-now`)), chromedp.WaitVisible(chromedp.CSS(`#active .empty`)))
+
+	// carol (security) reviews it, replays alice's session, searches the audit log.
+	carol := e.user(t, "carol")
+	do(t, carol, chromedp.Navigate(e.web+"/reviews"), chromedp.WaitVisible(chromedp.CSS(`#reviews section.review`)))
+	if body := text(t, carol, "#reviews section.review"); !strings.Contains(body, "INC-42") || !strings.Contains(body, "CREATE INDEX") {
+		t.Errorf("the review does not show the incident and the flagged DDL:\n%s", body)
+	}
+	e.shoot(t, carol, "reviews")
+	do(t, carol,
+		chromedp.SendKeys(chromedp.CSS(`#reviews input[name=notes]`), "index was needed"),
+		chromedp.Click(chromedp.CSS(`#reviews section.review button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#reviews ul.history li`)),
+	)
+	if done := text(t, carol, "#reviews ul.history"); !strings.Contains(done, "carol: justified") {
+		t.Errorf("reviewed list: %q", done)
+	}
+
+	do(t, carol, chromedp.Navigate(e.web+"/sessions"), chromedp.WaitVisible(chromedp.CSS(`table.sessions tbody tr`)))
+	do(t, carol, void(chromedp.Evaluate[bool](`(() => { for (const tr of document.querySelectorAll('table.sessions tbody tr')) {
+		if (tr.cells[1].textContent === 'alice') { tr.querySelector('a').click(); return true } } return false })()`)),
+		chromedp.WaitVisible(chromedp.ID("player")))
+	steps := eval[int](t, carol, `document.querySelectorAll('#recording .step').length`)
+	if steps < 3 {
+		t.Fatalf("alice's recording has %d steps", steps)
+	}
+	if shown := eval[string](t, carol, `document.getElementById('recording').dataset.shown`); shown != "0" {
+		t.Errorf("before play, %s steps shown", shown)
+	}
+	do(t, carol, chromedp.Click(chromedp.ID("step")))
+	if shown := eval[string](t, carol, `document.getElementById('recording').dataset.shown`); shown != "1" {
+		t.Errorf("after one step, %s steps shown", shown)
+	}
+	do(t, carol,
+		chromedp.SetValue(chromedp.ID("speed"), "64"),
+		chromedp.Click(chromedp.ID("play")),
+		void(chromedp.Poll[bool](fmt.Sprintf(`document.getElementById('recording').dataset.shown === '%d'`, steps), chromedp.WithPollingTimeout(20*time.Second))),
+	)
+	if rec := text(t, carol, "#recording"); !strings.Contains(rec, "require_approval") || !strings.Contains(rec, "UPDATE") {
+		t.Errorf("the replay does not show the held statement:\n%s", rec)
+	}
+	e.shoot(t, carol, "replay")
+
+	do(t, carol, chromedp.Navigate(e.web+"/audit?breakglass=1"), chromedp.WaitVisible(chromedp.CSS(`table.events`)))
+	if rows := text(t, carol, "table.events"); !strings.Contains(rows, "breakglass.started") || strings.Contains(rows, "pg.session.start") {
+		t.Errorf("break-glass-only audit search:\n%s", rows)
+	}
+	export := eval[string](t, carol, `fetch(document.getElementById('export').href).then(r => r.status + ' ' + r.headers.get('content-type'))`)
+	if !strings.HasPrefix(export, "200 application/jsonl") {
+		t.Errorf("export: %q", export)
+	}
+	lines := eval[string](t, carol, `fetch(document.getElementById('export').href).then(r => r.text())`)
+	if !strings.Contains(lines, `"breakglass.started"`) || strings.Count(lines, "\n") < 2 {
+		t.Errorf("exported JSON lines:\n%s", lines)
+	}
+	do(t, carol, chromedp.Navigate(e.web+"/health"), chromedp.WaitVisible(chromedp.ID("chain")))
+	if chain := text(t, carol, "#chain"); !strings.HasPrefix(chain, "Intact") {
+		t.Errorf("chain status: %q", chain)
+	}
+
+	// alice is not an audit reader.
+	st := eval[float64](t, aliceWeb, `fetch('/audit').then(r => r.status)`)
+	if st != 403 {
+		t.Errorf("alice on /audit: %v, want 403", st)
+	}
+	if errors.Is(context.Cause(bob), context.DeadlineExceeded) {
+		t.Error("the browser timed out")
+	}
+}

@@ -1,0 +1,129 @@
+package web
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Cookie names. The session cookie holds who signed in; the login cookie holds one
+// sign-in's state, nonce and PKCE verifier until the provider redirects back.
+const (
+	sessionCookie = "portcullis_session"
+	loginCookie   = "portcullis_login"
+)
+
+// session is what a console session cookie carries, signed with the session key. The
+// teams and roles are not in it: they are worked out from the configuration on each
+// request, so configuration changes apply at once.
+type session struct {
+	ID      string    `json:"sid"`
+	User    string    `json:"u,omitempty"`
+	Email   string    `json:"e,omitempty"`
+	Groups  []string  `json:"g,omitempty"`
+	Source  string    `json:"src,omitempty"`
+	Expires time.Time `json:"exp"`
+}
+
+// loginState is one sign-in in progress.
+type loginState struct {
+	State    string    `json:"state"`
+	Nonce    string    `json:"nonce"`
+	Verifier string    `json:"verifier"`
+	Next     string    `json:"next"`
+	Expires  time.Time `json:"exp"`
+}
+
+// signer signs and checks cookie values: base64url(json) "." base64url(HMAC-SHA256).
+type signer struct{ key []byte }
+
+func newSigner(key string) *signer {
+	if key != "" {
+		return &signer{key: []byte(key)}
+	}
+	k := make([]byte, 32)
+	rand.Read(k)
+	return &signer{key: k}
+}
+
+func (s *signer) mac(purpose string, b []byte) []byte {
+	m := hmac.New(sha256.New, s.key)
+	m.Write([]byte(purpose))
+	m.Write([]byte{0})
+	m.Write(b)
+	return m.Sum(nil)
+}
+
+func (s *signer) encode(purpose string, v any) string {
+	b, _ := json.Marshal(v)
+	enc := base64.RawURLEncoding
+	return enc.EncodeToString(b) + "." + enc.EncodeToString(s.mac(purpose, b))
+}
+
+var errBadCookie = errors.New("bad cookie")
+
+func (s *signer) decode(purpose, value string, v any) error {
+	p, sig, ok := strings.Cut(value, ".")
+	if !ok {
+		return errBadCookie
+	}
+	enc := base64.RawURLEncoding
+	b, err1 := enc.DecodeString(p)
+	got, err2 := enc.DecodeString(sig)
+	if err1 != nil || err2 != nil || !hmac.Equal(got, s.mac(purpose, b)) {
+		return errBadCookie
+	}
+	return json.Unmarshal(b, v)
+}
+
+// csrfToken is the form token of a session: a MAC of its id, so it needs no storage and
+// changes with every new session.
+func (s *signer) csrfToken(sid string) string {
+	return base64.RawURLEncoding.EncodeToString(s.mac("csrf", []byte(sid)))
+}
+
+func (s *signer) csrfOK(sid, token string) bool {
+	got, err := base64.RawURLEncoding.DecodeString(token)
+	return err == nil && sid != "" && hmac.Equal(got, s.mac("csrf", []byte(sid)))
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// setCookie writes a cookie the way every console cookie is written: HttpOnly, SameSite
+// Lax (the sign-in comes back as a top-level navigation from the provider), Secure when
+// the console is served over TLS.
+func (s *Server) setCookie(w http.ResponseWriter, name, value string, expires time.Time) {
+	c := &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode,
+		Secure: strings.HasPrefix(s.Config.Server.PublicURL, "https://")}
+	if value == "" {
+		c.MaxAge = -1
+	} else {
+		c.Expires = expires
+	}
+	http.SetCookie(w, c)
+}
+
+// session returns the request's session, valid and unexpired, or a new anonymous one.
+func (s *Server) session(r *http.Request) (*session, bool) {
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		var sess session
+		if s.cookies.decode(sessionCookie, c.Value, &sess) == nil && s.Now().Before(sess.Expires) && sess.ID != "" {
+			return &sess, true
+		}
+	}
+	return &session{ID: randomToken(), Expires: s.Now().Add(s.Config.Console.SessionTTL.D())}, false
+}
+
+func (s *Server) saveSession(w http.ResponseWriter, sess *session) {
+	s.setCookie(w, sessionCookie, s.cookies.encode(sessionCookie, sess), sess.Expires)
+}
