@@ -34,11 +34,11 @@ type Approvals struct {
 	store Store
 	now   func() time.Time
 
-	mu      sync.Mutex
+	mu       sync.Mutex
 	waiters  map[string][]chan struct{}
 	watchers []chan string
 	grants   grantCache
-	stop    context.CancelFunc
+	stop     context.CancelFunc
 }
 
 // changeNotifier is a store that tells about changes made by other replicas.

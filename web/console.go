@@ -39,16 +39,16 @@ type consoleCtx struct {
 
 // page is what every console template gets.
 type page struct {
-	Title    string
-	Nav      string
-	Me       *identity.Identity
-	CSRF     string
-	Admin    bool // audit reader: sees every session and the audit log
-	Reviewer bool // break-glass reviewer
+	Title     string
+	Nav       string
+	Me        *identity.Identity
+	CSRF      string
+	Admin     bool // audit reader: sees every session and the audit log
+	Reviewer  bool // break-glass reviewer
 	Responder bool // may break glass
-	Error    string
-	Status   int
-	Data     any
+	Error     string
+	Status    int
+	Data      any
 }
 
 var funcs = template.FuncMap{
@@ -86,7 +86,7 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprint(n)
 	},
-	"ms": func(n int64) string { return fmt.Sprintf("+%.3fs", float64(n)/1000) },
+	"ms":  func(n int64) string { return fmt.Sprintf("+%.3fs", float64(n)/1000) },
 	"pct": func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },
 }
 
