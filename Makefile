@@ -13,8 +13,9 @@ VAULT_PLUGIN  := $(VAULT_DIR)/plugins/postgresql-database-plugin
 TEST_FLAGS    ?= -race -count=1 -timeout 15m
 FUZZTIME      ?= 60s
 APT_PACKAGES  := postgresql redis-server
+OIDC_DIR      := web/testdata/oidc
 
-.PHONY: all build demo test fuzz-smoke bench bench-pg tools servers vault check fmt vet clean
+.PHONY: all build demo test fuzz-smoke bench bench-pg tools servers vault browser check fmt vet clean
 
 all: build
 
@@ -58,8 +59,25 @@ bench-pg: servers
 		service pgbouncer stop >/dev/null 2>&1 || true; }
 	$(GO) test -tags benchpg -run '^TestBenchPG$$' -count=1 -v -timeout 60m ./proxy/pgwire | grep -v '^=== RUN\|^--- PASS\|^PASS'
 
-## tools: everything the tests need: the system's servers and Vault.
-tools: servers vault
+## tools: everything the tests need: the system's servers, Vault, Chromium and the OIDC provider.
+tools: servers vault browser
+
+## browser: Debian's Chromium for the console's browser tests, and the npm oidc-provider
+## (web/testdata/oidc, from its lock file) they sign in through.
+browser:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium fonts-liberation"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing; install them (sudo apt-get install -y$$missing) or run as root"; exit 1; fi; \
+		echo "installing$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@[ -f $(OIDC_DIR)/node_modules/.package-lock.json ] && cmp -s $(OIDC_DIR)/package-lock.json $(OIDC_DIR)/node_modules/.lock-copy || { \
+		echo "installing the test OIDC provider (npm ci in $(OIDC_DIR))"; \
+		cd $(OIDC_DIR) && npm ci --no-audit --no-fund --loglevel=error >/dev/null && cp package-lock.json node_modules/.lock-copy; }
 
 ## servers: install PostgreSQL and Redis from the distribution when they are missing.
 servers:
