@@ -57,6 +57,37 @@ func TestStaticTokens(t *testing.T) {
 	}
 }
 
+// TestSignInNonceAndCLIAudience: the console's own sign-in needs the nonce it sent; the
+// CLI's client is an accepted audience, other clients are not.
+func TestSignInNonceAndCLIAudience(t *testing.T) {
+	iss := testenv.NewIssuer(t)
+	cfg := demoConfig(t, iss.URL)
+	cfg.Identity.OIDC.CLIClientID = "portcullis-cli"
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tok := iss.Token(t, map[string]any{"sub": "u", "aud": "portcullis", "email": "erin@example.com", "nonce": "n-1"})
+	if _, err := a.AuthenticateIDToken(ctx, tok, "n-1"); err != nil {
+		t.Errorf("right nonce: %v", err)
+	}
+	for _, n := range []string{"n-2", "n-10"} {
+		if _, err := a.AuthenticateIDToken(ctx, tok, n); !errors.Is(err, ErrInvalidToken) || !strings.Contains(err.Error(), "nonce") {
+			t.Errorf("nonce %s: %v", n, err)
+		}
+	}
+	if _, err := a.AuthenticateIDToken(ctx, iss.Token(t, map[string]any{"sub": "u", "aud": "portcullis", "email": "e@x"}), "n-1"); err == nil {
+		t.Error("a token without a nonce passes the sign-in")
+	}
+	if _, err := a.Authenticate(ctx, iss.Token(t, map[string]any{"sub": "u", "aud": "portcullis-cli", "email": "e@x"})); err != nil {
+		t.Errorf("the CLI's audience: %v", err)
+	}
+	if _, err := a.Authenticate(ctx, iss.Token(t, map[string]any{"sub": "u", "aud": []string{"other", "third"}, "email": "e@x"})); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("another client's token: %v", err)
+	}
+}
+
 func TestOIDC(t *testing.T) {
 	iss := testenv.NewIssuer(t)
 	now := time.Now()

@@ -1,0 +1,370 @@
+package web
+
+import (
+	"context"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy/identity"
+)
+
+// consoleServer serves the demo configuration (dev token sign-in on) with an embedded
+// approval store.
+func consoleServer(t *testing.T, edit func(*configs.Config)) (*httptest.Server, *elevation.Approvals, *configs.Config) {
+	t.Helper()
+	cfg, err := configs.Load("../configs/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Audit.Dir = t.TempDir()
+	if edit != nil {
+		edit(cfg)
+	}
+	auth, err := identity.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := elevation.OpenFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	approvals := elevation.NewApprovals(store, nil)
+	srv := httptest.NewServer((&Server{Config: cfg, Auth: auth, Approvals: approvals, Log: slog.New(slog.DiscardHandler)}).Handler())
+	t.Cleanup(srv.Close)
+	return srv, approvals, cfg
+}
+
+// browser is an HTTP client with cookies that does not follow redirects, like a user
+// whose every step we look at.
+type browser struct {
+	t   *testing.T
+	srv *httptest.Server
+	c   *http.Client
+}
+
+func newBrowser(t *testing.T, srv *httptest.Server) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, srv: srv, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (b *browser) do(method, path string, form url.Values, header ...string) (*http.Response, string) {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequest(method, b.srv.URL+path, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp, string(raw)
+}
+
+var csrfRe = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func (b *browser) csrf(path string) string {
+	b.t.Helper()
+	_, page := b.do("GET", path, nil)
+	m := csrfRe.FindStringSubmatch(page)
+	if m == nil {
+		b.t.Fatalf("no form token on %s:\n%s", path, page)
+	}
+	return m[1]
+}
+
+func (b *browser) signIn(user string) {
+	b.t.Helper()
+	resp, body := b.do("POST", "/login/token", url.Values{"csrf": {b.csrf("/login")}, "token": {user + "-demo-token"}, "next": {"/"}})
+	if resp.StatusCode != http.StatusSeeOther {
+		b.t.Fatalf("sign-in as %s: %d\n%s", user, resp.StatusCode, body)
+	}
+}
+
+func TestConsoleHeadersAndCookies(t *testing.T) {
+	srv, _, _ := consoleServer(t, nil)
+	b := newBrowser(t, srv)
+	resp, body := b.do("GET", "/login", nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, "Development only") {
+		t.Fatalf("login page: %d\n%s", resp.StatusCode, body)
+	}
+	for h, want := range map[string]string{
+		"Content-Security-Policy": contentSecurityPolicy, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+	} {
+		if got := resp.Header.Get(h); got != want {
+			t.Errorf("%s = %q, want %q", h, got, want)
+		}
+	}
+	if !strings.Contains(contentSecurityPolicy, "script-src 'self'") || strings.Contains(contentSecurityPolicy, "unsafe") {
+		t.Errorf("CSP allows too much: %s", contentSecurityPolicy)
+	}
+	set := resp.Header.Get("Set-Cookie")
+	for _, want := range []string{"portcullis_session=", "HttpOnly", "SameSite=Lax", "Path=/"} {
+		if !strings.Contains(set, want) {
+			t.Errorf("session cookie %q lacks %s", set, want)
+		}
+	}
+	if strings.Contains(set, "Secure") {
+		t.Errorf("Secure cookie on a plain-HTTP console: %s", set)
+	}
+	// Signed out, every page sends you to sign in, and back afterwards.
+	resp, _ = newBrowser(t, srv).do("GET", "/requests/x?y=1", nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login?next=%2Frequests%2Fx%3Fy%3D1" {
+		t.Errorf("signed out: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+func TestConsoleSecureCookieUnderTLS(t *testing.T) {
+	srv, _, _ := consoleServer(t, func(c *configs.Config) { c.Server.PublicURL = "https://portcullis.example.com" })
+	resp, _ := newBrowser(t, srv).do("GET", "/login", nil)
+	if !strings.Contains(resp.Header.Get("Set-Cookie"), "Secure") {
+		t.Errorf("no Secure cookie with an https public_url: %s", resp.Header.Get("Set-Cookie"))
+	}
+}
+
+// TestTemplatesHaveNoInlineCode keeps the CSP honest: no inline scripts, styles or
+// event handlers anywhere in the console's pages.
+func TestTemplatesHaveNoInlineCode(t *testing.T) {
+	bad := regexp.MustCompile(`<script(?:\s[^>]*)?>\s*[^<\s]|<script>|\sstyle=|\son[a-z]+=|javascript:|<style`)
+	fs.WalkDir(templateFS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, _ := templateFS.ReadFile(p)
+		if m := bad.Find(b); m != nil {
+			t.Errorf("%s has inline code: %q", p, m)
+		}
+		return nil
+	})
+	// Assets stay small.
+	for _, f := range []string{"static/app.js", "static/app.css"} {
+		if st, err := fs.Stat(staticFS, f); err != nil || st.Size() > 16<<10 {
+			t.Errorf("%s: %v, %d bytes (want under 16 KiB)", f, err, st.Size())
+		}
+	}
+}
+
+func TestConsoleCSRF(t *testing.T) {
+	srv, approvals, cfg := consoleServer(t, nil)
+	alice, _ := cfg.StaticSubject("alice")
+	req := pendingStatement(t, approvals, alice, "UPDATE orders SET status = 'x' WHERE id = 1")
+	bob := newBrowser(t, srv)
+	bob.signIn("bob")
+	decide := "/requests/" + req.ID + "/decide"
+	approve := url.Values{"decision": {"approve"}}
+
+	// No token, a made-up token, another session's token: refused, nothing recorded.
+	other := newBrowser(t, srv)
+	for name, tok := range map[string]string{"none": "", "made up": "AAAA", "another session's": other.csrf("/login")} {
+		f := url.Values{"decision": {"approve"}, "csrf": {tok}}
+		resp, body := bob.do("POST", decide, f)
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "out of date or came from another site") {
+			t.Errorf("%s token: %d", name, resp.StatusCode)
+		}
+	}
+	// A cross-site POST with the right token is refused by the origin check.
+	tok := bob.csrf("/requests/" + req.ID)
+	approve.Set("csrf", tok)
+	resp, _ := bob.do("POST", decide, approve, "Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site POST: %d, want 403", resp.StatusCode)
+	}
+	if r, _ := approvals.Get(context.Background(), req.ID); r.State != elevation.StatePending || len(r.Votes) != 0 {
+		t.Fatalf("a refused form changed the request: %s %v", r.State, r.Votes)
+	}
+	// The real form works.
+	resp, body := bob.do("POST", decide, approve)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("approve: %d\n%s", resp.StatusCode, body)
+	}
+	if r, _ := approvals.Get(context.Background(), req.ID); r.State != elevation.StateApproved {
+		t.Errorf("after approving: %s", r.State)
+	}
+	// A signed-out POST is refused too.
+	resp, _ = newBrowser(t, srv).do("POST", "/logout", url.Values{"csrf": {"x"}})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("logout without a valid token: %d", resp.StatusCode)
+	}
+}
+
+func pendingStatement(t *testing.T, approvals *elevation.Approvals, who *policy.Subject, sql string) *elevation.Request {
+	t.Helper()
+	q, err := policy.CompileQuorum(&policy.QuorumSpec{RequiredTeams: []string{"sre"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := approvals.Create(context.Background(), who, "pgs_test", elevation.Artifact{Resource: "orders", Statement: sql, Class: "write",
+		EstimatedRows: -1, Quorum: q, Snapshot: "snap", Requester: who.User,
+		Rules: []elevation.RuleRef{{Name: "orders-write-approval", Effect: "require_approval", Tier: "high"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+func TestConsoleRequestPage(t *testing.T) {
+	srv, approvals, cfg := consoleServer(t, nil)
+	alice, _ := cfg.StaticSubject("alice")
+	req := pendingStatement(t, approvals, alice, "UPDATE orders SET note = '<script>alert(1)</script>' WHERE id = 1")
+
+	bob := newBrowser(t, srv)
+	bob.signIn("bob")
+	_, page := bob.do("GET", "/requests/"+req.ID, nil)
+	if strings.Contains(page, "<script>alert") || !strings.Contains(page, "&lt;script&gt;alert(1)&lt;/script&gt;") {
+		t.Error("the statement is not escaped")
+	}
+	for _, want := range []string{`id="approve"`, "orders-write-approval", "team sre: 0/1", "env=production", "alice"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("bob's request page lacks %q", want)
+		}
+	}
+	// Self-approval: no buttons, the reason, and a forged POST is refused with the reason.
+	a := newBrowser(t, srv)
+	a.signIn("alice")
+	_, page = a.do("GET", "/requests/"+req.ID, nil)
+	if strings.Contains(page, `id="approve"`) || !strings.Contains(page, `id="whynot"`) {
+		t.Error("alice may approve her own request on the page")
+	}
+	resp, page := a.do("POST", "/requests/"+req.ID+"/decide", url.Values{"decision": {"approve"}, "csrf": {a.csrf("/requests/" + req.ID)}})
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "requester") {
+		t.Errorf("alice approving her own: %d", resp.StatusCode)
+	}
+	// carol (security, not SRE) sees why not; dave (not eligible, not involved) sees nothing.
+	c := newBrowser(t, srv)
+	c.signIn("carol")
+	if _, page = c.do("GET", "/requests/"+req.ID, nil); strings.Contains(page, `id="approve"`) {
+		t.Error("carol, not in sre, may approve")
+	}
+	d := newBrowser(t, srv)
+	d.signIn("dave")
+	if resp, _ = d.do("GET", "/requests/"+req.ID, nil); resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusOK {
+		t.Errorf("dave: %d", resp.StatusCode)
+	}
+	// The inbox marks what bob can approve.
+	if _, page = bob.do("GET", "/", nil); !strings.Contains(page, "you can approve") || !strings.Contains(page, req.ID) {
+		t.Error("bob's inbox does not mark the request as his to approve")
+	}
+	if _, page = bob.do("GET", "/?type=elevation", nil); strings.Contains(page, req.ID) {
+		t.Error("the type filter lets a statement through")
+	}
+}
+
+func TestConsoleSignIn(t *testing.T) {
+	srv, _, _ := consoleServer(t, nil)
+	b := newBrowser(t, srv)
+	// A wrong token: 401, still signed out.
+	resp, _ := b.do("POST", "/login/token", url.Values{"csrf": {b.csrf("/login")}, "token": {"nope"}})
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("wrong token: %d", resp.StatusCode)
+	}
+	// next never leaves the site.
+	for _, next := range []string{"//evil.example/x", "https://evil.example", "/\\evil.example", "evil"} {
+		b := newBrowser(t, srv)
+		resp, _ := b.do("POST", "/login/token", url.Values{"csrf": {b.csrf("/login")}, "token": {"bob-demo-token"}, "next": {next}})
+		if loc := resp.Header.Get("Location"); loc != "/" {
+			t.Errorf("next %q sends to %q", next, loc)
+		}
+	}
+	// A session cookie changed by the client is ignored.
+	u, _ := url.Parse(srv.URL)
+	for _, c := range b.c.Jar.Cookies(u) {
+		if c.Name == sessionCookie {
+			c.Value = strings.Replace(c.Value, "e", "f", 1)
+			b.c.Jar.SetCookies(u, []*http.Cookie{c})
+		}
+	}
+	if resp, _ := b.do("GET", "/", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("a tampered session still signed in: %d", resp.StatusCode)
+	}
+	// Sign-out ends the session.
+	b.signIn("bob")
+	b.do("POST", "/logout", url.Values{"csrf": {b.csrf("/")}})
+	if resp, _ := b.do("GET", "/", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("signed out but still in: %d", resp.StatusCode)
+	}
+	// A callback without this browser's sign-in state is refused.
+	if resp, _ := b.do("GET", "/auth/callback?state=x&code=y", nil); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("callback without state: %d", resp.StatusCode)
+	}
+}
+
+func TestConsoleDevLoginOff(t *testing.T) {
+	srv, _, _ := consoleServer(t, func(c *configs.Config) { c.Console.DevLogin = false })
+	b := newBrowser(t, srv)
+	if _, page := b.do("GET", "/login", nil); strings.Contains(page, "Development only") {
+		t.Error("the dev-only form shows with console.dev_login off")
+	}
+	// Without the form there is no form token either; with or without one, no sign-in.
+	resp, _ := b.do("POST", "/login/token", url.Values{"token": {"bob-demo-token"}})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("token sign-in with dev_login off: %d", resp.StatusCode)
+	}
+	if resp, _ := b.do("GET", "/", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("signed in with dev_login off: %d", resp.StatusCode)
+	}
+}
+
+func TestConsoleSessionExpires(t *testing.T) {
+	srv, _, _ := consoleServer(t, func(c *configs.Config) { c.Console.SessionTTL = configs.Duration(time.Second) })
+	b := newBrowser(t, srv)
+	b.signIn("bob")
+	if resp, _ := b.do("GET", "/", nil); resp.StatusCode != 200 {
+		t.Fatalf("signed in: %d", resp.StatusCode)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if resp, _ := b.do("GET", "/", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("after the session TTL: %d", resp.StatusCode)
+	}
+}
+
+func TestConsoleAuthorization(t *testing.T) {
+	srv, _, _ := consoleServer(t, nil)
+	alice := newBrowser(t, srv)
+	alice.signIn("alice")
+	for _, p := range []string{"/audit", "/audit/export", "/health", "/reviews", "/breakglass"} {
+		if resp, _ := alice.do("GET", p, nil); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("alice GET %s: %d, want 403", p, resp.StatusCode)
+		}
+	}
+	carol := newBrowser(t, srv)
+	carol.signIn("carol")
+	for _, p := range []string{"/audit", "/health", "/reviews", "/sessions"} {
+		if resp, body := carol.do("GET", p, nil); resp.StatusCode != 200 {
+			t.Errorf("carol GET %s: %d\n%s", p, resp.StatusCode, body)
+		}
+	}
+	if resp, _ := carol.do("GET", "/audit?since=yesterday", nil); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a bad time: %d", resp.StatusCode)
+	}
+	dave := newBrowser(t, srv)
+	dave.signIn("dave")
+	if resp, _ := dave.do("GET", "/breakglass", nil); resp.StatusCode != 200 {
+		t.Errorf("dave's break-glass form: %d", resp.StatusCode)
+	}
+	// A short reason is refused with the service's message, and the form keeps the input.
+	resp, body := dave.do("POST", "/breakglass", url.Values{"csrf": {dave.csrf("/breakglass")}, "resource": {"orders"}, "action": {"ddl"},
+		"duration": {"30m"}, "incident": {"INC-9"}, "reason": {"too short"}})
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, "INC-9") {
+		t.Errorf("short reason: %d", resp.StatusCode)
+	}
+}
