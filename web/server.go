@@ -50,6 +50,7 @@ func (s *Server) Handler() http.Handler {
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }).Methods(http.MethodGet)
 	api := r.PathPrefix("/api/v1").Subrouter()
 	api.Handle("/whoami", s.authed(s.whoami)).Methods(http.MethodGet)
+	api.Handle("/login-config", s.handle(s.loginConfig)).Methods(http.MethodGet)
 	api.Handle("/decisions", s.authed(s.decide)).Methods(http.MethodPost)
 	api.Handle("/sessions", s.authed(s.sessions)).Methods(http.MethodGet)
 	if s.Approvals != nil {
@@ -140,6 +141,16 @@ func (s *Server) authed(h handlerFunc) http.Handler {
 
 func caller(r *http.Request) *identity.Identity {
 	return r.Context().Value(ctxKey{}).(*identity.Identity)
+}
+
+// loginConfig tells the CLI how to sign in: the provider and the CLI's public client. It
+// is public, as a provider's discovery document is.
+func (s *Server) loginConfig(w http.ResponseWriter, _ *http.Request) error {
+	oc := s.Config.Identity.OIDC
+	if oc == nil || oc.CLIClientID == "" {
+		return errStatus(http.StatusNotFound, "this server has no CLI sign-in (identity.oidc.cli_client_id); use a token")
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"issuer": oc.Issuer, "client_id": oc.CLIClientID, "scopes": oc.Scopes})
 }
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) error {

@@ -22,7 +22,7 @@ type apiClient struct {
 
 func addAPIFlags(cmd *cobra.Command, c *apiClient) {
 	cmd.Flags().StringVar(&c.server, "server", envOr("PORTCULLIS_URL", "http://127.0.0.1:8080"), "Portcullis server URL ($PORTCULLIS_URL)")
-	cmd.Flags().StringVar(&c.token, "token", "", "access token (default $PORTCULLIS_TOKEN)")
+	cmd.Flags().StringVar(&c.token, "token", "", "access token (default $PORTCULLIS_TOKEN, then the token of portcullis login)")
 }
 
 func (c *apiClient) do(method, path string, body, out any) error {
@@ -31,7 +31,12 @@ func (c *apiClient) do(method, path string, body, out any) error {
 		tok = os.Getenv("PORTCULLIS_TOKEN")
 	}
 	if tok == "" {
-		return fmt.Errorf("no token: pass --token or set PORTCULLIS_TOKEN")
+		if t, ok := cachedFor(c.server, time.Now()); ok {
+			tok = t.IDToken
+		}
+	}
+	if tok == "" {
+		return fmt.Errorf("no token: run portcullis login, pass --token or set PORTCULLIS_TOKEN")
 	}
 	var rd io.Reader
 	if body != nil {

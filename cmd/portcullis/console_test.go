@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -373,5 +374,83 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	if errors.Is(context.Cause(bob), context.DeadlineExceeded) {
 		t.Error("the browser timed out")
+	}
+}
+
+// TestCLILogin signs the CLI in through the real provider, with a browser on the loopback
+// redirect and with the device flow, and uses the kept token with the API and the SQL proxy.
+func TestCLILogin(t *testing.T) {
+	e := startConsoleEnv(t)
+	t.Setenv("PORTCULLIS_TOKEN_FILE", filepath.Join(t.TempDir(), "token.json"))
+	t.Setenv("PORTCULLIS_TOKEN", "")
+
+	// Before signing in there is no token.
+	if code, out := runCLI(t, "token", "--server", e.web); code == 0 || !strings.Contains(out, "portcullis login") {
+		t.Errorf("token before login: %d %s", code, out)
+	}
+	for _, tc := range []struct {
+		name, user string
+		args       []string
+		urlRe      *regexp.Regexp
+		confirm    bool // the device flow asks to confirm the code first
+	}{
+		{"loopback", "alice", []string{"--no-browser"}, regexp.MustCompile(`(http://127\.0\.0\.1:\d+/auth\S+)`), false},
+		{"device", "bob", []string{"--device"}, regexp.MustCompile(`or open (\S+)\)`), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := &syncBuffer{}
+			done := make(chan int, 1)
+			go func() { done <- run(append([]string{"login", "--server", e.web, "--timeout", "60s"}, tc.args...), out, out) }()
+			var url string
+			for deadline := time.Now().Add(20 * time.Second); url == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				if m := tc.urlRe.FindStringSubmatch(out.String()); m != nil {
+					url = m[1]
+				}
+			}
+			if url == "" {
+				t.Fatalf("login printed no address:\n%s", out)
+			}
+			ctx, cancel := chromedp.NewContext(e.browser, chromedp.WithNewBrowserContext())
+			defer cancel()
+			do(t, ctx, chromedp.Navigate(url))
+			if tc.confirm {
+				do(t, ctx, chromedp.WaitVisible(chromedp.CSS(`button[type=submit]`)), chromedp.Click(chromedp.CSS(`button[type=submit]`)))
+			}
+			do(t, ctx,
+				chromedp.WaitVisible(chromedp.CSS(`input[name=login]`)),
+				chromedp.SendKeys(chromedp.CSS(`input[name=login]`), tc.user),
+				chromedp.SendKeys(chromedp.CSS(`input[name=password]`), "any password"),
+				chromedp.Submit(chromedp.CSS(`input[name=login]`)),
+				chromedp.WaitVisible(chromedp.CSS(`button[type=submit]`)),
+				chromedp.Click(chromedp.CSS(`button[type=submit]`)),
+			)
+			select {
+			case code := <-done:
+				if code != 0 || !strings.Contains(out.String(), "Signed in to "+e.web+" as "+tc.user) {
+					t.Fatalf("login: exit %d\n%s", code, out)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("login did not finish:\n%s", out)
+			}
+			code, tok := runCLI(t, "token", "--server", e.web)
+			tok = strings.TrimSpace(tok)
+			if code != 0 || strings.Count(tok, ".") != 2 {
+				t.Fatalf("token: %d %q", code, tok)
+			}
+			// The API takes it (the CLI's own commands use it without --token)...
+			if code, out := runCLI(t, "approvals", "list", "--server", e.web); code != 0 {
+				t.Errorf("approvals list with the kept token: %d %s", code, out)
+			}
+			// ...and so does the SQL proxy, as psql's password.
+			c, err := pgx.Connect(context.Background(), fmt.Sprintf("postgres://x:%s@%s/orders?sslmode=require", tok, e.proxy))
+			if err != nil {
+				t.Fatalf("psql with the token: %v", err)
+			}
+			defer c.Close(context.Background())
+			var n int
+			if err := c.QueryRow(context.Background(), "SELECT count(*) FROM orders").Scan(&n); err != nil || n != 5 {
+				t.Errorf("SELECT with the token: %d %v", n, err)
+			}
+		})
 	}
 }
