@@ -400,7 +400,9 @@ func TestCLILogin(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			out := &syncBuffer{}
 			done := make(chan int, 1)
-			go func() { done <- run(append([]string{"login", "--server", e.web, "--timeout", "60s"}, tc.args...), out, out) }()
+			go func() {
+				done <- run(append([]string{"login", "--server", e.web, "--timeout", "60s"}, tc.args...), out, out)
+			}()
 			var url string
 			for deadline := time.Now().Add(20 * time.Second); url == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 				if m := tc.urlRe.FindStringSubmatch(out.String()); m != nil {
