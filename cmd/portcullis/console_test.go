@@ -5,7 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -454,5 +458,53 @@ func TestCLILogin(t *testing.T) {
 				t.Errorf("SELECT with the token: %d %v", n, err)
 			}
 		})
+	}
+}
+
+// TestShutdownEndsEventStreams: an open console event stream does not hold the server's
+// shutdown.
+func TestShutdownEndsEventStreams(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("DEMO_DIR", dir)
+	cfg, err := configs.Load("../../configs/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Server.Listen, cfg.Server.PostgresListen = "127.0.0.1:0", ""
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan listening, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, cfg, slog.New(slog.DiscardHandler), func(a listening) { ready <- a })
+	}()
+	a := <-ready
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	resp, err := c.Get("http://" + a.api + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	tok := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(page)
+	if tok == nil {
+		t.Fatalf("no form on /login:\n%s", page)
+	}
+	resp, err = c.PostForm("http://"+a.api+"/login/token", url.Values{"csrf": {string(tok[1])}, "token": {"bob-demo-token"}})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("sign-in: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	stream, err := c.Get("http://" + a.api + "/events")
+	if err != nil || stream.StatusCode != 200 || stream.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("events: %v %v", stream, err)
+	}
+	defer stream.Body.Close()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server did not stop with an event stream open")
 	}
 }

@@ -163,6 +163,12 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	// Requests' contexts end at shutdown, so the console's event streams close instead of
+	// holding Shutdown until its timeout.
+	base, endStreams := context.WithCancel(context.Background())
+	defer endStreams()
+	srv.BaseContext = func(net.Listener) context.Context { return base }
+	srv.RegisterOnShutdown(endStreams)
 	go func() {
 		if cfg.Server.TLS.CertFile != "" {
 			errc <- srv.ServeTLS(ln, cfg.Server.TLS.CertFile, cfg.Server.TLS.KeyFile)
