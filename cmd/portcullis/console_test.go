@@ -113,12 +113,7 @@ func (e *consoleEnv) user(t *testing.T, name string) context.Context {
 		chromedp.Navigate(e.web+"/"),
 		chromedp.WaitVisible(chromedp.ID("sso")),
 		chromedp.Click(chromedp.ID("sso")),
-		chromedp.WaitVisible(chromedp.CSS(`input[name=login]`)),
-		chromedp.SendKeys(chromedp.CSS(`input[name=login]`), name),
-		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), "any password"),
-		chromedp.Submit(chromedp.CSS(`input[name=login]`)),
-		chromedp.WaitVisible(chromedp.CSS(`button[type=submit]`)), // consent
-		chromedp.Click(chromedp.CSS(`button[type=submit]`)),
+		providerSignIn(name),
 		chromedp.WaitVisible(chromedp.CSS(`form.me`)),
 	)
 	who := text(t, ctx, `form.me span`)
@@ -126,6 +121,20 @@ func (e *consoleEnv) user(t *testing.T, name string) context.Context {
 		t.Fatalf("signed in as %q, want %q", who, name)
 	}
 	return ctx
+}
+
+// providerSignIn fills the provider's login page and confirms its consent page. Each
+// step waits for its own page's elements, never for ones both pages have.
+func providerSignIn(user string) chromedp.Action[chromedp.Void] {
+	consent := chromedp.CSS(`form:has(input[name=prompt][value=consent]) button[type=submit]`)
+	return chromedp.Steps(
+		chromedp.WaitVisible(chromedp.CSS(`input[name=login]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=login]`), user),
+		chromedp.SendKeys(chromedp.CSS(`input[name=password]`), "any password"),
+		chromedp.Submit(chromedp.CSS(`input[name=login]`)),
+		chromedp.WaitVisible(consent),
+		chromedp.Click(consent),
+	)
 }
 
 func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
@@ -418,18 +427,14 @@ func TestCLILogin(t *testing.T) {
 			}
 			ctx, cancel := chromedp.NewContext(e.browser, chromedp.WithNewBrowserContext())
 			defer cancel()
+			ctx, cancelT := context.WithTimeout(ctx, time.Minute)
+			defer cancelT()
 			do(t, ctx, chromedp.Navigate(url))
 			if tc.confirm {
-				do(t, ctx, chromedp.WaitVisible(chromedp.CSS(`button[type=submit]`)), chromedp.Click(chromedp.CSS(`button[type=submit]`)))
+				confirm := chromedp.CSS(`button[form="op.deviceConfirmForm"]:not([name=abort])`)
+				do(t, ctx, chromedp.WaitVisible(confirm), chromedp.Click(confirm))
 			}
-			do(t, ctx,
-				chromedp.WaitVisible(chromedp.CSS(`input[name=login]`)),
-				chromedp.SendKeys(chromedp.CSS(`input[name=login]`), tc.user),
-				chromedp.SendKeys(chromedp.CSS(`input[name=password]`), "any password"),
-				chromedp.Submit(chromedp.CSS(`input[name=login]`)),
-				chromedp.WaitVisible(chromedp.CSS(`button[type=submit]`)),
-				chromedp.Click(chromedp.CSS(`button[type=submit]`)),
-			)
+			do(t, ctx, providerSignIn(tc.user))
 			select {
 			case code := <-done:
 				if code != 0 || !strings.Contains(out.String(), "Signed in to "+e.web+" as "+tc.user) {

@@ -275,7 +275,7 @@ func printDemo(out io.Writer, cfg *configs.Config, a listening) {
 Portcullis demo is running (Ctrl-C stops everything).
 
   Console           http://%[5]s  (sign in on the dev-only token form with <name>-demo-token)
-  API               http://%[5]s/api/v1
+  API               http://%[5]s  (under /api/v1)
   PostgreSQL proxy  %[1]s (database orders; password = your token)
   Audit log         %[2]s  (portcullis audit verify --dir %[3]s)
   Policy snapshot   %[4]s

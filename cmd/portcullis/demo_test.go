@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -94,6 +95,19 @@ func TestDemo(t *testing.T) {
 			t.Errorf("whoami as %s: %v %v", u, resp, err)
 		} else {
 			resp.Body.Close()
+		}
+	}
+	// The console, with the demo's dev-only token sign-in.
+	if !regexp.MustCompile(`Console\s+http://` + regexp.QuoteMeta(api) + `\s`).MatchString(out.String()) {
+		t.Errorf("the demo does not print the console's address:\n%s", out)
+	}
+	if resp, err := http.Get("http://" + api + "/login"); err != nil {
+		t.Error(err)
+	} else {
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(page), "Development only") {
+			t.Errorf("the demo console's sign-in page: %d\n%s", resp.StatusCode, page)
 		}
 	}
 	// Through the proxy, as the demo users.
