@@ -79,7 +79,7 @@ var funcs = template.FuncMap{
 	},
 	"join": strings.Join,
 	"list": func(v ...string) []string { return v },
-	"dur":  func(d time.Duration) string { return strings.TrimSuffix(strings.TrimSuffix(d.String(), "0s"), "0m") },
+	"dur":  shortDuration,
 	"rows": func(n int64) string {
 		if n < 0 {
 			return "unknown"
@@ -88,6 +88,18 @@ var funcs = template.FuncMap{
 	},
 	"ms":  func(n int64) string { return fmt.Sprintf("+%.3fs", float64(n)/1000) },
 	"pct": func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },
+}
+
+// shortDuration writes 30m and 1h rather than 30m0s and 1h0m0s; it still parses.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func humanDuration(d time.Duration) string {

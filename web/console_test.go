@@ -346,6 +346,17 @@ func TestConsoleAuthorization(t *testing.T) {
 			t.Errorf("alice GET %s: %d, want 403", p, resp.StatusCode)
 		}
 	}
+	// Elevation through the form: a request page to follow, waiting for SRE.
+	if _, page := alice.do("GET", "/elevate", nil); !strings.Contains(page, "orders-writer") || !strings.Contains(page, "<option>15m</option>") {
+		t.Errorf("the elevation form:\n%s", page)
+	}
+	resp, body := alice.do("POST", "/elevate", url.Values{"csrf": {alice.csrf("/elevate")}, "role": {"orders-writer"}, "duration": {"15m"}, "reason": {"fix order 2"}})
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/requests/apr_") {
+		t.Fatalf("elevation request: %d %s\n%s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	if _, page := alice.do("GET", resp.Header.Get("Location"), nil); !strings.Contains(page, "orders-writer") || !strings.Contains(page, "team sre: 0/1") {
+		t.Errorf("the elevation's page:\n%s", page)
+	}
 	carol := newBrowser(t, srv)
 	carol.signIn("carol")
 	for _, p := range []string{"/audit", "/health", "/reviews", "/sessions"} {
@@ -362,9 +373,21 @@ func TestConsoleAuthorization(t *testing.T) {
 		t.Errorf("dave's break-glass form: %d", resp.StatusCode)
 	}
 	// A short reason is refused with the service's message, and the form keeps the input.
-	resp, body := dave.do("POST", "/breakglass", url.Values{"csrf": {dave.csrf("/breakglass")}, "resource": {"orders"}, "action": {"ddl"},
+	resp, body = dave.do("POST", "/breakglass", url.Values{"csrf": {dave.csrf("/breakglass")}, "resource": {"orders"}, "action": {"ddl"},
 		"duration": {"30m"}, "incident": {"INC-9"}, "reason": {"too short"}})
 	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, "INC-9") {
 		t.Errorf("short reason: %d", resp.StatusCode)
+	}
+}
+
+func TestShortDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{30 * time.Minute: "30m", time.Hour: "1h", 4 * time.Hour: "4h", 90 * time.Minute: "1h30m", 45 * time.Second: "45s", 0: "0s"} {
+		got := shortDuration(d)
+		if got != want {
+			t.Errorf("%v: %q, want %q", d, got, want)
+		}
+		if back, err := time.ParseDuration(got); err != nil || back != d {
+			t.Errorf("%q does not parse back to %v", got, d)
+		}
 	}
 }

@@ -186,7 +186,7 @@ func (s *Server) breakGlassPage(w http.ResponseWriter, r *http.Request, c *conso
 		}
 	}
 	for _, du := range bg.Durations {
-		d.Durations = append(d.Durations, du.String())
+		d.Durations = append(d.Durations, shortDuration(du.D()))
 	}
 	p := s.newPage(c, "Break glass", "breakglass", d)
 	if r.Method == http.MethodPost {
