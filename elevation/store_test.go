@@ -291,3 +291,54 @@ func TestWaitSeesAnotherReplicasDecision(t *testing.T) {
 		t.Errorf("cross-replica wake-up took %v: pub/sub is not waking waiters", lat[len(lat)-1])
 	}
 }
+
+// TestWatchSeesEveryReplicasChanges: a console page on replica A hears of requests created
+// and decided on replica B (and on A itself).
+func TestWatchSeesEveryReplicasChanges(t *testing.T) {
+	r := testenv.Redis(t)
+	ctx := context.Background()
+	open := func() *Approvals {
+		s, err := OpenRedisStore(ctx, r.URL(), "watch:")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		a := NewApprovals(s, nil)
+		t.Cleanup(a.Close)
+		return a
+	}
+	a, b := open(), open()
+	changes, stop := a.Watch()
+	defer stop()
+	time.Sleep(100 * time.Millisecond) // the subscription is in place
+	expect := func(id, what string) {
+		t.Helper()
+		deadline := time.After(2 * time.Second)
+		for {
+			select {
+			case got := <-changes:
+				if got == id {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("replica A's watcher did not hear of %s (%s)", id, what)
+			}
+		}
+	}
+	q := &policy.Quorum{MinApprovals: 1, AnyApprover: true, Timeout: time.Minute}
+	req, err := b.Create(ctx, &policy.Subject{User: "alice"}, "s", Artifact{Statement: "x", Quorum: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(req.ID, "created on B")
+	if _, err := b.Approve(ctx, req.ID, &policy.Subject{User: "bob"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	expect(req.ID, "approved on B")
+	own, _ := a.Create(ctx, &policy.Subject{User: "alice"}, "s", Artifact{Statement: "y", Quorum: q})
+	expect(own.ID, "created on A")
+	stop()
+	if _, err := a.Cancel(ctx, own.ID, &policy.Subject{User: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/policy"
@@ -41,9 +42,45 @@ func consoleServer(t *testing.T, edit func(*configs.Config)) (*httptest.Server, 
 		t.Fatal(err)
 	}
 	approvals := elevation.NewApprovals(store, nil)
-	srv := httptest.NewServer((&Server{Config: cfg, Auth: auth, Approvals: approvals, Log: slog.New(slog.DiscardHandler)}).Handler())
+	log, err := audit.Open(audit.Options{Dir: cfg.Audit.Dir, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	srv := httptest.NewServer((&Server{Config: cfg, Auth: auth, Approvals: approvals, Audit: log, Log: slog.New(slog.DiscardHandler)}).Handler())
 	t.Cleanup(srv.Close)
+	consoleLogs[srv] = log
 	return srv, approvals, cfg
+}
+
+// consoleLogs finds a test server's audit log.
+var consoleLogs = map[*httptest.Server]*audit.Log{}
+
+// TestSignInIsAudited: sign-ins and sign-outs are in the audit log, and with the audit log
+// unwritable nobody signs in.
+func TestSignInIsAudited(t *testing.T) {
+	srv, _, cfg := consoleServer(t, nil)
+	b := newBrowser(t, srv)
+	b.signIn("bob")
+	b.do("POST", "/logout", url.Values{"csrf": {b.csrf("/")}})
+	var got []string
+	audit.Scan(cfg.Audit.Dir, audit.Filter{Actor: "bob"}, func(ev *audit.Event) error {
+		src, _ := ev.Details["source"].(string)
+		got = append(got, ev.Type+":"+src+ev.Result)
+		return nil
+	})
+	if len(got) != 2 || got[0] != "console.signin:staticok" || got[1] != "console.signout:ok" {
+		t.Errorf("audit events of bob: %v", got)
+	}
+	consoleLogs[srv].Close()
+	c := newBrowser(t, srv)
+	resp, body := c.do("POST", "/login/token", url.Values{"csrf": {c.csrf("/login")}, "token": {"bob-demo-token"}})
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "audit log") {
+		t.Errorf("sign-in with the audit log closed: %d", resp.StatusCode)
+	}
+	if resp, _ := c.do("GET", "/", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("signed in without an audit event: %d", resp.StatusCode)
+	}
 }
 
 // browser is an HTTP client with cookies that does not follow redirects, like a user

@@ -10,6 +10,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/proxy/identity"
 )
 
@@ -110,7 +111,9 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request, _ *consoleCtx)
 	if err != nil {
 		return err
 	}
-	s.startSession(w, id)
+	if err := s.startSession(w, r, id); err != nil {
+		return err
+	}
 	http.Redirect(w, r, st.Next, http.StatusSeeOther)
 	return nil
 }
@@ -124,20 +127,37 @@ func (s *Server) loginToken(w http.ResponseWriter, r *http.Request, _ *consoleCt
 	if err != nil {
 		return err
 	}
-	s.startSession(w, id)
+	if err := s.startSession(w, r, id); err != nil {
+		return err
+	}
 	http.Redirect(w, r, localPath(r.PostForm.Get("next")), http.StatusSeeOther)
 	return nil
 }
 
-// startSession issues a new session (a new id, so a new form token) for id.
-func (s *Server) startSession(w http.ResponseWriter, id *identity.Identity) {
+// startSession issues a new session (a new id, so a new form token) for id, once the
+// sign-in is in the audit log: no audit event, no session.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, id *identity.Identity) error {
 	sess := &session{ID: randomToken(), User: id.User, Email: id.Email, Groups: id.Groups, Source: id.Source,
 		Expires: s.Now().Add(s.Config.Console.SessionTTL.D())}
+	if s.Audit != nil {
+		err := s.Audit.Append(r.Context(), &audit.Event{Type: "console.signin", Actor: id.User, Result: "ok",
+			Details: map[string]any{"source": id.Source, "client_addr": r.RemoteAddr, "teams": id.Teams}})
+		if err != nil {
+			s.Log.Error("console sign-in refused: the audit log cannot be written", "user", id.User, "err", err)
+			return errStatus(http.StatusServiceUnavailable, "the audit log cannot be written; sign-in refused, try again")
+		}
+	}
 	s.saveSession(w, sess)
 	s.Log.Info("console sign-in", "user", id.User, "source", id.Source)
+	return nil
 }
 
-func (s *Server) logout(w http.ResponseWriter, r *http.Request, _ *consoleCtx) error {
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, c *consoleCtx) error {
+	if c.me != nil && s.Audit != nil {
+		if err := s.Audit.Append(r.Context(), &audit.Event{Type: "console.signout", Actor: c.me.User, Result: "ok"}); err != nil {
+			s.Log.Error("audit write failed for a console sign-out", "user", c.me.User, "err", err)
+		}
+	}
 	s.setCookie(w, sessionCookie, "", time.Time{})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 	return nil
