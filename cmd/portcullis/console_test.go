@@ -300,6 +300,13 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Error("alice's request page reloaded; want a live update")
 	}
 
+	// The elevation form offers the configured role with its own durations.
+	do(t, aliceWeb, chromedp.Navigate(e.web+"/elevate"), chromedp.WaitVisible(chromedp.ID("role-orders-writer")))
+	if opts := text(t, aliceWeb, "#role-orders-writer select"); opts != "15m1h4h" && !strings.Contains(opts, "15m") {
+		t.Errorf("elevation durations: %q", opts)
+	}
+	e.shoot(t, aliceWeb, "elevate")
+
 	// dave breaks glass for DDL, sees the countdown, ends it early.
 	dave := e.user(t, "dave")
 	do(t, dave, chromedp.Navigate(e.web+"/breakglass"), chromedp.WaitVisible(chromedp.ID("breakglass-form")))
