@@ -262,10 +262,17 @@ func TestCancelWhileWaitingClosesTheRequest(t *testing.T) {
 
 func TestClientGoneAbandonsTheRequest(t *testing.T) {
 	e := newEnv(t)
-	_, c := runAsync(t, e, "alice", "UPDATE orders SET status = 'gone' WHERE id = 2")
+	c := e.connect(t, "alice")
+	nc := c.PgConn().Conn() // taken before the statement's goroutine touches the connection
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(context.Background(), "UPDATE orders SET status = 'gone' WHERE id = 2")
+		done <- err
+	}()
 	req := e.pending(t)
-	c.PgConn().Conn().Close() // the client disappears without a word
+	nc.Close() // the client disappears without a word
 	e.waitState(t, req.ID, elevation.StateAbandoned)
+	wait(t, done) // pgx is done with the connection before the test closes it
 }
 
 func TestApprovalTimeout(t *testing.T) {
