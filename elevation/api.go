@@ -170,7 +170,6 @@ func readBody(r *http.Request) (decisionBody, error) {
 	if err := dec.Decode(&b); err != nil && !errors.Is(err, io.EOF) {
 		return b, errors.Join(ErrInvalid, errors.New(`malformed body: want {"comment": "..."}`))
 	}
-	b.Comment = strings.TrimSpace(b.Comment)
 	return b, nil
 }
 

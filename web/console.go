@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"embed"
 	"errors"
 	"fmt"
@@ -259,7 +260,7 @@ func (s *Server) render(w http.ResponseWriter, name string, p *page) error {
 	if !ok {
 		return fmt.Errorf("no template %q", name)
 	}
-	var b strings.Builder
+	var b bytes.Buffer // the whole page first: a template error becomes an error page, not half a page
 	if err := t.Execute(&b, p); err != nil {
 		return err
 	}
@@ -268,7 +269,7 @@ func (s *Server) render(w http.ResponseWriter, name string, p *page) error {
 	if p.Status != 0 {
 		w.WriteHeader(p.Status)
 	}
-	_, err := w.Write([]byte(b.String()))
+	_, err := b.WriteTo(w)
 	return err
 }
 

@@ -82,7 +82,7 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, c *consoleCtx
 	}
 	d.More = n > auditLimit
 	for i := range ring {
-		d.Events = append(d.Events, ring[(n-1-i+len(ring)*2)%len(ring)])
+		d.Events = append(d.Events, ring[(n-1-i)%len(ring)]) // the i-th newest
 	}
 	return s.render(w, "audit", s.newPage(c, "Audit log", "audit", d))
 }

@@ -21,8 +21,13 @@ type apiClient struct {
 }
 
 func addAPIFlags(cmd *cobra.Command, c *apiClient) {
-	cmd.Flags().StringVar(&c.server, "server", envOr("PORTCULLIS_URL", "http://127.0.0.1:8080"), "Portcullis server URL ($PORTCULLIS_URL)")
+	addServerFlag(cmd, &c.server)
 	cmd.Flags().StringVar(&c.token, "token", "", "access token (default $PORTCULLIS_TOKEN, then the token of portcullis login)")
+}
+
+// addServerFlag adds --server, the Portcullis server to talk to.
+func addServerFlag(cmd *cobra.Command, server *string) {
+	cmd.Flags().StringVar(server, "server", envOr("PORTCULLIS_URL", "http://127.0.0.1:8080"), "Portcullis server URL ($PORTCULLIS_URL)")
 }
 
 func (c *apiClient) do(method, path string, body, out any) error {
@@ -38,6 +43,11 @@ func (c *apiClient) do(method, path string, body, out any) error {
 	if tok == "" {
 		return fmt.Errorf("no token: run portcullis login, pass --token or set PORTCULLIS_TOKEN")
 	}
+	return c.send(method, path, tok, body, out)
+}
+
+// send makes one API call, with the token when one is given (public endpoints need none).
+func (c *apiClient) send(method, path, tok string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -47,7 +57,9 @@ func (c *apiClient) do(method, path string, body, out any) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+tok)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 	if c.http == nil {
 		c.http = &http.Client{Timeout: 30 * time.Second}
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -218,10 +217,8 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	bob := e.user(t, "bob")
 	do(t, bob, chromedp.WaitVisible(chromedp.CSS(`#inbox`)))
-	if got := eval[string](t, bob, "document.body.dataset.live || ''"); got == "" {
-		// The event stream connects once app.js runs (which the CSP allows as 'self').
-		do(t, bob, void(chromedp.Poll[bool](`document.body.dataset.live === 'connected'`, chromedp.WithPollingTimeout(10*time.Second))))
-	}
+	// The event stream connects once app.js runs (which the CSP allows as 'self').
+	do(t, bob, void(chromedp.Poll[bool](`document.body.dataset.live === 'connected'`, chromedp.WithPollingTimeout(10*time.Second))))
 	eval[bool](t, bob, "window.__noReload = true")
 
 	// alice's statement waits for approval...
@@ -302,8 +299,9 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	// The elevation form offers the configured role with its own durations.
 	do(t, aliceWeb, chromedp.Navigate(e.web+"/elevate"), chromedp.WaitVisible(chromedp.ID("role-orders-writer")))
-	if opts := text(t, aliceWeb, "#role-orders-writer select"); opts != "15m1h4h" && !strings.Contains(opts, "15m") {
-		t.Errorf("elevation durations: %q", opts)
+	opts := eval[[]string](t, aliceWeb, `[...document.querySelectorAll('#role-orders-writer select option')].map(o => o.value)`)
+	if strings.Join(opts, " ") != "15m 1h 4h" {
+		t.Errorf("elevation durations: %q, want the role's 15m 1h 4h", opts)
 	}
 	e.shoot(t, aliceWeb, "elevate")
 
@@ -391,9 +389,6 @@ func TestConsoleInABrowser(t *testing.T) {
 	st := eval[float64](t, aliceWeb, `fetch('/audit').then(r => r.status)`)
 	if st != 403 {
 		t.Errorf("alice on /audit: %v, want 403", st)
-	}
-	if errors.Is(context.Cause(bob), context.DeadlineExceeded) {
-		t.Error("the browser timed out")
 	}
 }
 

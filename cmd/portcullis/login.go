@@ -116,7 +116,7 @@ $PORTCULLIS_TOKEN_FILE) until it expires; 'portcullis token' prints it.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			lc, err := fetchLoginConfig(ctx, server)
+			lc, err := fetchLoginConfig(server)
 			if err != nil {
 				return err
 			}
@@ -159,31 +159,17 @@ $PORTCULLIS_TOKEN_FILE) until it expires; 'portcullis token' prints it.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&server, "server", envOr("PORTCULLIS_URL", "http://127.0.0.1:8080"), "Portcullis server URL ($PORTCULLIS_URL)")
+	addServerFlag(cmd, &server)
 	cmd.Flags().BoolVar(&device, "device", false, "use the provider's device flow instead of a browser on this machine")
 	cmd.Flags().BoolVar(&noBrowser, "no-browser", false, "print the sign-in URL without opening a browser")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the sign-in")
 	return cmd
 }
 
-func fetchLoginConfig(ctx context.Context, server string) (*loginConfig, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, serverKey(server)+"/api/v1/login-config", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("could not reach %s: %w", server, err)
-	}
-	defer resp.Body.Close()
+func fetchLoginConfig(server string) (*loginConfig, error) {
 	var lc loginConfig
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e)
-		return nil, fmt.Errorf("%s cannot sign in the CLI: %s", server, e.Error)
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&lc); err != nil {
-		return nil, fmt.Errorf("login configuration from %s: %w", server, err)
+	if err := (&apiClient{server: server}).send(http.MethodGet, "/login-config", "", nil, &lc); err != nil {
+		return nil, fmt.Errorf("%s cannot sign in the CLI: %w", server, err)
 	}
 	return &lc, nil
 }
@@ -292,6 +278,6 @@ func tokenCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&server, "server", envOr("PORTCULLIS_URL", "http://127.0.0.1:8080"), "Portcullis server URL ($PORTCULLIS_URL)")
+	addServerFlag(cmd, &server)
 	return cmd
 }
