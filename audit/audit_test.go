@@ -341,7 +341,7 @@ func TestEncoderMatchesEncodingJSON(t *testing.T) {
 		{Seq: 1, ID: "ev_1", Time: time.Date(2026, 11, 23, 12, 0, 0, 123456789, time.UTC), Type: "pg.statement", PrevHash: GenesisHash},
 		{Seq: 2, ID: "ev_2", Time: time.Date(2026, 11, 23, 12, 0, 0, 0, time.FixedZone("x", 3600)), Type: "t", Actor: "alice", Subject: "bob",
 			Resource: "orders", Action: "SELECT '<tag>' & \"q\" \\ \n\t\r\x01 \u2028 é \xff", Decision: "allow", Rules: []string{"a", "b"}, PolicyHash: "h",
-			Reason: "r", Result: "ok", Session: "s", BreakGlass: "bg_1", PrevHash: "p",
+			Reason: "r", Result: "ok", Session: "s", BreakGlass: "bg_1", Alert: "mismatch", PrevHash: "p",
 			Details: map[string]any{"class": "read", "tables": []string{"orders"}, "n": 3, "big": int64(1 << 40), "flag": true, "none": nil,
 				"floaty": 1.5, "nested": map[string]any{"x": []int{1}}, "empty": []string{}}},
 	}

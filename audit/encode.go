@@ -35,7 +35,7 @@ func appendEvent(b []byte, e *Event) ([]byte, error) {
 	}
 	for _, f := range [...]struct{ name, v string }{
 		{`,"policy_hash":`, e.PolicyHash}, {`,"reason":`, e.Reason}, {`,"result":`, e.Result}, {`,"session":`, e.Session},
-		{`,"break_glass":`, e.BreakGlass},
+		{`,"break_glass":`, e.BreakGlass}, {`,"alert":`, e.Alert},
 	} {
 		if f.v != "" {
 			b = append(b, f.name...)

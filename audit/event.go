@@ -13,6 +13,14 @@ import (
 // GenesisHash is the prev_hash of the first event of a log.
 const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
+// Event types that more than one package writes or reads.
+const (
+	// TypePGMismatch: PostgreSQL answered a statement with a result that does not fit the
+	// decision taken for it (a statement decided as a read reported an UPDATE). The
+	// session was ended. Always flagged (Alert "mismatch").
+	TypePGMismatch = "pg.mismatch"
+)
+
 // Event is one audited happening. Append fills Seq, ID, Time (when zero), PrevHash and Hash.
 type Event struct {
 	Seq  uint64    `json:"seq"`
@@ -38,6 +46,10 @@ type Event struct {
 	// BreakGlass is the break-glass session an event happened under; such events are
 	// flagged for review and always exported.
 	BreakGlass string `json:"break_glass,omitempty"`
+	// Alert flags an event security must look at, like a break-glass one: sent to the
+	// notify webhooks, counted in the metrics, never filtered out of an export. It names
+	// what was found, for example "mismatch".
+	Alert string `json:"alert,omitempty"`
 	// Details holds front-end specific facts (classification, row counts, durations).
 	Details map[string]any `json:"details,omitempty"`
 

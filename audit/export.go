@@ -22,10 +22,10 @@ type Filter struct {
 }
 
 // Match reports whether ev passes the filter. Actor matches the event's actor or subject.
-// Break-glass events cannot be filtered out: they always pass (within the time range, when
-// one is given, so that exports by period stay complete and disjoint).
+// Break-glass and alert events cannot be filtered out: they always pass (within the time
+// range, when one is given, so that exports by period stay complete and disjoint).
 func (f *Filter) Match(ev *Event) bool {
-	if ev.BreakGlass != "" && !f.BreakGlassOnly {
+	if (ev.BreakGlass != "" || ev.Alert != "") && !f.BreakGlassOnly {
 		return (f.Since.IsZero() || !ev.Time.Before(f.Since)) && (f.Until.IsZero() || ev.Time.Before(f.Until)) && (f.Session == "" || ev.Session == f.Session)
 	}
 	switch {

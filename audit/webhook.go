@@ -115,6 +115,9 @@ func (w *Webhook) body(ev *Event) ([]byte, error) {
 	if ev.BreakGlass != "" {
 		text += " (break-glass " + ev.BreakGlass + ")"
 	}
+	if ev.Alert != "" {
+		text += " (alert: " + ev.Alert + ")"
+	}
 	if ev.Reason != "" {
 		text += "\n> " + ev.Reason
 	}

@@ -1,6 +1,8 @@
 package configs
 
 import (
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/portcullis/portcullis/policy"
@@ -29,6 +31,12 @@ type Config struct {
 	Path string `yaml:"-"`
 	// Engine is the compiled policy set.
 	Engine *policy.Engine `yaml:"-"`
+}
+
+// RequestURL is the console page of an approval request, elevation or break-glass
+// session: the link every notice, notification and CLI message gives.
+func (s *Server) RequestURL(id string) string {
+	return strings.TrimRight(s.PublicURL, "/") + "/requests/" + url.PathEscape(id)
 }
 
 // Server configures the listeners.

@@ -166,6 +166,10 @@ func (s *Server) registerConsole(r *mux.Router) {
 	}
 	c.Handle("/", s.console(s.inbox)).Methods(http.MethodGet)
 	c.Handle("/requests/{id}", s.console(s.requestPage)).Methods(http.MethodGet)
+	// Links printed before requests had their page at /requests/{id}.
+	c.Handle("/approvals/{id}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/requests/"+url.PathEscape(mux.Vars(r)["id"]), http.StatusMovedPermanently)
+	})).Methods(http.MethodGet)
 	c.Handle("/requests/{id}/decide", s.console(s.decideForm)).Methods(http.MethodPost)
 	c.Handle("/requests/{id}/cancel", s.console(s.cancelForm)).Methods(http.MethodPost)
 	c.Handle("/elevate", s.console(s.elevatePage)).Methods(http.MethodGet, http.MethodPost)

@@ -51,9 +51,10 @@ func serveCmd() *cobra.Command {
 	return cmd
 }
 
-// loud selects the events notification sinks get: everything about break-glass.
+// loud selects the events notification sinks get: everything about break-glass, and
+// alerts (a statement mismatch).
 func loud(ev *audit.Event) bool {
-	return ev.BreakGlass != "" || strings.HasPrefix(ev.Type, "breakglass.")
+	return ev.BreakGlass != "" || ev.Alert != "" || strings.HasPrefix(ev.Type, "breakglass.")
 }
 
 // sweepGrants ends expired elevation grants every second and audits each ending.

@@ -59,7 +59,7 @@ func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int1
 			ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: the audit log cannot be written", "", "tell the Portcullis operators"))
 			return nil, false
 		}
-		return &stmtResult{start: now}, true
+		return &stmtResult{start: now, act: act}, true
 	case policy.Deny:
 		ss.stats.denied++
 		ev.Result = "denied"
@@ -225,7 +225,13 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 		ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: the audit log cannot be written", "", ""))
 		return nil, false
 	}
-	url := strings.TrimRight(ss.srv.Config.Server.PublicURL, "/") + "/approvals/" + req.ID
+	// Everything forwarded before this statement gets its answers now, so that the notice,
+	// which is owed after them, reaches the client at once: a Flush makes the server send
+	// what it holds until the next Sync.
+	if err := ss.flushUpstream(); err != nil {
+		ss.srv.Log.Warn("could not flush the pipeline before waiting for approval", "session", ss.id, "err", err)
+	}
+	url := ss.srv.Config.Server.RequestURL(req.ID)
 	var terms []string
 	for _, t := range req.Progress().Terms {
 		terms = append(terms, t.String())
@@ -280,7 +286,7 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 			ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: the audit log cannot be written", "", ""))
 			return nil, false
 		}
-		return &stmtResult{start: ss.srv.Now(), approval: r.ID}, true
+		return &stmtResult{start: ss.srv.Now(), approval: r.ID, act: act}, true
 	}
 	ss.srv.Audit.Append(ctx, closed)
 	msg := fmt.Sprintf("permission denied by Portcullis: approval request %s was %s", r.ID, r.State)
@@ -299,6 +305,15 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 	}
 	ss.fail(simple, errorResponse("ERROR", code, msg, "", ""))
 	return nil, false
+}
+
+// flushUpstream sends what was forwarded with a Flush, which has the server answer it
+// without waiting for a Sync.
+func (ss *session) flushUpstream() error {
+	if err := ss.forward('H', nil); err != nil {
+		return err
+	}
+	return ss.uw.Flush()
 }
 
 // watchClient cancels the wait when the client's connection closes. It checks without

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/portcullis/portcullis/policy"
-	"github.com/portcullis/portcullis/proxy/pgsql"
 )
 
 // clientLoop reads client messages, decides statements and forwards what may run. It
@@ -36,22 +34,13 @@ func (ss *session) clientLoop() error {
 		case 'E':
 			err = ss.execute(body)
 		case 'D':
-			ss.expect('D', nil)
+			ss.expect('D', nil, nil)
 			err = ss.forward(typ, body)
 		case 'C':
-			var c pgproto3.Close
-			if c.Decode(body) == nil {
-				if c.ObjectType == 'S' {
-					delete(ss.stmts, c.Name)
-				} else {
-					delete(ss.portals, c.Name)
-				}
-			}
-			ss.expect('C', nil)
-			err = ss.forward(typ, body)
+			err = ss.close(body)
 		case 'S':
 			ss.skip = false
-			ss.expect('S', nil)
+			ss.expect('S', nil, nil)
 			err = ss.forward(typ, body)
 		case 'H', 'd', 'c', 'f': // Flush; COPY data, done, fail (the COPY was decided)
 			err = ss.forward(typ, body)
@@ -86,40 +75,36 @@ func (ss *session) query(body []byte) error {
 		return nil
 	}
 	act := ss.srv.cache.classify(q.String)
-	// SQL-level PREPARE and EXECUTE: remember what was prepared, and decide EXECUTE (and
-	// any protocol Bind to that name) on it.
-	prepareName := ""
-	if strings.HasPrefix(act.Kind, "PREPARE ") || act.Kind == "EXECUTE" {
-		if name, prepare, ok := pgsql.PreparedName(q.String); ok {
-			if prepare {
-				prepareName = name
-			} else if p := ss.stmts[name]; p != nil {
-				cp := *p.act
-				cp.Statement, cp.Kind = q.String, "EXECUTE "+strings.TrimPrefix(p.act.Kind, "PREPARE ")
-				act = &cp
-			}
+	// SQL-level EXECUTE is decided on what the name was prepared as.
+	if name, ok := executeName(act); ok {
+		v, err := ss.lockView()
+		if err != nil {
+			return err
+		}
+		p := v.stmt(name, len(v.ops))
+		ss.mu.Unlock()
+		if p != nil {
+			act = executeAction(q.String, p)
 		}
 	}
 	st, ok := ss.authorize(act, nil, nil, true)
 	if !ok {
 		return nil
 	}
-	if prepareName != "" {
-		ss.stmts[prepareName] = &prepared{act: act}
-	}
-	ss.expect('Q', st)
+	ss.expect('Q', st, &op{kind: opSQL, sql: ss.srv.sqlEffects(q.String), query: true})
 	return ss.forward('Q', body)
 }
 
 // parse classifies the statement text of a Parse; the decision is taken at each Execute.
+// The name stands for this text once the server confirms the Parse.
 func (ss *session) parse(body []byte) error {
 	var p pgproto3.Parse
 	if err := p.Decode(body); err != nil {
 		ss.extendedError(errorResponse("ERROR", codeProtocolViolation, "malformed Parse message", "", ""))
 		return nil
 	}
-	ss.stmts[p.Name] = &prepared{act: ss.srv.cache.classify(p.Query)}
-	ss.expect('P', nil)
+	prep := &prepared{act: ss.srv.cache.classify(p.Query), effects: ss.srv.sqlEffects(p.Query)}
+	ss.expect('P', nil, &op{kind: opParse, name: p.Name, prep: prep})
 	return ss.forward('P', body)
 }
 
@@ -129,15 +114,28 @@ func (ss *session) bind(body []byte) error {
 		ss.extendedError(errorResponse("ERROR", codeProtocolViolation, "malformed Bind message", "", ""))
 		return nil
 	}
-	pt := &portal{stmt: ss.stmts[b.PreparedStatement], formats: b.ParameterFormatCodes, params: make([][]byte, len(b.Parameters))}
+	o := &op{kind: opBind, name: b.DestinationPortal, stmt: b.PreparedStatement, formats: b.ParameterFormatCodes, params: make([][]byte, len(b.Parameters))}
 	for i, v := range b.Parameters {
 		if v != nil {
-			pt.params[i] = bytes.Clone(v)
+			o.params[i] = bytes.Clone(v)
 		}
 	}
-	ss.portals[b.DestinationPortal] = pt
-	ss.expect('B', nil)
+	ss.expect('B', nil, o)
 	return ss.forward('B', body)
+}
+
+func (ss *session) close(body []byte) error {
+	var c pgproto3.Close
+	if err := c.Decode(body); err != nil {
+		ss.extendedError(errorResponse("ERROR", codeProtocolViolation, "malformed Close message", "", ""))
+		return nil
+	}
+	o := &op{kind: opClosePortal, name: c.Name}
+	if c.ObjectType == 'S' {
+		o.kind = opCloseStmt
+	}
+	ss.expect('C', nil, o)
+	return ss.forward('C', body)
 }
 
 // execute enforces the decision on the text the portal's statement was parsed from.
@@ -147,13 +145,25 @@ func (ss *session) execute(body []byte) error {
 		ss.extendedError(errorResponse("ERROR", codeProtocolViolation, "malformed Execute message", "", ""))
 		return nil
 	}
+	v, err := ss.lockView()
+	if err != nil {
+		return err
+	}
+	pt := v.portal(e.Portal, len(v.ops))
 	var act *policy.Action
-	var pt *portal
-	if pt = ss.portals[e.Portal]; pt != nil && pt.stmt != nil {
-		act = pt.stmt.act
-	} else {
-		// A portal we did not see bound, or bound to a statement we did not see parsed,
-		// cannot be trusted to be what it claims: decide it as unknown.
+	var effects []sqlEffect
+	if pt != nil && pt.stmt != nil {
+		act, effects = pt.stmt.act, pt.stmt.effects
+		if name, ok := executeName(act); ok {
+			if p := v.stmt(name, len(v.ops)); p != nil {
+				act = executeAction(act.Statement, p)
+			}
+		}
+	}
+	ss.mu.Unlock()
+	if act == nil {
+		// A portal the server has not confirmed, or bound to a statement it has not
+		// confirmed, cannot be trusted to be what it claims: decide it as unknown.
 		act = &policy.Action{Class: policy.ClassUnknown, Kind: "EXECUTE", Statement: "(unknown portal " + e.Portal + ")", EstimatedRows: -1}
 		pt = &portal{}
 	}
@@ -161,9 +171,60 @@ func (ss *session) execute(body []byte) error {
 	if !ok {
 		return nil
 	}
-	ss.expect('E', st)
+	var o *op
+	if effects != nil {
+		o = &op{kind: opSQL, sql: effects}
+	}
+	ss.expect('E', st, o)
 	return ss.forward('E', body)
 }
+
+// lockView returns the names as the server will have them when it reaches the next
+// message, with ss.mu held; the caller unlocks it. While a message of an earlier pipeline
+// that can change names is unanswered, it flushes what was forwarded and waits.
+func (ss *session) lockView() (*pendingView, error) {
+	flushed := false
+	ss.mu.Lock()
+	for {
+		boundary := -1 // the last Sync, Query or function call queued
+		for i := len(ss.queue) - 1; i >= 0; i-- {
+			if k := ss.queue[i].kind; k == 'S' || k == 'Q' || k == 'F' {
+				boundary = i
+				break
+			}
+		}
+		earlier := false
+		for i := 0; i <= boundary && !earlier; i++ {
+			earlier = ss.queue[i].op != nil
+		}
+		if !earlier {
+			ops := ss.viewOps[:0]
+			for i := boundary + 1; i < len(ss.queue); i++ {
+				if o := ss.queue[i].op; o != nil {
+					ops = append(ops, o)
+				}
+			}
+			ss.viewOps = ops
+			return &pendingView{n: &ss.names, ops: ops}, nil
+		}
+		if ss.upDone {
+			ss.mu.Unlock()
+			return nil, errUpstreamGone
+		}
+		if !flushed {
+			ss.mu.Unlock()
+			if err := ss.uw.Flush(); err != nil {
+				return nil, err
+			}
+			flushed = true
+			ss.mu.Lock()
+			continue
+		}
+		ss.cond.Wait()
+	}
+}
+
+var errUpstreamGone = errors.New("the upstream connection closed")
 
 // functionCall handles the fast-path function call, which can call any function by
 // object id: it is decided as an unknown action.
@@ -173,7 +234,7 @@ func (ss *session) functionCall(body []byte) error {
 	if !ok {
 		return nil
 	}
-	ss.expect('F', st)
+	ss.expect('F', st, nil)
 	return ss.forward('F', body)
 }
 

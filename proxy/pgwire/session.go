@@ -48,9 +48,8 @@ type session struct {
 	upParams map[string]string
 
 	// Client loop state.
-	stmts   map[string]*prepared
-	portals map[string]*portal
 	skip    bool // after an error of ours in the extended protocol, until Sync
+	viewOps []*op
 	dec     policy.Decision
 	stats   struct{ statements, denied, approvals int }
 	// unsynced is set while writes of the open transaction block were audited without
@@ -61,21 +60,15 @@ type session struct {
 	waitCancel atomic.Pointer[context.CancelCauseFunc]
 
 	mu       sync.Mutex
-	queue    []entry // responses owed to the client, in order
+	cond     *sync.Cond // on mu: signalled when the relay settles a response or ends
+	queue    []entry    // responses owed to the client, in order
+	names    names      // prepared statements and portals, as the server confirmed them
 	txStatus byte
 	ending   bool
-}
-
-// prepared is a statement created by Parse, classified once.
-type prepared struct {
-	act *policy.Action
-}
-
-// portal is a statement bound to parameters.
-type portal struct {
-	stmt    *prepared
-	params  [][]byte
-	formats []int16
+	upDone   bool // the relay has ended
+	// discarding is set after an error in the extended protocol when no Sync is queued:
+	// the server skips every message until the next Sync.
+	discarding bool
 }
 
 // entry is a response the client is owed: the response to a message forwarded upstream
@@ -85,21 +78,23 @@ type entry struct {
 	data []byte
 	rfq  bool // synthetic: follow with ReadyForQuery at the then current status
 	stmt *stmtResult
+	op   *op // the change to the names the message makes once confirmed
 }
 
 // stmtResult collects how a forwarded statement ended, for the audit log.
 type stmtResult struct {
-	start     time.Time
-	tag       string
-	errCode   string
-	errMsg    string
-	approval  string
-	statement string
-	skipped   bool // never ran: an earlier message of its pipeline failed
+	start    time.Time
+	tag      string
+	errCode  string
+	errMsg   string
+	approval string
+	act      *policy.Action // what was decided: the answer's tag must agree
+	skipped  bool           // never ran: an earlier message of its pipeline failed
 }
 
 func (ss *session) run() {
-	ss.stmts, ss.portals = map[string]*prepared{}, map[string]*portal{}
+	ss.names = names{stmts: map[string]*prepared{}, portals: map[string]*portal{}}
+	ss.cond = sync.NewCond(&ss.mu)
 	start := ss.srv.Now()
 	relayDone := make(chan struct{})
 	go func() {
@@ -212,6 +207,12 @@ var errCancelRequested = errors.New("canceling statement due to user request")
 
 // relay copies upstream messages to the client and settles the response queue.
 func (ss *session) relay() {
+	defer func() {
+		ss.mu.Lock()
+		ss.upDone = true
+		ss.cond.Broadcast()
+		ss.mu.Unlock()
+	}()
 	for {
 		typ, body, err := ss.ur.next()
 		ss.mu.Lock()
@@ -225,8 +226,14 @@ func (ss *session) relay() {
 			ss.client.Close() // ends the client loop
 			return
 		}
+		if mm := ss.settle(typ, body); mm != nil {
+			ss.deceived(mm)
+			ss.mu.Unlock()
+			return
+		}
 		writeRaw(ss.cw, typ, body)
-		ss.settle(typ, body)
+		ss.writeSynthetic()
+		ss.cond.Broadcast()
 		if !ss.ur.buffered() {
 			if err := ss.cw.Flush(); err != nil {
 				ss.mu.Unlock()
@@ -238,8 +245,17 @@ func (ss *session) relay() {
 	}
 }
 
-// settle updates the queue for one upstream message. ss.mu is held.
-func (ss *session) settle(typ byte, body []byte) {
+// mismatch is a statement whose answer does not agree with what was decided for it.
+type mismatch struct {
+	st  *stmtResult
+	tag string
+}
+
+// settle updates the queue and the names for one upstream message, before it is written
+// to the client. It returns a mismatch, and settles nothing more, when the message is the
+// CommandComplete of a statement that did something other than what was decided. ss.mu
+// is held.
+func (ss *session) settle(typ byte, body []byte) *mismatch {
 	var head *entry
 	if len(ss.queue) > 0 {
 		head = &ss.queue[0]
@@ -247,18 +263,42 @@ func (ss *session) settle(typ byte, body []byte) {
 	switch typ {
 	case 'Z':
 		ss.txStatus = body[0]
+		if head != nil && head.kind == 'Q' {
+			// A simple Query drops the unnamed statement and portal.
+			delete(ss.names.stmts, "")
+			delete(ss.names.portals, "")
+		}
+		if ss.txStatus == 'I' {
+			ss.names.transactionEnded()
+		}
 		ss.pop()
 	case '1', '2', '3': // ParseComplete, BindComplete, CloseComplete
+		if head != nil && head.op != nil {
+			ss.names.confirm(head.op)
+		}
 		ss.pop()
 	case 'T', 'n': // RowDescription, NoData: the end of a Describe
 		if head != nil && head.kind == 'D' {
 			ss.pop()
 		}
 	case 'C':
-		if head != nil && head.stmt != nil {
-			var cc pgproto3.CommandComplete
-			if cc.Decode(body) == nil {
-				head.stmt.tag = string(cc.CommandTag)
+		var cc pgproto3.CommandComplete
+		if head != nil && cc.Decode(body) == nil {
+			tag := string(cc.CommandTag)
+			if st := head.stmt; st != nil {
+				st.tag = tag
+				if st.act != nil && !tagAgrees(st.act, tag) {
+					return &mismatch{st: st, tag: tag}
+				}
+			}
+			if head.kind == 'E' || head.kind == 'Q' {
+				o := head.op
+				if o == nil && tagEffect(tag) != 0 {
+					o = &op{kind: opSQL}
+				}
+				if o != nil {
+					ss.names.applyTag(o, tag)
+				}
 			}
 		}
 		if head != nil && head.kind == 'E' {
@@ -277,6 +317,9 @@ func (ss *session) settle(typ byte, body []byte) {
 		}
 		if head != nil && head.kind != 'Q' && head.kind != 'F' && head.kind != 'S' {
 			// In the extended protocol the server now skips everything until Sync.
+			if head.op != nil {
+				ss.names.refused(head.op)
+			}
 			ss.pop()
 			for len(ss.queue) > 0 && ss.queue[0].kind != 'S' {
 				if st := ss.queue[0].stmt; st != nil {
@@ -285,9 +328,10 @@ func (ss *session) settle(typ byte, body []byte) {
 				ss.finish(&ss.queue[0])
 				ss.queue = ss.queue[1:]
 			}
+			ss.discarding = len(ss.queue) == 0
 		}
 	}
-	ss.writeSynthetic()
+	return nil
 }
 
 // pop settles the head of the queue.
@@ -323,10 +367,21 @@ func (ss *session) inject(data []byte, rfq bool) {
 	}
 }
 
-// expect records that a forwarded message is owed a response.
-func (ss *session) expect(kind byte, st *stmtResult) {
+// expect records that a forwarded message is owed a response, and the change o it makes
+// to the names once confirmed. A message the server will skip (an earlier one of its
+// pipeline failed) is owed nothing and changes nothing.
+func (ss *session) expect(kind byte, st *stmtResult, o *op) {
 	ss.mu.Lock()
-	ss.queue = append(ss.queue, entry{kind: kind, stmt: st})
+	switch {
+	case ss.discarding && kind != 'S':
+		if st != nil {
+			st.skipped = true
+			ss.finish(&entry{stmt: st})
+		}
+	default:
+		ss.discarding = false
+		ss.queue = append(ss.queue, entry{kind: kind, stmt: st, op: o})
+	}
 	ss.mu.Unlock()
 }
 
