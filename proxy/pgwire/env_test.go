@@ -245,7 +245,7 @@ func (e *env) dsn(user, db string, params ...string) string {
 }
 
 // upstream opens a direct connection to the orders database, to check what happened.
-func (e *env) upstream(t *testing.T) *pgx.Conn {
+func (e *env) upstream(t testing.TB) *pgx.Conn {
 	t.Helper()
 	c, err := pgx.Connect(context.Background(), fmt.Sprintf("postgres://portcullis:%s@%s/orders?sslmode=disable", upstreamPassword, e.pg.Addr()))
 	if err != nil {
