@@ -40,6 +40,7 @@ test: tools build
 fuzz-smoke:
 	bash .ci/fuzz.sh ./proxy/pgwire FuzzStartup $(FUZZTIME)
 	bash .ci/fuzz.sh ./proxy/pgwire FuzzMessages $(FUZZTIME)
+	bash .ci/fuzz.sh ./proxy/pgwire FuzzNames $(FUZZTIME)
 	bash .ci/fuzz.sh ./proxy/pgwire FuzzShapeKey $(FUZZTIME)
 	bash .ci/fuzz.sh ./proxy/pgsql FuzzClassify 10s
 	bash .ci/fuzz.sh ./configs FuzzParse 10s
