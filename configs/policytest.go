@@ -104,3 +104,19 @@ func (c *Config) CaseSubject(r *policy.CaseRequest) (*policy.Subject, error) {
 	s.Roles = append(s.Roles, r.Roles...)
 	return s, nil
 }
+
+// CaseVoters returns the approvers of each of a test case's votes, resolved as CaseSubject
+// resolves its request's subject.
+func (c *Config) CaseVoters(x *policy.Expectation) ([][]*policy.Subject, error) {
+	out := make([][]*policy.Subject, len(x.Votes))
+	for i, v := range x.Votes {
+		for j, a := range v.Approvers {
+			s, err := c.CaseSubject(&policy.CaseRequest{As: a.As, Subject: a.Subject, Roles: a.Roles})
+			if err != nil {
+				return nil, fmt.Errorf("expect.votes[%d].approvers[%d]: %w", i, j, err)
+			}
+			out[i] = append(out[i], s)
+		}
+	}
+	return out, nil
+}

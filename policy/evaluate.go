@@ -57,17 +57,14 @@ func (e *Engine) Evaluate(req *Request, d *Decision) {
 		d.Effect = Deny
 	case hasApproval:
 		d.Effect = RequireApproval
-		shared := true // d.Quorum still points into the Engine
+		first := ""
 		for _, r := range d.Matched {
 			switch {
 			case r.Effect != RequireApproval:
 			case d.Quorum == nil:
-				d.Quorum = r.Quorum
+				d.Quorum, first = r.Quorum, r.Name
 			default:
-				if shared {
-					d.Quorum, shared = d.Quorum.clone(), false
-				}
-				d.Quorum.merge(r.Quorum)
+				d.Quorum = d.Quorum.combine(first, r.Name, r.Quorum)
 			}
 		}
 	case hasAllow:

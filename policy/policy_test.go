@@ -114,12 +114,12 @@ func TestCombinedQuorum(t *testing.T) {
 		met       bool
 		progress  string
 	}{
-		{"none", nil, false, "approvals: 0/2, distinct teams: 0/2, team sre: 0/1"},
-		{"self approval does not count", []*Subject{alice, bob}, false, "approvals: 1/2, distinct teams: 1/2, team sre: 1/1 ✓"},
-		{"same team twice", []*Subject{bob, erin}, false, "approvals: 2/2 ✓, distinct teams: 1/2, team sre: 1/1 ✓"},
-		{"repeat approvals count once", []*Subject{bob, bob}, false, "approvals: 1/2, distinct teams: 1/2, team sre: 1/1 ✓"},
-		{"two teams with sre", []*Subject{bob, carol}, true, "approvals: 2/2 ✓, distinct teams: 2/2 ✓, team sre: 1/1 ✓"},
-		{"two teams without sre", []*Subject{dave, carol}, false, "approvals: 2/2 ✓, distinct teams: 2/2 ✓, team sre: 0/1"},
+		{"none", nil, false, "orders-write approvals: 0/1, orders-write team sre: 0/1, big-deletes approvals: 0/2, big-deletes distinct teams: 0/2"},
+		{"self approval does not count", []*Subject{alice, bob}, false, "orders-write approvals: 1/1 ✓, orders-write team sre: 1/1 ✓, big-deletes approvals: 1/2, big-deletes distinct teams: 1/2"},
+		{"same team twice", []*Subject{bob, erin}, false, "orders-write approvals: 2/1 ✓, orders-write team sre: 1/1 ✓, big-deletes approvals: 2/2 ✓, big-deletes distinct teams: 1/2"},
+		{"repeat approvals count once", []*Subject{bob, bob}, false, "orders-write approvals: 1/1 ✓, orders-write team sre: 1/1 ✓, big-deletes approvals: 1/2, big-deletes distinct teams: 1/2"},
+		{"two teams with sre", []*Subject{bob, carol}, true, "orders-write approvals: 1/1 ✓, orders-write team sre: 1/1 ✓, big-deletes approvals: 2/2 ✓, big-deletes distinct teams: 2/2 ✓"},
+		{"two teams without sre", []*Subject{dave, carol}, false, "orders-write approvals: 0/1, orders-write team sre: 0/1, big-deletes approvals: 2/2 ✓, big-deletes distinct teams: 2/2 ✓"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -132,6 +132,43 @@ func TestCombinedQuorum(t *testing.T) {
 				t.Errorf("progress = %q met=%v; want %q met=%v", got, p.Met(), tt.progress, tt.met)
 			}
 		})
+	}
+}
+
+// TestStackedQuorumsNeverLoosen: two approval policies whose approvers differ are each met
+// on their own terms; one approval never satisfies both unless it qualifies for each.
+func TestStackedQuorumsNeverLoosen(t *testing.T) {
+	dba := &Subject{User: "dan", Teams: []string{"dba"}}
+	both := &Subject{User: "pat", Teams: []string{"dba", "sre"}}
+	e := mustCompile(t, &Set{Resources: testSet().Resources[:1], Teams: []string{"engineering", "sre", "security", "dba"}, Policies: []Policy{
+		{Name: "a-dba", Match: Match{Resources: ResourceSelector{Names: []string{"orders"}}, Actions: []string{"ddl"}},
+			Effect: "require_approval", Quorum: &QuorumSpec{Approvers: Principals{Teams: []string{"dba"}}}},
+		{Name: "b-sre", Match: Match{Resources: ResourceSelector{Names: []string{"orders"}}, Actions: []string{"ddl"}},
+			Effect: "require_approval", Quorum: &QuorumSpec{RequiredTeams: []string{"sre"}}},
+	}})
+	var d Decision
+	e.Evaluate(&Request{Subject: alice, Resource: "orders", Action: &Action{Class: ClassDDL, EstimatedRows: -1}}, &d)
+	for _, tt := range []struct {
+		name      string
+		approvers []*Subject
+		met       bool
+	}{
+		{"one SRE", []*Subject{bob}, false},
+		{"one DBA", []*Subject{dba}, false},
+		{"a DBA and an SRE", []*Subject{dba, bob}, true},
+		{"one person in both teams", []*Subject{both}, true},
+	} {
+		if got := d.Quorum.Progress(alice, tt.approvers).Met(); got != tt.met {
+			t.Errorf("%s: met=%v, want %v (%v)", tt.name, got, tt.met, d.Quorum.Progress(alice, tt.approvers).Terms)
+		}
+	}
+	for _, s := range []*Subject{bob, dba, both} {
+		if err := d.Quorum.Eligible(alice, s); err != nil {
+			t.Errorf("%s may not vote: %v", s.User, err)
+		}
+	}
+	if d.Quorum.Eligible(alice, carol) == nil {
+		t.Error("carol qualifies for neither policy but may vote")
 	}
 }
 

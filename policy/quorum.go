@@ -18,9 +18,12 @@ var (
 )
 
 // Quorum is the approval rule a request must satisfy. When several approval policies match,
-// their quorums combine so that all of them hold at once: the larger minimum wins, required
-// users, teams and roles add up, the requester may approve only if every policy allows it,
-// a reason is needed if any policy asks, and the shortest timeout applies.
+// each policy's quorum must be met on its own terms (Parts): an approval counts toward
+// every part whose approvers include the approver, never toward one whose approvers do
+// not. The combined quorum's own fields sum up the parts for display and for who may
+// vote at all: the larger minimum, required users, teams and roles added up, approvers
+// pooled; the requester may approve only if every policy allows it, a reason is needed if
+// any policy asks, and the shortest timeout applies.
 type Quorum struct {
 	MinApprovals     int      `json:"min_approvals"`
 	MinDistinctTeams int      `json:"min_distinct_teams,omitempty"`
@@ -34,6 +37,14 @@ type Quorum struct {
 	RequesterCanApprove bool          `json:"requester_can_approve"`
 	RequireReason       bool          `json:"require_reason,omitempty"`
 	Timeout             time.Duration `json:"timeout"`
+	// Parts are the quorums of each matching policy, when more than one matched.
+	Parts []QuorumPart `json:"parts,omitempty"`
+}
+
+// QuorumPart is the quorum of one of several matching approval policies.
+type QuorumPart struct {
+	Policy string  `json:"policy"`
+	Quorum *Quorum `json:"quorum"`
 }
 
 // CompileQuorum validates a quorum as written and returns it with its defaults applied.
@@ -76,7 +87,19 @@ func CompileQuorum(q *QuorumSpec) (*Quorum, error) {
 	return c, nil
 }
 
-// merge folds o into q so that satisfying q satisfies both.
+// combine returns the quorum of two or more matching policies: q, the first policy's
+// (named first), and o's (named policy), each kept as a part that must be met.
+func (q *Quorum) combine(first string, policy string, o *Quorum) *Quorum {
+	c := q.clone()
+	if len(c.Parts) == 0 {
+		c.Parts = []QuorumPart{{Policy: first, Quorum: q}}
+	}
+	c.Parts = append(slices.Clip(c.Parts), QuorumPart{Policy: policy, Quorum: o})
+	c.merge(o)
+	return c
+}
+
+// merge folds o's fields into q's summary fields.
 func (q *Quorum) merge(o *Quorum) {
 	q.MinApprovals = max(q.MinApprovals, o.MinApprovals)
 	q.MinDistinctTeams = max(q.MinDistinctTeams, o.MinDistinctTeams)
@@ -97,6 +120,7 @@ func (q *Quorum) merge(o *Quorum) {
 
 func (q *Quorum) clone() *Quorum {
 	c := *q
+	c.Parts = slices.Clone(q.Parts)
 	c.RequiredUsers = slices.Clone(q.RequiredUsers)
 	c.RequiredTeams = slices.Clone(q.RequiredTeams)
 	c.RequiredRoles = slices.Clone(q.RequiredRoles)
@@ -125,9 +149,11 @@ func (q *Quorum) Eligible(requester, approver *Subject) error {
 
 // Term is one condition of a quorum and how far the approvals so far go toward it.
 type Term struct {
-	Name string `json:"name"`
-	Have int    `json:"have"`
-	Need int    `json:"need"`
+	// Policy is the policy whose quorum the term belongs to, when several matched.
+	Policy string `json:"policy,omitempty"`
+	Name   string `json:"name"`
+	Have   int    `json:"have"`
+	Need   int    `json:"need"`
 }
 
 // Met reports whether the term is satisfied.
@@ -137,6 +163,9 @@ func (t Term) String() string {
 	mark := ""
 	if t.Met() {
 		mark = " ✓"
+	}
+	if t.Policy != "" {
+		return fmt.Sprintf("%s %s: %d/%d%s", t.Policy, t.Name, t.Have, t.Need, mark)
 	}
 	return fmt.Sprintf("%s: %d/%d%s", t.Name, t.Have, t.Need, mark)
 }
@@ -157,8 +186,20 @@ func (p Progress) Met() bool {
 }
 
 // Progress counts approvers toward each term of the quorum. Approvers that are not eligible
-// (see Eligible) and repeated approvals by the same user count for nothing.
+// (see Eligible) and repeated approvals by the same user count for nothing. With Parts,
+// each part is counted on its own terms, its terms named by its policy.
 func (q *Quorum) Progress(requester *Subject, approvers []*Subject) Progress {
+	if len(q.Parts) > 0 {
+		var p Progress
+		for _, part := range q.Parts {
+			pp := part.Quorum.Progress(requester, approvers)
+			for _, t := range pp.Terms {
+				t.Policy = part.Policy
+				p.Terms = append(p.Terms, t)
+			}
+		}
+		return p
+	}
 	var counted []*Subject
 	seen := map[string]bool{}
 	for _, a := range approvers {

@@ -68,6 +68,21 @@ type Expectation struct {
 	Tier           string        `yaml:"tier"`
 	ReasonContains string        `yaml:"reason_contains"`
 	Quorum         *QuorumExpect `yaml:"quorum"`
+	// Votes check whether sets of approvers meet the decision's quorum.
+	Votes []VoteCase `yaml:"votes"`
+}
+
+// VoteCase is a set of approvers and whether their approvals meet the quorum.
+type VoteCase struct {
+	Approvers []CaseVoter `yaml:"approvers"`
+	Met       bool        `yaml:"met"`
+}
+
+// CaseVoter is an approver of a VoteCase: a static identity (As) or a written-out Subject.
+type CaseVoter struct {
+	As      string   `yaml:"as"`
+	Subject *Subject `yaml:"subject"`
+	Roles   []string `yaml:"roles"`
 }
 
 // QuorumExpect is the part of a combined quorum a Case checks.
@@ -83,8 +98,9 @@ type QuorumExpect struct {
 }
 
 // Check evaluates the case with subject and returns the decision and one line per way it
-// differs from the expectation (none when the case passes).
-func (e *Engine) Check(c *Case, subject *Subject) (*Decision, []string) {
+// differs from the expectation (none when the case passes). voters are the resolved
+// approvers of each of the expectation's Votes, in order.
+func (e *Engine) Check(c *Case, subject *Subject, voters [][]*Subject) (*Decision, []string) {
 	var diffs []string
 	diff := func(field string, got, want any) {
 		diffs = append(diffs, fmt.Sprintf("%-8s got %v, want %v", field+":", got, want))
@@ -116,6 +132,23 @@ func (e *Engine) Check(c *Case, subject *Subject) (*Decision, []string) {
 	}
 	if x.ReasonContains != "" && !strings.Contains(d.Reason(), x.ReasonContains) {
 		diff("reason", fmt.Sprintf("%q", d.Reason()), fmt.Sprintf("text containing %q", x.ReasonContains))
+	}
+	for i, v := range x.Votes {
+		if d.Quorum == nil || i >= len(voters) {
+			diff(fmt.Sprintf("votes[%d]", i), "no quorum", "a quorum")
+			continue
+		}
+		p := d.Quorum.Progress(subject, voters[i])
+		if p.Met() != v.Met {
+			var names, terms []string
+			for _, s := range voters[i] {
+				names = append(names, s.User)
+			}
+			for _, t := range p.Terms {
+				terms = append(terms, t.String())
+			}
+			diff(fmt.Sprintf("votes[%d] met by %v", i, names), fmt.Sprintf("%v (%s)", p.Met(), strings.Join(terms, ", ")), v.Met)
+		}
 	}
 	if qx := x.Quorum; qx != nil {
 		q := d.Quorum

@@ -424,3 +424,45 @@ func TestShortDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestConsoleShowsEachPolicysQuorum: with two approval policies, the request page shows
+// each policy's terms, and one policy's approver does not meet the other's.
+func TestConsoleShowsEachPolicysQuorum(t *testing.T) {
+	srv, approvals, cfg, _ := consoleServer(t, nil)
+	eng, err := policy.Compile(&policy.Set{
+		Resources: []policy.Resource{{Name: "orders", Kind: "postgres"}},
+		Teams:     []string{"engineering", "sre", "security"},
+		Policies: []policy.Policy{
+			{Name: "needs-security", Match: policy.Match{Resources: policy.ResourceSelector{Names: []string{"orders"}}, Actions: []string{"write"}},
+				Effect: "require_approval", Quorum: &policy.QuorumSpec{Approvers: policy.Principals{Teams: []string{"security"}}}},
+			{Name: "needs-sre", Match: policy.Match{Resources: policy.ResourceSelector{Names: []string{"orders"}}, Actions: []string{"write"}},
+				Effect: "require_approval", Quorum: &policy.QuorumSpec{RequiredTeams: []string{"sre"}}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, _ := cfg.StaticSubject("alice")
+	var d policy.Decision
+	eng.Evaluate(&policy.Request{Subject: alice, Resource: "orders", Action: &policy.Action{Class: policy.ClassWrite, EstimatedRows: -1}, Time: time.Now()}, &d)
+	req, err := approvals.Create(context.Background(), alice, "pgs_test", elevation.Artifact{Resource: "orders", Statement: "UPDATE orders SET status = 'x'",
+		Class: "write", EstimatedRows: -1, Quorum: d.Quorum, Snapshot: "snap", Requester: alice.User})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := newBrowser(t, srv)
+	bob.signIn("bob")
+	resp, _ := bob.do("POST", "/requests/"+req.ID+"/decide", url.Values{"decision": {"approve"}, "csrf": {bob.csrf("/requests/" + req.ID)}})
+	if resp.StatusCode >= 400 {
+		t.Fatalf("bob's approval: %d", resp.StatusCode)
+	}
+	_, page := bob.do("GET", "/requests/"+req.ID, nil)
+	for _, want := range []string{"<b>needs-security</b> approvals: 0/1", "<b>needs-sre</b> team sre: 1/1 ✓", "on its own terms"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the request page lacks %q", want)
+		}
+	}
+	if r, _ := approvals.Get(context.Background(), req.ID); r.State != elevation.StatePending {
+		t.Errorf("one SRE approval met both policies: %s", r.State)
+	}
+}

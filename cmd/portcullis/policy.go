@@ -112,10 +112,14 @@ func runSuites(w io.Writer, suites []*configs.Suite, override string, verbose bo
 			var diffs []string
 			var d *policy.Decision
 			subject, err := cfg.CaseSubject(&c.Request)
+			var voters [][]*policy.Subject
+			if err == nil {
+				voters, err = cfg.CaseVoters(&c.Expect)
+			}
 			if err != nil {
 				diffs = []string{err.Error()}
 			} else {
-				d, diffs = cfg.Engine.Check(c, subject)
+				d, diffs = cfg.Engine.Check(c, subject, voters)
 			}
 			if len(diffs) == 0 {
 				passed++
