@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"time"
 )
 
 // ErrNotFound means there is no request with that id.
@@ -26,9 +27,10 @@ type Store interface {
 // FileStore is the embedded store: requests in memory, persisted to one JSON file that is
 // rewritten atomically (write, fsync, rename) on every change, so a restart loses nothing.
 type FileStore struct {
-	path string
-	mu   sync.Mutex
-	reqs map[string]*Request
+	path    string
+	mu      sync.Mutex
+	reqs    map[string]*Request
+	revoked map[string]time.Time // ended console sessions, by key; loaded on first use
 }
 
 var _ Store = (*FileStore)(nil)
@@ -66,7 +68,12 @@ func (s *FileStore) persist() error {
 	if err != nil {
 		return err
 	}
-	tmp := s.path + ".tmp"
+	return writeFileSync(s.path, b)
+}
+
+// writeFileSync replaces path with b atomically and durably: write, fsync, rename.
+func writeFileSync(path string, b []byte) error {
+	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("could not write the store: %w", err)
@@ -82,7 +89,7 @@ func (s *FileStore) persist() error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp, s.path)
+	return os.Rename(tmp, path)
 }
 
 // Create stores a new request.

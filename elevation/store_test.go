@@ -24,6 +24,26 @@ func storeContract(t *testing.T, open func(t *testing.T) Store) {
 		{User: "carol", Teams: []string{"security"}}, {User: "frank", Teams: []string{"security"}},
 	}
 
+	t.Run("a revoked console session is revoked for every replica", func(t *testing.T) {
+		a, b := NewApprovals(open(t), nil), NewApprovals(open(t), nil)
+		if err := a.RevokeSession(ctx, "sid-1", time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range []*Approvals{a, b} {
+			if ok, err := x.SessionRevoked(ctx, "sid-1"); err != nil || !ok {
+				t.Errorf("revoked session: %v %v", ok, err)
+			}
+			if ok, err := x.SessionRevoked(ctx, "sid-2"); err != nil || ok {
+				t.Errorf("another session: %v %v", ok, err)
+			}
+		}
+		if c, ok := open(t).(SessionRevoker); !ok {
+			t.Error("the store cannot revoke sessions")
+		} else if ok, _ := c.SessionRevoked(ctx, "sid-1"); ok {
+			t.Error("the store keeps raw session ids")
+		}
+	})
+
 	t.Run("create, get, list, not found", func(t *testing.T) {
 		a := NewApprovals(open(t), nil)
 		r1, err := a.Create(ctx, alice, "s1", Artifact{Resource: "orders", Statement: "DELETE FROM orders", Quorum: q})

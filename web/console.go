@@ -198,6 +198,17 @@ func cacheStatic(h http.Handler) http.Handler {
 func (s *Server) anon(h func(http.ResponseWriter, *http.Request, *consoleCtx) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sess, ok := s.session(r)
+		if ok && sess.User != "" {
+			revoked, err := s.Approvals.SessionRevoked(r.Context(), sess.ID)
+			if err != nil {
+				s.Log.Error("could not check whether a console session was ended", "user", sess.User, "err", err)
+				s.renderError(w, r, &consoleCtx{sess: &session{}}, errStatus(http.StatusServiceUnavailable, "the approval store is unavailable; try again shortly"))
+				return
+			}
+			if revoked {
+				sess, ok = s.anonymous(), false
+			}
+		}
 		if !ok {
 			s.saveSession(w, sess)
 		}

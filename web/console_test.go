@@ -311,11 +311,21 @@ func TestConsoleSignIn(t *testing.T) {
 		t.Errorf("wrong token: %d", resp.StatusCode)
 	}
 	// next never leaves the site.
-	for _, next := range []string{"//evil.example/x", "https://evil.example", "/\\evil.example", "evil"} {
+	for _, next := range []string{"//evil.example/x", "https://evil.example", "/\\evil.example", "evil", "/\t/evil.example/y", "/\n/evil.example",
+		"/%09/evil.example", "/x\\y", "/\x00x"} {
 		b := newBrowser(t, srv)
 		resp, _ := b.do("POST", "/login/token", url.Values{"csrf": {b.csrf("/login")}, "token": {"bob-demo-token"}, "next": {next}})
 		if loc := resp.Header.Get("Location"); loc != "/" {
 			t.Errorf("next %q sends to %q", next, loc)
+		}
+	}
+	// Signed in, GET /login?next= redirects, to local paths only (the browser drops the tab).
+	for next, want := range map[string]string{"/%09/evil.example/y": "/", "/%0a/evil.example": "/", "/requests/apr_1?x=1": "/requests/apr_1?x=1"} {
+		b := newBrowser(t, srv)
+		b.signIn("bob")
+		resp, _ := b.do("GET", "/login?next="+next, nil)
+		if loc := resp.Header.Get("Location"); loc != want {
+			t.Errorf("signed in, next %q sends to %q, want %q", next, loc, want)
 		}
 	}
 	// A session cookie changed by the client is ignored.
@@ -329,11 +339,20 @@ func TestConsoleSignIn(t *testing.T) {
 	if resp, _ := b.do("GET", "/", nil); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("a tampered session still signed in: %d", resp.StatusCode)
 	}
-	// Sign-out ends the session.
+	// Sign-out ends the session, for a copy of its cookie too.
 	b.signIn("bob")
+	var kept []*http.Cookie
+	for _, c := range b.c.Jar.Cookies(u) {
+		kept = append(kept, &http.Cookie{Name: c.Name, Value: c.Value})
+	}
 	b.do("POST", "/logout", url.Values{"csrf": {b.csrf("/")}})
 	if resp, _ := b.do("GET", "/", nil); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("signed out but still in: %d", resp.StatusCode)
+	}
+	copied := newBrowser(t, srv)
+	copied.c.Jar.SetCookies(u, kept)
+	if resp, _ := copied.do("GET", "/", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("a copy of a signed-out session's cookie still signs in: %d", resp.StatusCode)
 	}
 	// A callback without this browser's sign-in state is refused.
 	if resp, _ := b.do("GET", "/auth/callback?state=x&code=y", nil); resp.StatusCode != http.StatusBadRequest {
@@ -464,5 +483,34 @@ func TestConsoleShowsEachPolicysQuorum(t *testing.T) {
 	}
 	if r, _ := approvals.Get(context.Background(), req.ID); r.State != elevation.StatePending {
 		t.Errorf("one SRE approval met both policies: %s", r.State)
+	}
+}
+
+// TestConsoleSessionEndsWithItsIDToken: a session made from an ID token ends when the
+// token does, however long console.session_ttl is.
+func TestConsoleSessionEndsWithItsIDToken(t *testing.T) {
+	cfg, err := configs.Load("../configs/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Audit.Dir = t.TempDir()
+	s := &Server{Config: cfg, Log: slog.New(slog.DiscardHandler)}
+	s.Handler() // sets up the cookie signer
+	exp := time.Now().Add(5 * time.Minute).Truncate(time.Second)
+	rec := httptest.NewRecorder()
+	id := &identity.Identity{Subject: policy.Subject{User: "bob"}, Source: identity.SourceOIDC, Expiry: exp}
+	if err := s.startSession(rec, httptest.NewRequest("GET", "/auth/callback", nil), id); err != nil {
+		t.Fatal(err)
+	}
+	var sess session
+	for _, c := range rec.Result().Cookies() {
+		if c.Name == sessionCookie {
+			if err := s.cookies.decode(sessionCookie, c.Value, &sess); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if sess.User != "bob" || sess.Expires.After(exp) {
+		t.Errorf("session of %q until %v; the ID token ends at %v", sess.User, sess.Expires, exp)
 	}
 }

@@ -121,7 +121,12 @@ func (s *Server) session(r *http.Request) (*session, bool) {
 			return &sess, true
 		}
 	}
-	return &session{ID: randomToken(), Expires: s.Now().Add(s.Config.Console.SessionTTL.D())}, false
+	return s.anonymous(), false
+}
+
+// anonymous returns a new session nobody has signed in to.
+func (s *Server) anonymous() *session {
+	return &session{ID: randomToken(), Expires: s.Now().Add(s.Config.Console.SessionTTL.D())}
 }
 
 func (s *Server) saveSession(w http.ResponseWriter, sess *session) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -42,7 +43,16 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request, c *consoleCtx
 // localPath returns p if it is a path on this site, and "/" otherwise: the sign-in never
 // sends anyone to another site.
 func localPath(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
+	// Browsers drop tabs and newlines from URLs and read a backslash as a slash, so
+	// "/\t/evil.example" is "//evil.example" to them: any such character refuses the path.
+	// Escaped ones are refused too, though browsers leave them be.
+	bad := func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsFunc(p, bad) {
+		return "/"
+	}
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") ||
+		strings.HasPrefix(u.Path, "//") || strings.ContainsFunc(u.Path, bad) {
 		return "/"
 	}
 	return p
@@ -139,6 +149,9 @@ func (s *Server) loginToken(w http.ResponseWriter, r *http.Request, _ *consoleCt
 func (s *Server) startSession(w http.ResponseWriter, r *http.Request, id *identity.Identity) error {
 	sess := &session{ID: randomToken(), User: id.User, Email: id.Email, Groups: id.Groups, Source: id.Source,
 		Expires: s.Now().Add(s.Config.Console.SessionTTL.D())}
+	if !id.Expiry.IsZero() && id.Expiry.Before(sess.Expires) {
+		sess.Expires = id.Expiry // a session never outlives the ID token it was made from
+	}
 	if s.Audit != nil {
 		err := s.Audit.Append(r.Context(), &audit.Event{Type: "console.signin", Actor: id.User, Result: "ok",
 			Details: map[string]any{"source": id.Source, "client_addr": r.RemoteAddr, "teams": id.Teams}})
@@ -159,6 +172,13 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, c *consoleCtx) e
 		}
 	}
 	s.setCookie(w, sessionCookie, "", time.Time{})
+	// Ended for every replica, so that a copy of the cookie is refused too.
+	if c.me != nil {
+		if err := s.Approvals.RevokeSession(r.Context(), c.sess.ID, c.sess.Expires); err != nil {
+			s.Log.Error("could not end a console session in the store; its cookie stays valid until it expires", "user", c.me.User, "err", err)
+			return errStatus(http.StatusServiceUnavailable, "signed out in this browser, but the session could not be ended everywhere: the approval store is unavailable; sign out again")
+		}
+	}
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 	return nil
 }
