@@ -224,6 +224,13 @@ func (a *API) record(ctx context.Context, ev *audit.Event) error {
 	return nil
 }
 
+// abandon closes a request whose creation could not be audited; a failure is logged.
+func (a *API) abandon(ctx context.Context, id string) {
+	if _, err := a.Approvals.Abandon(ctx, id, "the audit log cannot be written"); err != nil && a.Log != nil {
+		a.Log.Error("could not close a request whose creation was not audited; it stays pending until it expires", "approval", id, "err", err)
+	}
+}
+
 func (a *API) requestElevation(_ http.ResponseWriter, r *http.Request) (any, error) {
 	var in ElevationRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
@@ -245,7 +252,7 @@ func (a *API) RequestElevation(ctx context.Context, who *policy.Subject, in Elev
 	}
 	ev.Resource, ev.Details["approval"] = req.Artifact.Resource, req.ID
 	if err := a.record(ctx, ev); err != nil {
-		a.Approvals.Abandon(ctx, req.ID, "the audit log cannot be written")
+		a.abandon(ctx, req.ID)
 		return nil, err
 	}
 	return view(req, who), nil

@@ -2,8 +2,10 @@ package pgwire_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/proxy/pgwire"
 )
 
 // fuzzSession opens a raw session as carol on the fuzz resource, where reads are allowed
@@ -366,5 +369,47 @@ func TestExtendedProtocolClientIsToldItWaits(t *testing.T) {
 	}
 	if e.count(t, "status = 'paid'") != 1 {
 		t.Fatal("the approved UPDATE did not run")
+	}
+}
+
+// syncBuffer is a log sink tests read while the server writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestAuditFailureOnARefusedPathIsLoud: when the audit log fails while a refused or
+// abandoned statement is closed, the statement stays refused and the loss is logged.
+func TestAuditFailureOnARefusedPathIsLoud(t *testing.T) {
+	logs := &syncBuffer{}
+	e := newEnv(t, func(s *pgwire.Server) { s.Log = slog.New(slog.NewTextHandler(logs, nil)) })
+	done, _ := runAsync(t, e, "alice", "UPDATE orders SET status = 'x' WHERE id = 3")
+	req := e.pending(t)
+	e.log.Close()
+	if _, err := e.approvals.Deny(context.Background(), req.ID, &subjectBob, "no"); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(t, done); pgCode(err) != "42501" {
+		t.Fatalf("denied statement: %v", err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "AUDIT WRITE FAILED"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the lost audit event was not logged:\n%s", logs.String())
+		}
+	}
+	if !strings.Contains(logs.String(), "pg.approval.closed") {
+		t.Errorf("the log does not say which event was lost:\n%s", logs.String())
 	}
 }

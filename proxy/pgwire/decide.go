@@ -63,7 +63,7 @@ func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int1
 	case policy.Deny:
 		ss.stats.denied++
 		ev.Result = "denied"
-		ss.audit(ev, false) // denied either way
+		ss.audit(ev, false) // denied either way; a failure is logged by audit
 		ss.fail(simple, errorResponse("ERROR", codeInsufficientPrivilege, "permission denied by Portcullis: "+d.Reason(),
 			fmt.Sprintf("Resource %s, %s statement (%s), policy snapshot %.12s.", ss.res.Name, act.Class, act.Kind, d.Snapshot),
 			"Request an elevated role (portcullis request ROLE --for 1h --reason ...) or, in an emergency, break glass; if the policy is wrong, ask its owners."))
@@ -139,6 +139,21 @@ func (ss *session) audit(ev *audit.Event, writeOnly bool) error {
 		ss.srv.Log.Error("audit write failed; statement refused", "session", ss.id, "err", err)
 	}
 	return err
+}
+
+// auditLoudly writes an event on a path where the statement is refused or abandoned
+// whatever happens: a failure changes nothing for the client, and is logged loudly.
+func (ss *session) auditLoudly(ev *audit.Event) {
+	if err := ss.srv.Audit.Append(context.Background(), ev); err != nil {
+		ss.srv.Log.Error("AUDIT WRITE FAILED; the event is lost", "type", ev.Type, "session", ss.id, "user", ss.who.User, "result", ev.Result, "err", err)
+	}
+}
+
+// abandon closes an approval request this session will not wait for; a failure is logged.
+func (ss *session) abandon(id, why string) {
+	if _, err := ss.srv.Approvals.Abandon(context.Background(), id, why); err != nil {
+		ss.srv.Log.Error("could not close an abandoned approval request; it stays pending until it expires", "approval", id, "session", ss.id, "err", err)
+	}
 }
 
 func (ss *session) statementEvent(act *policy.Action, params [][]byte, formats []int16, d *policy.Decision) *audit.Event {
@@ -221,7 +236,7 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 	}
 	ev.Result, ev.Details["approval"] = "waiting", req.ID
 	if err := ss.audit(ev, false); err != nil {
-		ss.srv.Approvals.Abandon(ctx, req.ID, "the audit log cannot be written")
+		ss.abandon(req.ID, "the audit log cannot be written")
 		ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: the audit log cannot be written", "", ""))
 		return nil, false
 	}
@@ -253,12 +268,12 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 		if cause == nil { // the store failed, not the client
 			ss.srv.Log.Error("waiting for an approval failed", "session", ss.id, "approval", req.ID, "err", err)
 			cause = fmt.Errorf("Portcullis could not read the approval request: %w", err)
-			ss.srv.Approvals.Abandon(ctx, req.ID, cause.Error())
+			ss.abandon(req.ID, cause.Error())
 			ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: Portcullis could not follow its approval request", "", ""))
 			return nil, false
 		}
-		ss.srv.Approvals.Abandon(ctx, req.ID, cause.Error())
-		ss.srv.Audit.Append(ctx, &audit.Event{Type: "pg.approval.closed", Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: elevation.StateAbandoned, Reason: cause.Error(), Details: map[string]any{"approval": req.ID}})
+		ss.abandon(req.ID, cause.Error())
+		ss.auditLoudly(&audit.Event{Type: "pg.approval.closed", Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: elevation.StateAbandoned, Reason: cause.Error(), Details: map[string]any{"approval": req.ID}})
 		if errors.Is(cause, errCancelRequested) {
 			ss.fail(simple, errorResponse("ERROR", codeQueryCanceled, "canceling statement due to user request; approval request "+req.ID+" withdrawn", "", ""))
 		} else {
@@ -277,7 +292,7 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 	if r.State == elevation.StateApproved {
 		if _, err := ss.srv.Approvals.Consume(ctx, r.ID, req.ArtifactHash, ss.srv.Config.Engine.Snapshot()); err != nil {
 			closed.Result, closed.Reason = "refused", err.Error()
-			ss.srv.Audit.Append(ctx, closed)
+			ss.auditLoudly(closed)
 			ss.fail(simple, errorResponse("ERROR", codeInsufficientPrivilege, "permission denied by Portcullis: "+err.Error(), "", "Run the statement again to ask for a new approval."))
 			return nil, false
 		}
@@ -288,7 +303,7 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 		}
 		return &stmtResult{start: ss.srv.Now(), approval: r.ID, act: act}, true
 	}
-	ss.srv.Audit.Append(ctx, closed)
+	ss.auditLoudly(closed)
 	msg := fmt.Sprintf("permission denied by Portcullis: approval request %s was %s", r.ID, r.State)
 	for _, v := range r.Votes {
 		if !v.Approve {
