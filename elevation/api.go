@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -97,9 +98,12 @@ func view(r *Request, who *policy.Subject) *View {
 	return v
 }
 
-// visible reports whether who may see r: its requester, anyone who may or did decide on it.
-func visible(r *Request, who *policy.Subject) bool {
-	if r.Requester.User == who.User || r.Artifact.Quorum.Eligible(&r.Requester, who) == nil {
+// Visible reports whether who may see r: its requester, whoever voted on it, admins
+// (audit.readers), and those who may decide on it. A break-glass session's quorum can be
+// anyone, so it shows its eligible approvers only while it is pending, and otherwise its
+// reviewers; other requests show their eligible approvers always.
+func (a *API) Visible(r *Request, who *policy.Subject) bool {
+	if r.Requester.User == who.User || a.IsAdmin(who) {
 		return true
 	}
 	for _, v := range r.Votes {
@@ -107,7 +111,11 @@ func visible(r *Request, who *policy.Subject) bool {
 			return true
 		}
 	}
-	return false
+	eligible := r.Artifact.Quorum != nil && r.Artifact.Quorum.Eligible(&r.Requester, who) == nil
+	if r.Type == TypeBreakGlass {
+		return eligible && r.Pending() || a.Config != nil && a.Config.BreakGlass.Reviewers.Names(who)
+	}
+	return eligible
 }
 
 func (a *API) list(_ http.ResponseWriter, r *http.Request) (any, error) {
@@ -136,7 +144,7 @@ func (a *API) List(ctx context.Context, who *policy.Subject, state string) ([]*V
 	out := []*View{}
 	for _, req := range all {
 		match := state == "all" || req.State == state || (state == StateApproved && req.State == StateExecuted)
-		if match && visible(req, who) {
+		if match && a.Visible(req, who) {
 			out = append(out, view(req, who))
 		}
 	}
@@ -153,7 +161,7 @@ func (a *API) Get(ctx context.Context, who *policy.Subject, id string) (*View, e
 	if err != nil {
 		return nil, err
 	}
-	if !visible(req, who) {
+	if !a.Visible(req, who) {
 		return nil, ErrNotFound
 	}
 	return view(req, who), nil
@@ -292,8 +300,17 @@ func (a *API) revoke(_ http.ResponseWriter, r *http.Request) (any, error) {
 	return a.Revoke(r.Context(), a.Caller(r), mux.Vars(r)["id"])
 }
 
-// Revoke ends an elevation early: its requester or an admin.
+// Revoke ends an elevation early: its requester, an approver or an admin.
+// A break-glass session is ended only through EndBreakGlass, which says who may end it
+// and flags the end.
 func (a *API) Revoke(ctx context.Context, who *policy.Subject, id string) (*View, error) {
+	cur, err := a.Approvals.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if cur.Type == TypeBreakGlass {
+		return nil, fmt.Errorf("%w: %s is a break-glass session; its responder or security ends it with POST /api/v1/breakglass/%s/end", ErrInvalid, id, id)
+	}
 	req, err := a.Approvals.Revoke(ctx, id, who, a.IsAdmin(who))
 	if err != nil {
 		return nil, err

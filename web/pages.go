@@ -76,7 +76,7 @@ func (s *Server) requestData(r *http.Request, c *consoleCtx) (*requestData, erro
 	since := s.Now().Add(-90 * 24 * time.Hour)
 	for i := len(all) - 1; i >= 0; i-- {
 		o := all[i]
-		if o.Requester.User != v.Requester.User || o.ID == v.ID {
+		if o.Requester.User != v.Requester.User || o.ID == v.ID || !s.svc.Visible(o, c.subject()) {
 			continue
 		}
 		if o.Type == elevation.TypeBreakGlass && o.CreatedAt.After(since) {

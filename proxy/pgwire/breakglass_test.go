@@ -149,6 +149,26 @@ func testBreakGlass(t *testing.T, e *env) {
 	if code, body := e.get(t, "bob", "POST", "/api/v1/approvals/"+hid+"/approve", ""); code != 200 || body["state"] != "approved" {
 		t.Errorf("bob's approval: %d %v", code, body)
 	}
+	// Nobody uninvolved sees break-glass sessions; only the break-glass end path ends one.
+	for _, state := range []string{"approved", "all"} {
+		if code, body := e.get(t, "alice", "GET", "/api/v1/approvals?state="+state, ""); code != 200 || strings.Contains(toJSON(body), hid) || strings.Contains(toJSON(body), id) {
+			t.Errorf("alice lists someone else's break-glass (%s): %d %v", state, code, body)
+		}
+	}
+	if code := e.call(t, "alice", "GET", "/api/v1/approvals/"+hid, ""); code != 404 {
+		t.Errorf("alice GETs someone else's break-glass: %d, want 404", code)
+	}
+	for _, who := range []string{"carol", "bob", "dave"} { // a reviewer, its approver, its responder
+		if code := e.call(t, who, "GET", "/api/v1/approvals/"+hid, ""); code != 200 {
+			t.Errorf("%s GETs the break-glass session: %d, want 200", who, code)
+		}
+	}
+	if code := e.call(t, "bob", "DELETE", "/api/v1/elevations/"+hid, ""); code != 422 {
+		t.Errorf("its approver ending a break-glass session through the elevations API: %d, want 422", code)
+	}
+	if code, body := e.get(t, "dave", "GET", "/api/v1/approvals/"+hid, ""); body["state"] != "approved" {
+		t.Errorf("the break-glass session after a refused end: %d %v", code, body)
+	}
 	if code := e.call(t, "dave", "POST", "/api/v1/breakglass/"+hid+"/end", ""); code != 200 {
 		t.Errorf("ending it early: %d", code)
 	}
