@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -172,6 +175,9 @@ func (a *Authenticator) verifyOIDC(ctx context.Context, token, nonce string) (*I
 	if err := idt.Claims(&claims); err != nil {
 		return nil, fmt.Errorf("%w: unreadable claims", ErrInvalidToken)
 	}
+	if why := notIDToken(token, claims, idt.Audience, a.oidcCfg.ClientID, a.oidcCfg.CLIClientID); why != "" {
+		return nil, fmt.Errorf("%w: not an ID token (%s); present the ID token from portcullis login", ErrInvalidToken, why)
+	}
 	user, _ := claims[a.oidcCfg.UserClaim].(string)
 	if user == "" {
 		return nil, fmt.Errorf("%w: the token has no %s claim", ErrInvalidToken, a.oidcCfg.UserClaim)
@@ -199,4 +205,37 @@ func (a *Authenticator) audienceOK(aud []string) bool {
 		}
 	}
 	return false
+}
+
+// notIDToken says why a token the provider signed for one of our audiences is not an ID
+// token, or "" when it is one. Providers sign access tokens with the same keys: an access
+// token is explicitly typed at+jwt (RFC 9068, RFC 8725) or carries what only access
+// tokens carry (client_id, scope, Keycloak's typ claim other than ID); an ID token for
+// several audiences names the client it was issued to in azp (OpenID Connect Core 3.1.3.7).
+func notIDToken(raw string, claims map[string]any, aud []string, clients ...string) string {
+	if head, _, ok := strings.Cut(raw, "."); ok {
+		var h struct {
+			Typ string `json:"typ"`
+		}
+		if b, err := base64.RawURLEncoding.DecodeString(head); err == nil && json.Unmarshal(b, &h) == nil {
+			if t := strings.ToLower(strings.TrimPrefix(strings.ToLower(h.Typ), "application/")); t == "at+jwt" {
+				return "its type is " + h.Typ
+			}
+		}
+	}
+	for _, c := range []string{"client_id", "scope", "scp", "cid"} {
+		if _, ok := claims[c]; ok {
+			return "it has a " + c + " claim, as access tokens do"
+		}
+	}
+	if t, ok := claims["typ"].(string); ok && !strings.EqualFold(t, "ID") {
+		return "its typ claim is " + t
+	}
+	if len(aud) > 1 {
+		azp, _ := claims["azp"].(string)
+		if !slices.Contains(clients, azp) || azp == "" {
+			return "it has several audiences and was not issued to Portcullis (azp)"
+		}
+	}
+	return ""
 }

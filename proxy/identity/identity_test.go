@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -139,5 +142,39 @@ func TestOIDCProviderDown(t *testing.T) {
 	_, err = a.Authenticate(context.Background(), "x.y.z")
 	if !errors.Is(err, ErrProviderUnavailable) {
 		t.Errorf("err = %v, want ErrProviderUnavailable", err)
+	}
+}
+
+// TestAccessTokenIsNotAnIDToken: a JWT access token from the real provider, signed by it,
+// issued for the console's audience and carrying a user's claims, is still refused: bearer
+// tokens must be ID tokens.
+func TestAccessTokenIsNotAnIDToken(t *testing.T) {
+	idp := testenv.StartOIDCProvider(t, "http://127.0.0.1:1/auth/callback")
+	cfg := demoConfig(t, idp.Issuer)
+	cfg.Identity.OIDC.ClientID, cfg.Identity.OIDC.UserClaim = "portcullis-console", "preferred_username"
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"api"}}
+	req, _ := http.NewRequest("POST", idp.Issuer+"/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("portcullis-machine", "machine-secret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		Error       string `json:"error_description"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tok)
+	if resp.StatusCode != 200 || strings.Count(tok.AccessToken, ".") != 2 {
+		t.Fatalf("no JWT access token from the provider: %d %q %q", resp.StatusCode, tok.Error, tok.AccessToken)
+	}
+	_, err = a.Authenticate(context.Background(), tok.AccessToken)
+	if !errors.Is(err, ErrInvalidToken) || !strings.Contains(err.Error(), "not an ID token") {
+		t.Fatalf("an access token authenticated: %v", err)
 	}
 }

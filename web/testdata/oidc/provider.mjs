@@ -38,6 +38,17 @@ server.listen(0, '127.0.0.1', () => {
         grant_types: ['authorization_code', 'urn:ietf:params:oauth:grant-type:device_code'],
         token_endpoint_auth_method: 'none',
       },
+      {
+        // A machine client: client-credentials access tokens in JWT form (RFC 9068) whose
+        // audience is the console's client and which carry user claims, as some providers'
+        // access tokens do. Portcullis must refuse them as bearer tokens: they are not ID tokens.
+        client_id: 'portcullis-machine',
+        client_secret: 'machine-secret',
+        redirect_uris: [],
+        response_types: [],
+        grant_types: ['client_credentials'],
+        token_endpoint_auth_method: 'client_secret_basic',
+      },
     ],
     async findAccount(_ctx, id) {
       const a = accounts[id];
@@ -58,7 +69,18 @@ server.listen(0, '127.0.0.1', () => {
     scopes: ['openid', 'email', 'profile', 'groups'],
     conformIdTokenClaims: false, // put the scope's claims in the ID token of the code flow
     pkce: { required: () => true },
-    features: { devInteractions: { enabled: true }, deviceFlow: { enabled: true } },
+    features: {
+      devInteractions: { enabled: true },
+      deviceFlow: { enabled: true },
+      clientCredentials: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: (_ctx, client) => (client.clientId === 'portcullis-machine' ? 'urn:portcullis:api' : undefined),
+        useGrantedResource: () => true,
+        getResourceServerInfo: () => ({ audience: 'portcullis-console', scope: 'api', accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } }),
+      },
+    },
+    extraTokenClaims: (_ctx, token) => (token.kind === 'ClientCredentials' ? { preferred_username: 'bob', email: 'bob@example.com', groups: ['sre'] } : undefined),
     cookies: { keys: ['portcullis-test-only-cookie-key'] },
     ttl: { IdToken: 3600, AccessToken: 3600, AuthorizationCode: 60, DeviceCode: 600, Interaction: 600, Session: 3600, Grant: 3600 },
   });
