@@ -140,6 +140,11 @@ type VaultCredentials struct {
 	Path string `yaml:"path"`
 	// Roles maps an elevation role to the path used while it is active.
 	Roles map[string]string `yaml:"roles"`
+	// ApprovedRole is a database role the credentials of Path are a NOINHERIT member of:
+	// Portcullis switches to it (SET LOCAL ROLE) for exactly the execution of an approved
+	// statement and back after it, so that the session's own credential stays least
+	// privilege. Empty: approved statements run with the session's credential.
+	ApprovedRole string `yaml:"approved_role"`
 }
 
 // Role is an elevation role that can be requested for a time.

@@ -156,15 +156,28 @@ func demoVault(ctx context.Context, cfg *configs.Config, v *devserver.Vault, pg 
 	}); err != nil {
 		return err
 	}
+	// Approved statements run under orders_approved, for their execution alone: the
+	// reader is a NOINHERIT member of it, so the reader's own credential cannot write.
+	admin, err := pgx.Connect(ctx, pg.DSN("orders"))
+	if err != nil {
+		return err
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, `CREATE ROLE orders_approved NOLOGIN;
+		GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO orders_approved;
+		GRANT USAGE ON SEQUENCE orders_id_seq TO orders_approved`); err != nil {
+		return fmt.Errorf("could not create the approved role: %w", err)
+	}
+	inherit := map[string]string{"orders-reader": "NOINHERIT", "orders-writer": "INHERIT", "orders-breakglass": "INHERIT"}
 	for role, grant := range map[string]string{
-		"orders-reader": "GRANT SELECT ON orders TO \"{{name}}\";",
+		"orders-reader": "GRANT SELECT ON orders TO \"{{name}}\"; GRANT orders_approved TO \"{{name}}\";",
 		"orders-writer": "GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO \"{{name}}\"; GRANT USAGE ON SEQUENCE orders_id_seq TO \"{{name}}\";",
 		// Break-glass may change the schema: a member of the owner role.
 		"orders-breakglass": "GRANT portcullis TO \"{{name}}\";",
 	} {
 		if _, err := vc.Logical().WriteWithContext(ctx, "database/roles/"+role, map[string]any{
 			"db_name":               "orders",
-			"creation_statements":   `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; ` + grant,
+			"creation_statements":   `CREATE ROLE "{{name}}" WITH LOGIN ` + inherit[role] + ` PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; ` + grant,
 			"revocation_statements": `REASSIGN OWNED BY "{{name}}" TO portcullis; DROP OWNED BY "{{name}}"; DROP ROLE IF EXISTS "{{name}}";`,
 			"default_ttl":           "15m", "max_ttl": "4h",
 		}); err != nil {
@@ -175,7 +188,7 @@ func demoVault(ctx context.Context, cfg *configs.Config, v *devserver.Vault, pg 
 	for i := range cfg.Resources {
 		if r := &cfg.Resources[i]; r.Name == "orders" {
 			r.Credentials = configs.Credentials{Vault: &configs.VaultCredentials{
-				Path: "database/creds/orders-reader", Roles: map[string]string{
+				Path: "database/creds/orders-reader", ApprovedRole: "orders_approved", Roles: map[string]string{
 					"orders-writer": "database/creds/orders-writer", configs.BreakGlassCredentials: "database/creds/orders-breakglass"},
 			}}
 		}

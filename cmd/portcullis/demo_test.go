@@ -144,6 +144,46 @@ func TestDemo(t *testing.T) {
 		}
 		return v
 	}
+	// Per-statement approval with Vault: alice's session runs as the reader, which cannot
+	// write; her UPDATE waits, bob approves, and it runs (psql's simple protocol and pgx's
+	// extended one).
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		ac, err := pgx.Connect(ctx, fmt.Sprintf("postgres://alice:alice-demo-token@%s/orders?sslmode=require", proxy))
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := ac.Exec(ctx, "UPDATE orders SET status = 'approved' WHERE id = $1", mode, 3)
+			done <- err
+		}()
+		var id string
+		for deadline := time.Now().Add(10 * time.Second); id == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			req, _ := http.NewRequest("GET", "http://"+api+"/api/v1/approvals", nil)
+			req.Header.Set("Authorization", "Bearer bob-demo-token")
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				var v struct{ Approvals []struct{ ID string } }
+				json.NewDecoder(resp.Body).Decode(&v)
+				resp.Body.Close()
+				if len(v.Approvals) > 0 {
+					id = v.Approvals[0].ID
+				}
+			}
+		}
+		if id == "" {
+			t.Fatalf("%v: alice's UPDATE did not wait for approval", mode)
+		}
+		post("bob-demo-token", "/api/v1/approvals/"+id+"/approve", "")
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%v: the approved UPDATE with Vault credentials: %v", mode, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%v: the approved UPDATE did not finish", mode)
+		}
+		ac.Close(ctx)
+	}
 	elev := post("alice-demo-token", "/api/v1/elevations", `{"role": "orders-writer", "duration": "15m", "reason": "fix order 2"}`)
 	post("bob-demo-token", "/api/v1/approvals/"+elev["id"].(string)+"/approve", "")
 	ec, err := pgx.Connect(ctx, fmt.Sprintf("postgres://alice:alice-demo-token@%s/orders?sslmode=require", proxy))

@@ -132,3 +132,32 @@ func SessionEffects(sql string) (effects []Effect, ok bool) {
 
 // cursorOptHold is PostgreSQL's CURSOR_OPT_HOLD: DECLARE ... WITH HOLD.
 const cursorOptHold = 0x0020
+
+// RoleSafe reports whether every statement of sql may run under a role switched on for it
+// alone: reads and data changes (SELECT, INSERT, UPDATE, DELETE, MERGE, TRUNCATE, COPY
+// from or to the client). Nothing else is: statements that control the transaction or the
+// session (BEGIN, COMMIT, SAVEPOINT, SET, RESET, DISCARD) or run code that may (CALL, DO)
+// could keep the role beyond the statement, and objects created under it (a SECURITY
+// DEFINER function, a view) would be owned by it and could lend its privileges later.
+func RoleSafe(sql string) bool {
+	tree, err := pg.Parse(sql)
+	if err != nil || len(tree.Stmts) == 0 {
+		return false
+	}
+	for _, raw := range tree.Stmts {
+		switch n := nodeMessage(raw.GetStmt()).(type) {
+		case *pg.SelectStmt:
+			if n.IntoClause != nil {
+				return false // SELECT ... INTO creates a table
+			}
+		case *pg.InsertStmt, *pg.UpdateStmt, *pg.DeleteStmt, *pg.MergeStmt, *pg.TruncateStmt:
+		case *pg.CopyStmt:
+			if n.Filename != "" || n.IsProgram {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}

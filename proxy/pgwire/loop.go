@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy/pgsql"
 )
 
 // clientLoop reads client messages, decides statements and forwards what may run. It
@@ -91,7 +92,11 @@ func (ss *session) query(body []byte) error {
 	if !ok {
 		return nil
 	}
-	ss.expect('Q', st, &op{kind: opSQL, sql: ss.srv.sqlEffects(q.String), query: true})
+	o := &op{kind: opSQL, sql: ss.srv.sqlEffects(q.String), query: true}
+	if st.approval != "" && ss.approvedRole != "" && pgsql.RoleSafe(q.String) {
+		return ss.runApprovedQuery(body, st, o)
+	}
+	ss.expect('Q', st, o)
 	return ss.forward('Q', body)
 }
 
@@ -174,6 +179,9 @@ func (ss *session) execute(body []byte) error {
 	var o *op
 	if effects != nil {
 		o = &op{kind: opSQL, sql: effects}
+	}
+	if st.approval != "" && ss.approvedRole != "" && pgsql.RoleSafe(act.Statement) {
+		return ss.runApprovedExecute(body, st, o)
 	}
 	ss.expect('E', st, o)
 	return ss.forward('E', body)

@@ -38,6 +38,9 @@ type session struct {
 	uw     *bufio.Writer // client loop only
 
 	creds     elevation.Credentials // upstream credentials; released when the session ends
+	// approvedRole is the database role an approved statement runs under, switched on
+	// for that execution alone (credentials.vault.approved_role); empty for none.
+	approvedRole string
 	grant     *elevation.Request    // the grant (elevation or break-glass) the session is bound to, or nil
 	stopWatch func()                // stops the grant watcher
 
@@ -79,6 +82,34 @@ type entry struct {
 	rfq  bool // synthetic: follow with ReadyForQuery at the then current status
 	stmt *stmtResult
 	op   *op // the change to the names the message makes once confirmed
+	hide hide
+}
+
+// hide says which responses to a message the client does not see: those of messages
+// Portcullis sends itself around an approved statement (see runApproved).
+type hide uint8
+
+const (
+	showAll    hide = iota
+	hideButErr      // Portcullis's own message: only an error reaches the client
+	hideAll         // Portcullis's own message whose failure the client need not know
+	hideReady       // the client's message, whose ReadyForQuery comes later
+	hideButEnd      // Portcullis's own message that ends the client's: errors and ReadyForQuery
+)
+
+// shows reports whether the client sees a response of type typ.
+func (h hide) shows(typ byte) bool {
+	switch h {
+	case hideButErr:
+		return typ == 'E'
+	case hideAll:
+		return false
+	case hideReady:
+		return typ != 'Z'
+	case hideButEnd:
+		return typ == 'E' || typ == 'Z'
+	}
+	return true
 }
 
 // stmtResult collects how a forwarded statement ended, for the audit log.
@@ -226,12 +257,15 @@ func (ss *session) relay() {
 			ss.client.Close() // ends the client loop
 			return
 		}
+		show := len(ss.queue) == 0 || ss.queue[0].hide.shows(typ)
 		if mm := ss.settle(typ, body); mm != nil {
 			ss.deceived(mm)
 			ss.mu.Unlock()
 			return
 		}
-		writeRaw(ss.cw, typ, body)
+		if show {
+			writeRaw(ss.cw, typ, body)
+		}
 		ss.writeSynthetic()
 		ss.cond.Broadcast()
 		if !ss.ur.buffered() {
@@ -371,6 +405,11 @@ func (ss *session) inject(data []byte, rfq bool) {
 // to the names once confirmed. A message the server will skip (an earlier one of its
 // pipeline failed) is owed nothing and changes nothing.
 func (ss *session) expect(kind byte, st *stmtResult, o *op) {
+	ss.expectHidden(kind, st, o, showAll)
+}
+
+// expectHidden is expect for a message some of whose responses the client does not see.
+func (ss *session) expectHidden(kind byte, st *stmtResult, o *op, h hide) {
 	ss.mu.Lock()
 	switch {
 	case ss.discarding && kind != 'S':
@@ -380,7 +419,7 @@ func (ss *session) expect(kind byte, st *stmtResult, o *op) {
 		}
 	default:
 		ss.discarding = false
-		ss.queue = append(ss.queue, entry{kind: kind, stmt: st, op: o})
+		ss.queue = append(ss.queue, entry{kind: kind, stmt: st, op: o, hide: h})
 	}
 	ss.mu.Unlock()
 }

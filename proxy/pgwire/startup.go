@@ -247,6 +247,9 @@ func (s *Server) connectUpstream(ctx context.Context, ss *session, params map[st
 		return fatal(codeConnectionFailure, "Portcullis has no credentials for resource %s", ss.res.Name)
 	}
 	ss.creds = creds
+	if v := ss.res.Credentials.Vault; v != nil && role == "" {
+		ss.approvedRole = v.ApprovedRole
+	}
 	release := true
 	defer func() {
 		if release {

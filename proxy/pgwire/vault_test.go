@@ -18,7 +18,8 @@ import (
 )
 
 // setupVaultDatabase configures Vault's database secrets engine against the test
-// PostgreSQL: orders-reader may read orders, orders-writer may also update it.
+// PostgreSQL: orders-reader may read orders (and is a NOINHERIT member of orders_approved,
+// which may write), orders-writer may also update it.
 func setupVaultDatabase(t *testing.T, v *devserver.Vault, pg *devserver.Postgres) {
 	t.Helper()
 	cfg := vault.DefaultConfig()
@@ -38,11 +39,23 @@ func setupVaultDatabase(t *testing.T, v *devserver.Vault, pg *devserver.Postgres
 	}); err != nil {
 		t.Fatal(err)
 	}
-	for role, grant := range map[string]string{"orders-reader": "SELECT", "orders-writer": "SELECT, UPDATE"} {
+	// The role approved statements run under; readers are NOINHERIT members of it.
+	admin, err := pgx.Connect(context.Background(), pg.DSN("orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(context.Background(), `CREATE ROLE orders_approved NOLOGIN;
+		GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO orders_approved`); err != nil {
+		t.Fatal(err)
+	}
+	for role, grant := range map[string]string{
+		"orders-reader": `GRANT SELECT ON orders TO "{{name}}"; GRANT orders_approved TO "{{name}}";`,
+		"orders-writer": `GRANT SELECT, UPDATE ON orders TO "{{name}}";`,
+	} {
 		if _, err := vc.Logical().Write("database/roles/"+role, map[string]any{
-			"db_name": "orders",
-			"creation_statements": fmt.Sprintf(`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';
-				GRANT %s ON orders TO "{{name}}";`, grant),
+			"db_name":             "orders",
+			"creation_statements": `CREATE ROLE "{{name}}" WITH LOGIN NOINHERIT PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; ` + grant,
 			"revocation_statements": `REVOKE ALL ON orders FROM "{{name}}"; DROP ROLE IF EXISTS "{{name}}";`,
 			"default_ttl":           "10m", "max_ttl": "1h",
 		}); err != nil {
@@ -54,13 +67,16 @@ func setupVaultDatabase(t *testing.T, v *devserver.Vault, pg *devserver.Postgres
 // TestVaultCredentialsFollowTheGrant: sessions get their own short-lived upstream user from
 // Vault; an elevated session gets the writer role's user, which is cut and revoked when
 // the grant ends.
-func TestVaultCredentialsFollowTheGrant(t *testing.T) {
-	v := testenv.Vault(t)
-	var vaultAddr string = v.Address()
+// vaultedEnv is newEnv with a resource "vaulted" (the test database) whose credentials
+// come from Vault: orders-reader for sessions, orders-writer under an orders-writer grant
+// or break-glass. vaultExtra is added to its vault credentials block; with approvals,
+// writes without a grant need an SRE's approval (else they are denied).
+func vaultedEnv(t *testing.T, v *devserver.Vault, vaultExtra string, approvals bool) (*env, *elevation.VaultBroker) {
+	t.Helper()
 	var broker *elevation.VaultBroker
 	e := newEnvYAML(t, func(y string) string {
 		y = strings.Replace(y, "resources:\n", `vault:
-  address: `+vaultAddr+`
+  address: `+v.Address()+`
   token: `+devserver.VaultRootToken+`
 resources:
   - name: vaulted
@@ -72,7 +88,7 @@ resources:
       vault:
         path: database/creds/orders-reader
         roles: {orders-writer: database/creds/orders-writer, breakglass: database/creds/orders-writer}
-`, 1)
+`+vaultExtra, 1)
 		y = strings.Replace(y, "- {resources: [orders], actions: [write, ddl, admin]}", "- {resources: [orders, vaulted], actions: [write, ddl, admin]}", 1)
 		y = strings.Replace(y, "  - name: orders-read\n", `  - name: vaulted-read
     match: {resources: {names: [vaulted]}, actions: [read]}
@@ -82,6 +98,14 @@ resources:
     effect: allow
   - name: orders-read
 `, 1)
+		if approvals {
+			y = strings.Replace(y, "  - name: orders-read\n", `  - name: vaulted-write-approval
+    match: {resources: {names: [vaulted]}, actions: [write, delete], except: {roles: [orders-writer]}}
+    effect: require_approval
+    quorum: {required_teams: [sre], timeout: 30s}
+  - name: orders-read
+`, 1)
+		}
 		y = strings.Replace(y, "grants: [{resources: [orders], actions: [write]}]", "grants: [{resources: [orders, vaulted], actions: [write]}]", 1)
 		return y
 	}, func(s *pgwire.Server) {
@@ -103,6 +127,12 @@ resources:
 		s.Broker = broker
 	})
 	setupVaultDatabase(t, v, e.pg)
+	return e, broker
+}
+
+func TestVaultCredentialsFollowTheGrant(t *testing.T) {
+	v := testenv.Vault(t)
+	e, _ := vaultedEnv(t, v, "", false)
 	ctx := context.Background()
 	admin := e.upstream(t)
 	roleExists := func(name string) bool {
@@ -216,5 +246,181 @@ resources:
 	}
 	if whoami(open) == "" {
 		t.Error("an open session stopped during the Vault outage")
+	}
+}
+
+// TestApprovedStatementRunsUnderTheApprovedRole: with Vault, sessions run as a reader that
+// cannot write; an approved write runs, under the approved role for its execution alone,
+// through both protocols, inside and outside transaction blocks, failing or not.
+func TestApprovedStatementRunsUnderTheApprovedRole(t *testing.T) {
+	v := testenv.Vault(t)
+	e, broker := vaultedEnv(t, v, "        approved_role: orders_approved\n", true)
+	ctx := context.Background()
+	up := e.upstream(t)
+	status := func(id int) string {
+		var s string
+		up.QueryRow(ctx, "SELECT status FROM orders WHERE id = $1", id).Scan(&s)
+		return s
+	}
+	// approve runs f (which sends one statement needing approval) and approves it as bob.
+	approve := func(t *testing.T, f func() error) error {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- f() }()
+		req := e.pending(t)
+		if code := e.call(t, "bob", "POST", "/api/v1/approvals/"+req.ID+"/approve", ""); code != 200 {
+			t.Fatalf("approve: %d", code)
+		}
+		return wait(t, done)
+	}
+	roleNow := func(t *testing.T, c *pgx.Conn) (current, session string) {
+		t.Helper()
+		if err := c.QueryRow(ctx, "SELECT current_user, session_user").Scan(&current, &session); err != nil {
+			t.Fatal(err)
+		}
+		return current, session
+	}
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		t.Run(mode.String(), func(t *testing.T) {
+			c, err := pgx.Connect(ctx, e.dsn("alice", "vaulted"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(ctx)
+			reader, _ := roleNow(t, c)
+			if !strings.HasPrefix(reader, "v-") {
+				t.Fatalf("the session runs as %q, want a Vault-minted reader", reader)
+			}
+			id := 10
+			if mode == pgx.QueryExecModeCacheStatement {
+				id = 20
+			}
+			// Autocommit: the approved UPDATE runs; the role is gone afterwards.
+			err = approve(t, func() error {
+				_, err := c.Exec(ctx, "UPDATE orders SET status = 'approved' WHERE id = $1", mode, id)
+				return err
+			})
+			if err != nil || status(id) != "approved" {
+				t.Fatalf("approved UPDATE: %v (status %q)", err, status(id))
+			}
+			if cur, _ := roleNow(t, c); cur != reader {
+				t.Errorf("after the approved statement the session runs as %q, want %q", cur, reader)
+			}
+			// A failing approved statement: the role does not survive it.
+			err = approve(t, func() error {
+				_, err := c.Exec(ctx, "UPDATE orders SET status = 'x' WHERE id = $1 AND 1/0 = 1", mode, id)
+				return err
+			})
+			if pgCode(err) != "22012" {
+				t.Errorf("failing approved UPDATE: %v", err)
+			}
+			if cur, _ := roleNow(t, c); cur != reader {
+				t.Errorf("after a failed approved statement the session runs as %q", cur)
+			}
+			// Inside a transaction block, committed and rolled back.
+			for _, end := range []string{"COMMIT", "ROLLBACK"} {
+				if _, err := c.Exec(ctx, "BEGIN", mode); err != nil {
+					t.Fatal(err)
+				}
+				err = approve(t, func() error {
+					_, err := c.Exec(ctx, "UPDATE orders SET status = $1 WHERE id = $2", mode, "in-"+end, id+1)
+					return err
+				})
+				if err != nil {
+					t.Fatalf("approved UPDATE in a block: %v", err)
+				}
+				if cur, _ := roleNow(t, c); cur != reader {
+					t.Errorf("in the block after the approved statement: %q", cur)
+				}
+				if _, err := c.Exec(ctx, end, mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := status(id + 1); got != "in-COMMIT" {
+				t.Errorf("after COMMIT and ROLLBACK the row says %q", got)
+			}
+			// A failing approved statement in a block, then ROLLBACK.
+			c.Exec(ctx, "BEGIN", mode)
+			err = approve(t, func() error {
+				_, err := c.Exec(ctx, "UPDATE orders SET status = 'x' WHERE id = $1 AND 1/0 = 1", mode, id)
+				return err
+			})
+			if pgCode(err) != "22012" {
+				t.Errorf("failing approved UPDATE in a block: %v", err)
+			}
+			c.Exec(ctx, "ROLLBACK", mode)
+			if cur, _ := roleNow(t, c); cur != reader {
+				t.Errorf("after a failed approved statement in a block: %q", cur)
+			}
+			// The client switching roles itself stays refused.
+			for _, sql := range []string{"SET ROLE orders_approved", "RESET ROLE", "SET SESSION AUTHORIZATION DEFAULT", "SELECT set_config('role', 'orders_approved', false)"} {
+				if _, err := c.Exec(ctx, sql, mode); pgCode(err) != "42501" {
+					t.Errorf("%s: %v, want refused", sql, err)
+				}
+			}
+		})
+	}
+
+	// A pipeline after the approved statement runs without the role.
+	c, err := pgx.Connect(ctx, e.dsn("alice", "vaulted"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	reader, _ := roleNow(t, c)
+	var after string
+	err = approve(t, func() error {
+		b := &pgx.Batch{}
+		b.Queue("UPDATE orders SET status = 'batch' WHERE id = 30")
+		b.Queue("SELECT current_user").QueryRow(func(r pgx.Row) error { return r.Scan(&after) })
+		return c.SendBatch(ctx, b).Close()
+	})
+	if err != nil || status(30) != "batch" || after != reader {
+		t.Errorf("batch: %v, status %q, then current_user %q (want %q)", err, status(30), after, reader)
+	}
+
+	// The reader's own credential cannot write: connect as the minted user directly.
+	creds, err := broker.Credentials(ctx, "vaulted", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Release(ctx, creds)
+	direct, err := pgx.Connect(ctx, fmt.Sprintf("postgres://%s:%s@%s/orders?sslmode=disable", creds.Username, creds.Password, e.pg.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close(ctx)
+	if _, err := direct.Exec(ctx, "UPDATE orders SET status = 'direct' WHERE id = 40"); pgCode(err) != "42501" {
+		t.Errorf("the reader credential alone wrote: %v", err)
+	}
+
+	// The client goes away while its approved statement waits on a lock: its upstream
+	// connection, and the role with it, are gone.
+	locker := e.upstream(t)
+	tx, err := locker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx.Exec(ctx, "SELECT * FROM orders WHERE id = 50 FOR UPDATE")
+	gone, err := pgx.Connect(ctx, e.dsn("alice", "vaulted"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	goneUser, _ := roleNow(t, gone)
+	go gone.Exec(ctx, "UPDATE orders SET status = 'late' WHERE id = 50")
+	req := e.pending(t)
+	e.call(t, "bob", "POST", "/api/v1/approvals/"+req.ID+"/approve", "")
+	time.Sleep(300 * time.Millisecond) // the UPDATE is now blocked on the lock
+	gone.PgConn().Conn().Close()
+	tx.Rollback(ctx)
+	var n int
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		locker.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE usename = $1", goneUser).Scan(&n)
+		if n == 0 {
+			break
+		}
+	}
+	if n != 0 {
+		t.Errorf("the gone client's upstream session is still there")
 	}
 }
