@@ -37,12 +37,12 @@ type session struct {
 	ur     *reader
 	uw     *bufio.Writer // client loop only
 
-	creds     elevation.Credentials // upstream credentials; released when the session ends
+	creds elevation.Credentials // upstream credentials; released when the session ends
 	// approvedRole is the database role an approved statement runs under, switched on
 	// for that execution alone (credentials.vault.approved_role); empty for none.
 	approvedRole string
-	grant     *elevation.Request    // the grant (elevation or break-glass) the session is bound to, or nil
-	stopWatch func()                // stops the grant watcher
+	grant        *elevation.Request // the grant (elevation or break-glass) the session is bound to, or nil
+	stopWatch    func()             // stops the grant watcher
 
 	pid      uint32
 	secret   []byte

@@ -54,8 +54,8 @@ func setupVaultDatabase(t *testing.T, v *devserver.Vault, pg *devserver.Postgres
 		"orders-writer": `GRANT SELECT, UPDATE ON orders TO "{{name}}";`,
 	} {
 		if _, err := vc.Logical().Write("database/roles/"+role, map[string]any{
-			"db_name":             "orders",
-			"creation_statements": `CREATE ROLE "{{name}}" WITH LOGIN NOINHERIT PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; ` + grant,
+			"db_name":               "orders",
+			"creation_statements":   `CREATE ROLE "{{name}}" WITH LOGIN NOINHERIT PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; ` + grant,
 			"revocation_statements": `REVOKE ALL ON orders FROM "{{name}}"; DROP ROLE IF EXISTS "{{name}}";`,
 			"default_ttl":           "10m", "max_ttl": "1h",
 		}); err != nil {
