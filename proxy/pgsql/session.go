@@ -1,6 +1,8 @@
 package pgsql
 
 import (
+	"strings"
+
 	pg "github.com/pganalyze/pg_query_go/v6"
 )
 
@@ -54,31 +56,45 @@ type Effect struct {
 
 // MayHaveEffects reports whether sql can contain a statement with an effect: one of
 // their keywords appears in it as a word, in any case. Keywords cannot be quoted or
-// escaped, so a string without any of them has no effect; the check costs no parse.
+// escaped, so a string without any of them has no effect; the check costs no parse, one
+// pass over the text.
 func MayHaveEffects(sql string) bool {
-	for _, kw := range [...]string{"prepare", "deallocate", "discard", "declare", "close"} {
-		if containsWordFold(sql, kw) {
-			return true
+	for i := 0; i < len(sql); i++ {
+		if i > 0 && identChar(sql[i-1]) {
+			continue
+		}
+		var words []string
+		switch sql[i] | 0x20 {
+		case 'p':
+			words = []string{"prepare"}
+		case 'd':
+			words = []string{"deallocate", "discard", "declare"}
+		case 'c':
+			words = []string{"close"}
+		default:
+			continue
+		}
+		for _, w := range words {
+			if wordAt(sql, i, w) {
+				return true
+			}
 		}
 	}
 	return false
 }
 
-// containsWordFold reports whether s contains the lower-case ASCII word w, in any case,
-// not as part of a longer identifier.
-func containsWordFold(s, w string) bool {
-	for i := 0; i+len(w) <= len(s); i++ {
-		j := 0
-		for ; j < len(w); j++ {
-			if s[i+j]|0x20 != w[j] {
-				break
-			}
-		}
-		if j == len(w) && (i == 0 || !identChar(s[i-1])) && (i+len(w) == len(s) || !identChar(s[i+len(w)])) {
-			return true
+// wordAt reports whether the lower-case ASCII word w is at sql[i:], in any case, and not
+// followed by more of an identifier.
+func wordAt(sql string, i int, w string) bool {
+	if i+len(w) > len(sql) {
+		return false
+	}
+	for j := 0; j < len(w); j++ {
+		if sql[i+j]|0x20 != w[j] {
+			return false
 		}
 	}
-	return false
+	return i+len(w) == len(sql) || !identChar(sql[i+len(w)])
 }
 
 func identChar(c byte) bool {
@@ -103,7 +119,7 @@ func SessionEffects(sql string) (effects []Effect, ok bool) {
 		if start < 0 || start > end || end > len(sql) {
 			return nil, false
 		}
-		text := sql[start:end]
+		text := strings.TrimSpace(sql[start:end])
 		switch n := nodeMessage(raw.GetStmt()).(type) {
 		case *pg.PrepareStmt:
 			e.Kind, e.Name, e.Text = EffectPrepare, n.Name, text

@@ -190,7 +190,7 @@ func (ss *session) execute(body []byte) error {
 // lockView returns the names as the server will have them when it reaches the next
 // message, with ss.mu held; the caller unlocks it. While a message of an earlier pipeline
 // that can change names is unanswered, it flushes what was forwarded and waits.
-func (ss *session) lockView() (*pendingView, error) {
+func (ss *session) lockView() (pendingView, error) {
 	flushed := false
 	ss.mu.Lock()
 	for {
@@ -213,16 +213,16 @@ func (ss *session) lockView() (*pendingView, error) {
 				}
 			}
 			ss.viewOps = ops
-			return &pendingView{n: &ss.names, ops: ops}, nil
+			return pendingView{n: &ss.names, ops: ops}, nil
 		}
 		if ss.upDone {
 			ss.mu.Unlock()
-			return nil, errUpstreamGone
+			return pendingView{}, errUpstreamGone
 		}
 		if !flushed {
 			ss.mu.Unlock()
 			if err := ss.uw.Flush(); err != nil {
-				return nil, err
+				return pendingView{}, err
 			}
 			flushed = true
 			ss.mu.Lock()
