@@ -18,6 +18,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/internal/devserver"
@@ -198,9 +199,16 @@ func (e *consoleEnv) shoot(t *testing.T, ctx context.Context, name string) {
 }
 
 // sqlClient connects to the proxy as user with a static token, as psql would.
-func (e *consoleEnv) sqlClient(t *testing.T, user string) *pgx.Conn {
+func (e *consoleEnv) sqlClient(t *testing.T, user string, onNotice ...func(*pgconn.PgConn, *pgconn.Notice)) *pgx.Conn {
 	t.Helper()
-	c, err := pgx.Connect(context.Background(), fmt.Sprintf("postgres://%s:%s-demo-token@%s/orders?sslmode=require", user, user, e.proxy))
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("postgres://%s:%s-demo-token@%s/orders?sslmode=require", user, user, e.proxy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(onNotice) > 0 {
+		cfg.OnNotice = onNotice[0]
+	}
+	c, err := pgx.ConnectConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("%s through the proxy: %v", user, err)
 	}
@@ -222,7 +230,8 @@ func TestConsoleInABrowser(t *testing.T) {
 	eval[bool](t, bob, "window.__noReload = true")
 
 	// alice's statement waits for approval...
-	alice := e.sqlClient(t, "alice")
+	notices := make(chan *pgconn.Notice, 4)
+	alice := e.sqlClient(t, "alice", func(_ *pgconn.PgConn, n *pgconn.Notice) { notices <- n })
 	result := make(chan error, 1)
 	var finished time.Time
 	go func() {
@@ -237,9 +246,27 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	e.shoot(t, bob, "inbox")
 
+	// The link in the notice pgx got while its statement waits opens the request page.
+	var link string
+	select {
+	case n := <-notices:
+		link = regexp.MustCompile(`https?://\S+/requests/apr_\w+`).FindString(n.Detail)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting pgx client got no notice")
+	}
+	if link == "" {
+		t.Fatal("the notice has no request link")
+	}
+	do(t, bob, chromedp.Navigate(link), chromedp.WaitVisible(chromedp.ID("approve")))
+	do(t, bob, chromedp.Navigate(e.web+"/"), chromedp.WaitVisible(chromedp.CSS(`#inbox li.item`)))
+	do(t, bob, void(chromedp.Poll[bool](`document.body.dataset.live === 'connected'`, chromedp.WithPollingTimeout(10*time.Second))))
+
 	// alice, signed in herself, sees her request but may not approve it.
 	aliceWeb := e.user(t, "alice")
 	id := eval[string](t, bob, `document.querySelector('#inbox li.item').dataset.id`)
+	if !strings.HasSuffix(link, "/requests/"+id) {
+		t.Errorf("the notice links to %s; the request is %s", link, id)
+	}
 	do(t, aliceWeb, chromedp.Navigate(e.web+"/requests/"+id), chromedp.WaitVisible(chromedp.ID("whynot")))
 	if n := eval[int](t, aliceWeb, `document.querySelectorAll('#approve').length`); n != 0 {
 		t.Error("the requester sees an approve button")
