@@ -24,6 +24,9 @@ type Webhook struct {
 	Format string
 	// Want selects the events to send; nil sends every event.
 	Want func(*Event) bool
+	// Link, when set, gives the console page of a request id; slack messages link the
+	// break-glass session or approval request an event is about.
+	Link func(id string) string
 	// Attempts per event (default 5); the first retry waits Backoff (default 200ms),
 	// each next one twice as long.
 	Attempts int
@@ -120,6 +123,15 @@ func (w *Webhook) body(ev *Event) ([]byte, error) {
 	}
 	if ev.Reason != "" {
 		text += "\n> " + ev.Reason
+	}
+	if w.Link != nil {
+		id := ev.BreakGlass
+		if a, ok := ev.Details["approval"].(string); ok && id == "" {
+			id = a
+		}
+		if id != "" {
+			text += "\n" + w.Link(id)
+		}
 	}
 	return json.Marshal(map[string]string{"text": text})
 }

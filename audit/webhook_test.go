@@ -75,10 +75,14 @@ func TestWebhookSignedOrderedNonBlocking(t *testing.T) {
 }
 
 func TestWebhookSlackFormat(t *testing.T) {
-	w := &Webhook{Format: "slack"}
+	w := &Webhook{Format: "slack", Link: func(id string) string { return "https://portcullis.example/requests/" + id }}
 	b, _ := w.body(&Event{Type: "breakglass.started", Actor: "dave", Resource: "orders", BreakGlass: "bg_1", Reason: "INC-1 db down"})
 	var m map[string]string
-	if json.Unmarshal(b, &m) != nil || !strings.Contains(m["text"], "breakglass.started") || !strings.Contains(m["text"], "bg_1") {
+	if json.Unmarshal(b, &m) != nil || !strings.Contains(m["text"], "breakglass.started") || !strings.Contains(m["text"], "https://portcullis.example/requests/bg_1") {
+		t.Errorf("slack body %s", b)
+	}
+	b, _ = w.body(&Event{Type: "pg.mismatch", Actor: "alice", Alert: "mismatch", Details: map[string]any{"approval": "apr_2"}})
+	if json.Unmarshal(b, &m) != nil || !strings.Contains(m["text"], "alert: mismatch") || !strings.Contains(m["text"], "/requests/apr_2") {
 		t.Errorf("slack body %s", b)
 	}
 }

@@ -514,3 +514,37 @@ func TestConsoleSessionEndsWithItsIDToken(t *testing.T) {
 		t.Errorf("session of %q until %v; the ID token ends at %v", sess.User, sess.Expires, exp)
 	}
 }
+
+// TestConsoleHistoryHidesBreakGlass: the request page's history of the requester's other
+// requests shows only what the viewer may see: not their break-glass sessions to an
+// approver of an unrelated statement.
+func TestConsoleHistoryHidesBreakGlass(t *testing.T) {
+	srv, approvals, cfg, _ := consoleServer(t, nil)
+	dave, _ := cfg.StaticSubject("dave")
+	bg, err := approvals.BreakGlass(context.Background(), cfg, dave, elevation.BreakGlassRequest{
+		Scope: elevation.BreakGlassScope{Resources: []string{"orders"}, Actions: []string{"write"}}, Duration: "30m",
+		Reason: "INC-9 orders stuck in pending, fixing by hand", Incident: "INC-9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bg.Pending() { // a high tier needs a second human: carol, of another team
+		carolSubj, _ := cfg.StaticSubject("carol")
+		if _, err := approvals.Approve(context.Background(), bg.ID, carolSubj, "go"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req := pendingStatement(t, approvals, dave, "UPDATE orders SET status = 'paid' WHERE id = 4")
+	bob := newBrowser(t, srv)
+	bob.signIn("bob")
+	if _, page := bob.do("GET", "/requests/"+req.ID, nil); !strings.Contains(page, req.ID) || strings.Contains(page, bg.ID) {
+		t.Errorf("bob's view of dave's statement request shows dave's break-glass %s", bg.ID)
+	}
+	carol := newBrowser(t, srv) // security reviews break-glass
+	carol.signIn("carol")
+	if resp, page := carol.do("GET", "/requests/"+bg.ID, nil); resp.StatusCode != 200 || !strings.Contains(page, bg.ID) {
+		t.Errorf("carol, a break-glass reviewer, cannot open it: %d", resp.StatusCode)
+	}
+	if resp, _ := bob.do("GET", "/requests/"+bg.ID, nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("bob opens dave's break-glass: %d, want 404", resp.StatusCode)
+	}
+}

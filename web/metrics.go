@@ -12,25 +12,29 @@ import (
 	"github.com/portcullis/portcullis/elevation"
 )
 
-// policyBlocks counts the statements policy denied or held for approval, from the audit
-// log (break-glass bypasses are allows and do not count).
-func (s *Server) policyBlocks() (int, error) {
-	n := 0
-	err := audit.Scan(s.Config.Audit.Dir, audit.Filter{Type: "pg.statement"}, func(ev *audit.Event) error {
-		if ev.Decision == "deny" || ev.Decision == "require_approval" {
-			n++
+// auditCounts counts, from the audit log, the statements policy denied or held for
+// approval (break-glass bypasses are allows and do not count), and the alerts by kind.
+func (s *Server) auditCounts() (blocks int, alerts map[string]int, err error) {
+	alerts = map[string]int{}
+	err = audit.Scan(s.Config.Audit.Dir, audit.Filter{}, func(ev *audit.Event) error {
+		if ev.Type == "pg.statement" && (ev.Decision == "deny" || ev.Decision == "require_approval") {
+			blocks++
+		}
+		if ev.Alert != "" {
+			alerts[ev.Alert]++
 		}
 		return nil
 	})
-	return n, err
+	return blocks, alerts, err
 }
 
-func (s *Server) stats(ctx context.Context) (*elevation.Stats, error) {
-	blocks, err := s.policyBlocks()
+func (s *Server) stats(ctx context.Context) (*elevation.Stats, map[string]int, error) {
+	blocks, alerts, err := s.auditCounts()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return s.Approvals.Stats(ctx, s.Config, blocks, s.Now())
+	st, err := s.Approvals.Stats(ctx, s.Config, blocks, s.Now())
+	return st, alerts, err
 }
 
 // breakGlassStats serves GET /api/v1/breakglass/stats to reviewers and audit readers.
@@ -39,7 +43,7 @@ func (s *Server) breakGlassStats(w http.ResponseWriter, r *http.Request) error {
 	if !s.isAdmin(who) && !s.Config.BreakGlass.Reviewers.Names(who) {
 		return errStatus(http.StatusForbidden, "the break-glass numbers are for security reviewers")
 	}
-	st, err := s.stats(r.Context())
+	st, _, err := s.stats(r.Context())
 	if err != nil {
 		return err
 	}
@@ -65,6 +69,7 @@ func newCollector(s *Server) *collector {
 		"latency":  d("approval_decision_seconds", "Time from request to decision.", "quantile"),
 		"insla":    d("breakglass_reviewed_within_sla_ratio", "Share of ended break-glass sessions reviewed within the SLA."),
 		"overdue":  d("breakglass_reviews_overdue", "Ended break-glass sessions past the review SLA without a complete review."),
+		"alerts":   d("alerts", "Audit events flagged for security, by kind (mismatch: PostgreSQL ran something other than what was decided).", "alert"),
 	}}
 }
 
@@ -77,7 +82,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := c.s.stats(ctx)
+	st, alerts, err := c.s.stats(ctx)
 	if err != nil {
 		c.s.Log.Error("metrics", "err", err)
 		return
@@ -99,6 +104,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	g("latency", st.DecisionP90, "0.9")
 	g("insla", st.ReviewedInSLAShare)
 	g("overdue", float64(st.Overdue))
+	g("alerts", float64(alerts["mismatch"]), "mismatch")
+	for kind, n := range alerts {
+		if kind != "mismatch" {
+			g("alerts", float64(n), kind)
+		}
+	}
 }
 
 func (s *Server) metricsHandler() http.Handler {

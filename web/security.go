@@ -126,7 +126,7 @@ func (s *Server) healthPage(w http.ResponseWriter, r *http.Request, c *consoleCt
 	} else {
 		d.Chain = sum
 	}
-	st, err := s.stats(r.Context())
+	st, _, err := s.stats(r.Context())
 	if err != nil {
 		return err
 	}

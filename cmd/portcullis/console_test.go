@@ -440,7 +440,7 @@ func TestCLILogin(t *testing.T) {
 		{"device", "bob", []string{"--device"}, regexp.MustCompile(`or open (\S+)\)`), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out := &syncBuffer{}
+			out := &testenv.SyncBuffer{}
 			done := make(chan int, 1)
 			go func() {
 				done <- run(append([]string{"login", "--server", e.web, "--timeout", "60s"}, tc.args...), out, out)

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,25 +18,8 @@ import (
 
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/internal/devserver"
+	"github.com/portcullis/portcullis/internal/testenv"
 )
-
-// syncBuffer is a bytes.Buffer safe for the demo goroutine and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestDemo runs the demo end to end on free ports: PostgreSQL seeded with orders, the API
 // answering the demo users, and everything stopped and the audit log intact afterwards.
@@ -63,7 +45,7 @@ func TestDemo(t *testing.T) {
 	t.Setenv("DEMO_PG_PASSWORD", "")
 
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &testenv.SyncBuffer{}
 	done := make(chan error, 1)
 	go func() { done <- runDemo(ctx, out, filepath.Join(cfgDir, "demo.yaml")) }()
 

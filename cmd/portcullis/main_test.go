@@ -132,3 +132,20 @@ func TestServeRefusesABrokenConfig(t *testing.T) {
 		t.Errorf("serve with unset secrets: exit %d\n%s", code, out)
 	}
 }
+
+// TestLoudEvents: the notify webhooks get break-glass events and alerts, nothing else.
+func TestLoudEvents(t *testing.T) {
+	for _, tc := range []struct {
+		ev   audit.Event
+		want bool
+	}{
+		{audit.Event{Type: "pg.statement"}, false},
+		{audit.Event{Type: "pg.statement", BreakGlass: "apr_1"}, true},
+		{audit.Event{Type: "breakglass.started"}, true},
+		{audit.Event{Type: audit.TypePGMismatch, Alert: "mismatch"}, true},
+	} {
+		if got := loud(&tc.ev); got != tc.want {
+			t.Errorf("loud(%s) = %v, want %v", tc.ev.Type, got, tc.want)
+		}
+	}
+}

@@ -98,7 +98,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		return err
 	}
 	for _, w := range cfg.Notify.Webhooks {
-		log.AddSink(&audit.Webhook{URL: w.URL, Secret: w.Secret, Format: w.Format, Want: loud})
+		log.AddSink(&audit.Webhook{URL: w.URL, Secret: w.Secret, Format: w.Format, Want: loud, Link: cfg.Server.RequestURL})
 	}
 	var store elevation.Store
 	if cfg.Store.Redis != "" {

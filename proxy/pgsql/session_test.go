@@ -73,3 +73,17 @@ func TestRoleSafe(t *testing.T) {
 		}
 	}
 }
+
+// The checks every statement now pays for: whether it may change names, and the class of
+// its answer's tag.
+func BenchmarkMayHaveEffects(b *testing.B) {
+	for b.Loop() {
+		MayHaveEffects("SELECT abalance FROM pgbench_accounts WHERE aid = 48213;")
+	}
+}
+
+func BenchmarkTagClass(b *testing.B) {
+	for b.Loop() {
+		TagClass("SELECT 1")
+	}
+}

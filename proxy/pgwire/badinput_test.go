@@ -34,19 +34,29 @@ func stillServes(t *testing.T, e *env) {
 	}
 }
 
-// session opens a raw, authenticated session and returns its connection and frontend.
+// rawSession opens a raw, authenticated session as alice and returns its connection and
+// frontend.
 func rawSession(t *testing.T, e *env) (net.Conn, *pgproto3.Frontend) {
 	t.Helper()
-	pc, err := pgconn.Connect(context.Background(), e.dsn("alice", "orders"))
+	return rawSessionAs(t, e, "alice", "orders", 10*time.Second)
+}
+
+// rawSessionAs opens a raw, authenticated session as user on resource db, closed when the
+// test ends, with a deadline for all its reads and writes.
+func rawSessionAs(t testing.TB, e *env, user, db string, deadline time.Duration) (net.Conn, *pgproto3.Frontend) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	pc, err := pgconn.Connect(ctx, e.dsn(user, db))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("the listener stopped serving: %v", err)
 	}
 	hc, err := pc.Hijack()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hc.Conn.Close() })
-	hc.Conn.SetDeadline(time.Now().Add(10 * time.Second))
+	hc.Conn.SetDeadline(time.Now().Add(deadline))
 	return hc.Conn, hc.Frontend
 }
 

@@ -181,12 +181,7 @@ func testBreakGlass(t *testing.T, e *env) {
 	if code := e.call(t, "alice", "GET", "/api/v1/breakglass/stats", ""); code != 403 {
 		t.Errorf("stats for a non-reviewer: %d, want 403", code)
 	}
-	resp, err := http.Get(e.api.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	metrics := e.metrics(t)
 	for _, m := range []string{`portcullis_breakglass_sessions{team="engineering"} 2`, "portcullis_policy_blocks", `portcullis_approvals_decided{decision="approved"}`, "portcullis_breakglass_reviewed_within_sla_ratio"} {
 		if !strings.Contains(string(metrics), m) {
 			t.Errorf("/metrics lacks %s", m)

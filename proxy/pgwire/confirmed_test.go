@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/internal/testenv"
 	"github.com/portcullis/portcullis/proxy/pgwire"
 )
 
@@ -22,17 +22,7 @@ import (
 // that reaches PostgreSQL there is a bypass.
 func fuzzSession(t testing.TB, e *env) (net.Conn, *pgproto3.Frontend) {
 	t.Helper()
-	pc, err := pgconn.Connect(context.Background(), e.dsn("carol", "fuzz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc, err := pc.Hijack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hc.Conn.Close() })
-	hc.Conn.SetDeadline(time.Now().Add(15 * time.Second))
-	return hc.Conn, hc.Frontend
+	return rawSessionAs(t, e, "carol", "fuzz", 15*time.Second)
 }
 
 // exchange sends msgs and reads until as many ReadyForQuery as msgs has Syncs and Queries.
@@ -372,28 +362,10 @@ func TestExtendedProtocolClientIsToldItWaits(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink tests read while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestAuditFailureOnARefusedPathIsLoud: when the audit log fails while a refused or
 // abandoned statement is closed, the statement stays refused and the loss is logged.
 func TestAuditFailureOnARefusedPathIsLoud(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	e := newEnv(t, func(s *pgwire.Server) { s.Log = slog.New(slog.NewTextHandler(logs, nil)) })
 	done, _ := runAsync(t, e, "alice", "UPDATE orders SET status = 'x' WHERE id = 3")
 	req := e.pending(t)

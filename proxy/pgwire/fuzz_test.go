@@ -148,23 +148,12 @@ func FuzzNames(f *testing.F) {
 	up := e.upstream(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		msgs := fuzzProgram(data)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		pc, err := pgconn.Connect(ctx, e.dsn("carol", "fuzz"))
-		if err != nil {
-			t.Fatalf("the listener stopped serving: %v", err)
-		}
-		hc, err := pc.Hijack()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer hc.Conn.Close()
-		hc.Conn.SetDeadline(time.Now().Add(10 * time.Second))
+		conn, fe := rawSessionAs(t, e, "carol", "fuzz", 10*time.Second)
 		go func() {
-			hc.Conn.Write(encodeAll(append(msgs, &pgproto3.Sync{}, &pgproto3.Terminate{})...))
+			conn.Write(encodeAll(append(msgs, &pgproto3.Sync{}, &pgproto3.Terminate{})...))
 		}()
 		for {
-			m, err := hc.Frontend.Receive()
+			m, err := fe.Receive()
 			if err != nil {
 				if ne, ok := err.(net.Error); ok && ne.Timeout() {
 					t.Fatalf("the session hung: %v", msgs)
@@ -183,7 +172,7 @@ func FuzzNames(f *testing.F) {
 			}
 		}
 		var n, changed int
-		if err := up.QueryRow(ctx, "SELECT count(*), count(*) FILTER (WHERE status <> 'new') FROM orders").Scan(&n, &changed); err != nil {
+		if err := up.QueryRow(context.Background(), "SELECT count(*), count(*) FILTER (WHERE status <> 'new') FROM orders").Scan(&n, &changed); err != nil {
 			t.Fatal(err)
 		}
 		if n != 5000 || changed != 0 {

@@ -131,4 +131,7 @@ func TestTagMismatchEndsTheSession(t *testing.T) {
 	if n != 2 {
 		t.Errorf("a filtered export dropped mismatches: %d of 2", n)
 	}
+	if metrics := e.metrics(t); !strings.Contains(metrics, `portcullis_alerts{alert="mismatch"} 2`) {
+		t.Errorf("/metrics does not count the mismatches:\n%s", metrics)
+	}
 }
