@@ -395,6 +395,11 @@ func (ss *session) estimate(sql string, params [][]byte, formats []int16) int64 
 	if err != nil {
 		return -1
 	}
+	defer func() {
+		if err := ss.srv.Broker.Release(context.Background(), creds); err != nil {
+			ss.srv.Log.Error("row estimate: could not release its upstream credentials", "session", ss.id, "err", err)
+		}
+	}()
 	u := url.URL{Scheme: "postgres", User: url.UserPassword(creds.Username, creds.Password), Host: ss.res.Upstream, Path: "/" + ss.res.Database, RawQuery: "sslmode=prefer"}
 	conn, err := pgconn.Connect(ctx, u.String())
 	if err != nil {
@@ -402,6 +407,14 @@ func (ss *session) estimate(sql string, params [][]byte, formats []int16) int64 
 		return -1
 	}
 	defer conn.Close(ctx)
+	// Planning an UPDATE or DELETE checks its privileges, which a reader credential lacks;
+	// under the approved role, in a transaction that is never committed, it may plan.
+	if ss.approvedRole != "" {
+		if _, err := conn.Exec(ctx, "BEGIN; "+ss.setRole()).ReadAll(); err != nil {
+			ss.srv.Log.Warn("row estimate: could not switch to the approved role", "session", ss.id, "err", err)
+			return -1
+		}
+	}
 	res := conn.ExecParams(ctx, "EXPLAIN (FORMAT JSON) "+sql, params, nil, formats, nil).Read()
 	if res.Err != nil || len(res.Rows) == 0 || len(res.Rows[0]) == 0 {
 		return -1

@@ -99,7 +99,12 @@ resources:
   - name: orders-read
 `, 1)
 		if approvals {
-			y = strings.Replace(y, "  - name: orders-read\n", `  - name: vaulted-write-approval
+			y = strings.Replace(y, "  - name: orders-read\n", `  - name: vaulted-big-deletes
+    description: no deletes of more than 1000 rows
+    match: {resources: {names: [vaulted]}, actions: [delete]}
+    when: action.estimated_rows > 1000
+    effect: deny
+  - name: vaulted-write-approval
     match: {resources: {names: [vaulted]}, actions: [write, delete], except: {roles: [orders-writer]}}
     effect: require_approval
     quorum: {required_teams: [sre], timeout: 30s}
@@ -377,6 +382,22 @@ func TestApprovedStatementRunsUnderTheApprovedRole(t *testing.T) {
 	})
 	if err != nil || status(30) != "batch" || after != reader {
 		t.Errorf("batch: %v, status %q, then current_user %q (want %q)", err, status(30), after, reader)
+	}
+
+	// Row estimates plan under the approved role (the reader may not plan a DELETE), on a
+	// credential of their own that is revoked at once.
+	est, err := pgx.Connect(ctx, e.dsn("alice", "vaulted"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer est.Close(ctx)
+	if _, err := est.Exec(ctx, "DELETE FROM orders WHERE id > 0"); pgCode(err) != "42501" || !strings.Contains(err.Error(), "vaulted-big-deletes") {
+		t.Errorf("a 5000-row DELETE: %v, want denied by vaulted-big-deletes", err)
+	}
+	var leftover int
+	up.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'v-%' AND rolname NOT IN (SELECT usename FROM pg_stat_activity WHERE usename IS NOT NULL)").Scan(&leftover)
+	if leftover != 0 {
+		t.Errorf("%d minted users outlive their sessions (row estimates must release theirs)", leftover)
 	}
 
 	// The reader's own credential cannot write: connect as the minted user directly.
