@@ -10,12 +10,14 @@ import (
 )
 
 // tagAgrees reports whether PostgreSQL's command tag for a statement fits what was decided
-// for it: the statement did nothing more dangerous than its decided class.
-func tagAgrees(act *policy.Action, tag string) bool {
-	if act.Kind == "COPY TO" && pgsql.TagName(tag) == "COPY" {
-		return true
+// for it: the statement did nothing more dangerous than its decided class. A COPY that
+// sent rows out (CopyOutResponse came before its tag) read; any other COPY wrote.
+func tagAgrees(act *policy.Action, tag string, copiedOut bool) bool {
+	class := pgsql.TagClass(tag)
+	if copiedOut && pgsql.TagName(tag) == "COPY" {
+		class = policy.ClassRead
 	}
-	return !pgsql.TagClass(tag).MoreDangerous(act.Class)
+	return !class.MoreDangerous(act.Class)
 }
 
 // deceived ends the session after PostgreSQL answered a statement with a tag that does not

@@ -114,13 +114,14 @@ func (h hide) shows(typ byte) bool {
 
 // stmtResult collects how a forwarded statement ended, for the audit log.
 type stmtResult struct {
-	start    time.Time
-	tag      string
-	errCode  string
-	errMsg   string
-	approval string
-	act      *policy.Action // what was decided: the answer's tag must agree
-	skipped  bool           // never ran: an earlier message of its pipeline failed
+	start     time.Time
+	tag       string
+	errCode   string
+	errMsg    string
+	approval  string
+	act       *policy.Action // what was decided: the answer's tag must agree
+	copiedOut bool           // a CopyOutResponse came for the statement now answering
+	skipped   bool           // never ran: an earlier message of its pipeline failed
 }
 
 func (ss *session) run() {
@@ -321,9 +322,10 @@ func (ss *session) settle(typ byte, body []byte) *mismatch {
 			tag := string(cc.CommandTag)
 			if st := head.stmt; st != nil {
 				st.tag = tag
-				if st.act != nil && !tagAgrees(st.act, tag) {
+				if st.act != nil && !tagAgrees(st.act, tag, st.copiedOut) {
 					return &mismatch{st: st, tag: tag}
 				}
+				st.copiedOut = false
 			}
 			if head.kind == 'E' || head.kind == 'Q' {
 				o := head.op
@@ -337,6 +339,10 @@ func (ss *session) settle(typ byte, body []byte) *mismatch {
 		}
 		if head != nil && head.kind == 'E' {
 			ss.pop()
+		}
+	case 'H': // CopyOutResponse: the COPY under way sends rows out
+		if head != nil && head.stmt != nil {
+			head.stmt.copiedOut = true
 		}
 	case 'I', 's': // EmptyQueryResponse, PortalSuspended
 		if head != nil && head.kind == 'E' {
