@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -28,6 +29,14 @@ func addAPIFlags(cmd *cobra.Command, c *apiClient) {
 // addServerFlag adds --server, the Portcullis server to talk to.
 func addServerFlag(cmd *cobra.Command, server *string) {
 	cmd.Flags().StringVar(server, "server", envOr("PORTCULLIS_URL", "http://127.0.0.1:8080"), "Portcullis server URL ($PORTCULLIS_URL)")
+}
+
+// printLink prints, for a request still waiting for approvers, the console page they
+// approve it on.
+func (c *apiClient) printLink(w io.Writer, v *elevationView) {
+	if v.State == "pending" {
+		fmt.Fprintf(w, "  approvers: %s/requests/%s\n", strings.TrimRight(c.server, "/"), url.PathEscape(v.ID))
+	}
 }
 
 func (c *apiClient) do(method, path string, body, out any) error {

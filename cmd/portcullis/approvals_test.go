@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -72,6 +73,12 @@ func TestElevationCommands(t *testing.T) {
 		t.Fatalf("request: %d %s", code, out)
 	}
 	id := strings.SplitN(out, ":", 2)[0]
+	if !strings.Contains(out, "approvers: "+srv.URL+"/requests/"+id) {
+		t.Errorf("request does not print the request page: %s", out)
+	}
+	if resp, err := http.Get(srv.URL + "/requests/" + id); err != nil || resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("the printed link: %v %v", resp, err) // signed out: the sign-in page, then the request
+	}
 	if code, out := runCLI(t, "request", "orders-writer", "--for", "2h", "--reason", "x", "--token", "alice-demo-token"); code == 0 || !strings.Contains(out, "HTTP 422") {
 		t.Errorf("a duration the role does not offer: %d %s", code, out)
 	}

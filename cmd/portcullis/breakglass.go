@@ -37,6 +37,7 @@ func breakGlassCmd() *cobra.Command {
 				until = " until " + v.NotAfter.Local().Format("15:04:05")
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s%s (%s)\n", v.ID, v.State, until, v.progress())
+			c.printLink(cmd.OutOrStdout(), &v)
 			return nil
 		},
 	}

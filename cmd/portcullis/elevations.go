@@ -37,6 +37,7 @@ func requestCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s for %s, %s (%s)\n", v.ID, v.Artifact.Role, v.Artifact.Duration, v.State, v.progress())
+			c.printLink(cmd.OutOrStdout(), &v)
 			return nil
 		},
 	}
