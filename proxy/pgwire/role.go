@@ -49,7 +49,9 @@ func (ss *session) runApprovedQuery(body []byte, st *stmtResult, o *op) error {
 		if err := ss.forward('Q', body); err != nil {
 			return err
 		}
-		return ss.hiddenQuery("COMMIT", hideButEnd)
+		// The statement's result is audited with the COMMIT's: a COMMIT that fails (a
+		// deferred constraint) is the statement failing.
+		return ss.hiddenQueryFor("COMMIT", st, hideButEnd)
 	case 'T':
 		if err := ss.hiddenQuery(ss.setRole(), hideButErr); err != nil {
 			return err
@@ -78,7 +80,11 @@ func (ss *session) runApprovedExecute(body []byte, st *stmtResult, o *op) error 
 }
 
 func (ss *session) hiddenQuery(sql string, h hide) error {
-	ss.expectHidden('Q', nil, nil, h)
+	return ss.hiddenQueryFor(sql, nil, h)
+}
+
+func (ss *session) hiddenQueryFor(sql string, st *stmtResult, h hide) error {
+	ss.expectHidden('Q', st, nil, h)
 	_, err := ss.uw.Write(encodeFrontend(&pgproto3.Query{String: sql}))
 	return err
 }

@@ -320,7 +320,7 @@ func (ss *session) settle(typ byte, body []byte) *mismatch {
 		var cc pgproto3.CommandComplete
 		if head != nil && cc.Decode(body) == nil {
 			tag := string(cc.CommandTag)
-			if st := head.stmt; st != nil {
+			if st := head.stmt; st != nil && head.hide != hideButEnd {
 				st.tag = tag
 				if st.act != nil && !tagAgrees(st.act, tag, st.copiedOut) {
 					return &mismatch{st: st, tag: tag}
@@ -379,7 +379,9 @@ func (ss *session) pop() {
 	if len(ss.queue) == 0 {
 		return
 	}
-	ss.finish(&ss.queue[0])
+	if ss.queue[0].hide != hideReady { // its statement ends with the COMMIT that follows
+		ss.finish(&ss.queue[0])
+	}
 	ss.queue[0] = entry{}
 	ss.queue = ss.queue[1:]
 }
