@@ -415,3 +415,71 @@ func TestTagCheckKnowsLegitimateTraffic(t *testing.T) {
 		t.Errorf("%d mismatches on legitimate statements", n)
 	}
 }
+
+// TestTerminateAfterAPipeline: a client that sends Terminate right behind its pipeline
+// still gets every answer owed before it, as from PostgreSQL itself.
+func TestTerminateAfterAPipeline(t *testing.T) {
+	e := newEnv(t)
+	conn, fe := fuzzSession(t, e)
+	msgs := []pgproto3.FrontendMessage{
+		&pgproto3.Query{String: "SELECT 1"}, &pgproto3.Parse{Query: "SELECT 2"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		&pgproto3.Query{String: "DELETE FROM orders"}, // refused by Portcullis
+		&pgproto3.Query{String: "SELECT 3"}, &pgproto3.Terminate{},
+	}
+	if _, err := conn.Write(encodeAll(msgs...)); err != nil {
+		t.Fatal(err)
+	}
+	ready, fatal, start := 0, false, time.Now()
+	for {
+		m, err := fe.Receive()
+		if err != nil {
+			break
+		}
+		switch m := m.(type) {
+		case *pgproto3.ReadyForQuery:
+			ready++
+		case *pgproto3.ErrorResponse:
+			fatal = fatal || m.Severity == "FATAL"
+		}
+	}
+	t.Logf("session took %v", time.Since(start))
+	if ready != 4 || fatal {
+		t.Errorf("got %d ReadyForQuery (want 4) before the end; FATAL: %v", ready, fatal)
+	}
+}
+
+// TestPipelineWaitIsBounded: a decision that depends on an earlier pipeline's answers waits
+// for them, but only up to Server.PipelineWait; answers that do not come by then leave the
+// names unknown (fail closed) instead of holding the session.
+func TestPipelineWaitIsBounded(t *testing.T) {
+	slow := "SELECT count(*) FROM generate_series(1, 30000000)" // a read that takes a while
+	pipeline := []pgproto3.FrontendMessage{
+		&pgproto3.Parse{Name: "s1", Query: "SELECT 1"}, &pgproto3.Sync{},
+		&pgproto3.Query{String: slow},
+		&pgproto3.Bind{PreparedStatement: "s1"}, &pgproto3.Execute{}, &pgproto3.Sync{},
+	}
+	for _, tc := range []struct {
+		wait     time.Duration
+		decision string
+	}{{30 * time.Second, "allowed"}, {50 * time.Millisecond, "unknown"}} {
+		e := newEnv(t, func(s *pgwire.Server) { s.PipelineWait = tc.wait })
+		_, fe := rawSessionAs(t, e, "alice", "orders", 60*time.Second)
+		out, open := exchange(t, fe, pipeline...)
+		if !open {
+			t.Fatalf("wait %v: session ended: %v", tc.wait, out)
+		}
+		rows := 0
+		for _, m := range out {
+			if _, ok := m.(*pgproto3.DataRow); ok {
+				rows++
+			}
+		}
+		got := "allowed"
+		if slicesContain(errorCodes(out), "42501") {
+			got = "unknown"
+		}
+		if got != tc.decision || (got == "allowed" && rows != 2) {
+			t.Errorf("wait %v: the Execute was %s (%d rows, errors %v), want %s", tc.wait, got, rows, errorCodes(out), tc.decision)
+		}
+	}
+}

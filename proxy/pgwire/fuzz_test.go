@@ -13,6 +13,7 @@ import (
 
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/pgsql"
+	"github.com/portcullis/portcullis/proxy/pgwire"
 )
 
 func encodeAll(msgs ...pgproto3.FrontendMessage) []byte {
@@ -144,11 +145,13 @@ func FuzzNames(f *testing.F) {
 		fuzzOp(7, stmtIndex("DEALLOCATE s1")), fuzzOp(0, sel*8+1), fuzzOp(5, 0), fuzzOp(7, stmtIndex("ROLLBACK")), fuzzOp(1, 8), fuzzOp(3, 0), fuzzOp(5, 0)))
 	f.Add(slices.Concat(fuzzOp(7, stmtIndex("PREPARE s1 AS SELECT 2")), fuzzOp(7, stmtIndex("EXECUTE s1")), fuzzOp(7, stmtIndex("DISCARD ALL")),
 		fuzzOp(0, del*8+1), fuzzOp(6, 0), fuzzOp(1, 8+1), fuzzOp(3, 1), fuzzOp(5, 0)))
-	e := newEnv(f)
+	// A decision waits this long for an earlier pipeline's answers, then decides as
+	// unknown: the fuzzer fails any input that takes 10 s.
+	e := newEnv(f, func(s *pgwire.Server) { s.PipelineWait = 200 * time.Millisecond })
 	up := e.upstream(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		msgs := fuzzProgram(data)
-		conn, fe := rawSessionAs(t, e, "carol", "fuzz", 10*time.Second)
+		conn, fe := rawSessionAs(t, e, "carol", "fuzz", 5*time.Second) // Go fails an input after 10 s
 		go func() {
 			conn.Write(encodeAll(append(msgs, &pgproto3.Sync{}, &pgproto3.Terminate{})...))
 		}()

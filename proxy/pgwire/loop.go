@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -48,6 +49,11 @@ func (ss *session) clientLoop() error {
 		case 'F':
 			err = ss.functionCall(body)
 		case 'X':
+			// The server answers what came before the Terminate, then closes; the relay
+			// passes those answers on before the session ends.
+			ss.mu.Lock()
+			ss.terminating = true
+			ss.mu.Unlock()
 			ss.forward(typ, body)
 			ss.uw.Flush()
 			return nil
@@ -187,11 +193,28 @@ func (ss *session) execute(body []byte) error {
 	return ss.forward('E', body)
 }
 
+// defaultPipelineWait is Server.PipelineWait's default.
+const defaultPipelineWait = 3 * time.Second
+
 // lockView returns the names as the server will have them when it reaches the next
 // message, with ss.mu held; the caller unlocks it. While a message of an earlier pipeline
-// that can change names is unanswered, it flushes what was forwarded and waits.
+// that can change names is unanswered, it flushes what was forwarded and waits, up to
+// Server.PipelineWait: answers that do not come by then (a slow earlier statement, or a server that
+// holds them until a Sync still behind this message) leave the view uncertain, and every
+// name in it is decided as unknown.
 func (ss *session) lockView() (pendingView, error) {
 	flushed := false
+	wait := ss.srv.PipelineWait
+	if wait <= 0 {
+		wait = defaultPipelineWait
+	}
+	deadline := time.Now().Add(wait)
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	ss.mu.Lock()
 	for {
 		boundary := -1 // the last Sync, Query or function call queued
@@ -225,8 +248,17 @@ func (ss *session) lockView() (pendingView, error) {
 				return pendingView{}, err
 			}
 			flushed = true
+			timer = time.AfterFunc(wait, func() {
+				ss.mu.Lock()
+				ss.cond.Broadcast()
+				ss.mu.Unlock()
+			})
 			ss.mu.Lock()
 			continue
+		}
+		if !time.Now().Before(deadline) {
+			ss.srv.Log.Warn("answers to an earlier pipeline did not come in time; deciding its names as unknown", "session", ss.id, "waited", wait)
+			return pendingView{n: &ss.names, uncertain: true}, nil
 		}
 		ss.cond.Wait()
 	}

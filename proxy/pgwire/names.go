@@ -189,10 +189,15 @@ func (n *names) transactionEnded() {
 type pendingView struct {
 	n   *names
 	ops []*op // the current pipeline's unanswered ops, in order
+	// uncertain: answers to an earlier pipeline are missing; no name can be trusted.
+	uncertain bool
 }
 
 // portal returns the portal name as of before ops[upTo], and whether Portcullis knows it.
 func (v *pendingView) portal(name string, upTo int) *portal {
+	if v.uncertain {
+		return nil
+	}
 	for i := upTo - 1; i >= 0; i-- {
 		o := v.ops[i]
 		switch o.kind {
@@ -226,6 +231,9 @@ func (v *pendingView) portal(name string, upTo int) *portal {
 
 // stmt returns the prepared statement name as of before ops[upTo].
 func (v *pendingView) stmt(name string, upTo int) *prepared {
+	if v.uncertain {
+		return nil
+	}
 	for i := upTo - 1; i >= 0; i-- {
 		o := v.ops[i]
 		switch o.kind {

@@ -39,6 +39,9 @@ type Server struct {
 	StartupTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// PipelineWait bounds how long a decision waits for the answers to an earlier
+	// pipeline before deciding the names they could change as unknown (default 3s).
+	PipelineWait time.Duration
 
 	initOnce sync.Once
 	cache    *classCache

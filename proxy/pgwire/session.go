@@ -68,7 +68,9 @@ type session struct {
 	names    names      // prepared statements and portals, as the server confirmed them
 	txStatus byte
 	ending   bool
-	upDone   bool // the relay has ended
+	// terminating is set once the client sent Terminate: the upstream closing is expected.
+	terminating bool
+	upDone      bool // the relay has ended
 	// discarding is set after an error in the extended protocol when no Sync is queued:
 	// the server skips every message until the next Sync.
 	discarding bool
@@ -139,6 +141,17 @@ func (ss *session) run() {
 	err := ss.clientLoop()
 	if ss.stopWatch != nil {
 		ss.stopWatch()
+	}
+	ss.mu.Lock()
+	terminating := ss.terminating && err == nil
+	ss.mu.Unlock()
+	if terminating {
+		// Let the answers owed before the Terminate reach the client (the server closes
+		// its end after them), within a bound.
+		select {
+		case <-relayDone:
+		case <-time.After(5 * time.Second):
+		}
 	}
 	ss.mu.Lock()
 	ss.ending = true
@@ -249,7 +262,7 @@ func (ss *session) relay() {
 		typ, body, err := ss.ur.next()
 		ss.mu.Lock()
 		if err != nil {
-			if !ss.ending {
+			if !ss.ending && !ss.terminating {
 				ss.srv.Log.Warn("upstream connection lost", "session", ss.id, "err", err)
 				ss.cw.Write(encode(errorResponse("FATAL", codeConnectionFailure, "the upstream connection to "+ss.res.Name+" closed", "", "")))
 				ss.cw.Flush()
