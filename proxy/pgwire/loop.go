@@ -257,7 +257,8 @@ func (ss *session) lockView() (pendingView, error) {
 			continue
 		}
 		if !time.Now().Before(deadline) {
-			ss.srv.Log.Warn("answers to an earlier pipeline did not come in time; deciding its names as unknown", "session", ss.id, "waited", wait)
+			ss.srv.Log.Warn("answers to an earlier pipeline did not come in time; deciding its names as unknown",
+				"session", ss.id, "waited", wait, "owed", ss.owed(), "discarding", ss.discarding, "tx_status", string(ss.txStatus))
 			return pendingView{n: &ss.names, uncertain: true}, nil
 		}
 		ss.cond.Wait()
@@ -265,6 +266,23 @@ func (ss *session) lockView() (pendingView, error) {
 }
 
 var errUpstreamGone = errors.New("the upstream connection closed")
+
+// owed describes the responses owed, for logs: one letter a message (its type; 0 for
+// Portcullis's own), with * after those that change names. ss.mu is held.
+func (ss *session) owed() string {
+	b := make([]byte, 0, 2*len(ss.queue))
+	for _, e := range ss.queue {
+		k := e.kind
+		if k == 0 {
+			k = '0'
+		}
+		b = append(b, k)
+		if e.op != nil {
+			b = append(b, '*')
+		}
+	}
+	return string(b)
+}
 
 // functionCall handles the fast-path function call, which can call any function by
 // object id: it is decided as an unknown action.
