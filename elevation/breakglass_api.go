@@ -104,7 +104,8 @@ func (a *API) EndBreakGlass(ctx context.Context, who *policy.Subject, id string)
 	if err != nil {
 		return nil, err
 	}
-	a.record(ctx, &audit.Event{Type: "breakglass.ended", // a failure is logged by record Actor: who.User, Subject: out.Requester.User, Resource: out.Artifact.Resource,
+	// A failure to write it is logged by record; the session is ended either way.
+	a.record(ctx, &audit.Event{Type: "breakglass.ended", Actor: who.User, Subject: out.Requester.User, Resource: out.Artifact.Resource,
 		BreakGlass: out.ID, Result: out.State, Reason: "ended early"})
 	return view(out, who), nil
 }

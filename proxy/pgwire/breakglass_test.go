@@ -201,4 +201,15 @@ func testBreakGlass(t *testing.T, e *env) {
 	if joined := strings.Join(got, ","); !strings.HasPrefix(joined, "breakglass.started,pg.statement") || !strings.Contains(joined, "breakglass.reviewed") || !strings.HasSuffix(joined, "breakglass.ended") {
 		t.Errorf("webhook received %v", got)
 	}
+	// The early end says who ended whose session, where.
+	var ended []audit.Event
+	audit.Scan(e.auditDir, audit.Filter{Type: "breakglass.ended"}, func(ev *audit.Event) error {
+		if ev.BreakGlass == hid && ev.Reason == "ended early" {
+			ended = append(ended, *ev)
+		}
+		return nil
+	})
+	if len(ended) != 1 || ended[0].Actor != "dave" || ended[0].Subject != "dave" || ended[0].Resource != "orders" {
+		t.Errorf("the early end of %s: %+v", hid, ended)
+	}
 }
