@@ -218,7 +218,7 @@ func notIDToken(raw string, claims map[string]any, aud []string, clients ...stri
 			Typ string `json:"typ"`
 		}
 		if b, err := base64.RawURLEncoding.DecodeString(head); err == nil && json.Unmarshal(b, &h) == nil {
-			if t := strings.ToLower(strings.TrimPrefix(strings.ToLower(h.Typ), "application/")); t == "at+jwt" {
+			if strings.TrimPrefix(strings.ToLower(h.Typ), "application/") == "at+jwt" {
 				return "its type is " + h.Typ
 			}
 		}

@@ -59,8 +59,11 @@ func writeRaw(w *bufio.Writer, typ byte, body []byte) error {
 	return err
 }
 
+// encoder is a protocol message of either direction.
+type encoder interface{ Encode(dst []byte) ([]byte, error) }
+
 // encode returns a message's wire bytes.
-func encode(msgs ...pgproto3.BackendMessage) []byte {
+func encode(msgs ...encoder) []byte {
 	var out []byte
 	for _, m := range msgs {
 		var err error

@@ -169,8 +169,13 @@ func FuzzNames(f *testing.F) {
 					t.Fatalf("a %s result reached the client: %q", c, m.CommandTag)
 				}
 			case *pgproto3.ErrorResponse:
-				if m.Severity == "FATAL" {
-					t.Fatalf("session ended: %s %s (messages %v)", m.Code, m.Message, msgs)
+				// Portcullis ends a session with 08P01 when it was deceived (or sees a
+				// malformed message, which this program never sends). PostgreSQL may end
+				// one itself (SAVEPOINT over the extended protocol can hit its FATAL
+				// "DefineSavepoint: unexpected state"): not a finding, and the table check
+				// below still holds.
+				if m.Severity == "FATAL" && m.Code == "08P01" {
+					t.Fatalf("Portcullis ended the session: %s %s (messages %v)", m.Code, m.Message, msgs)
 				}
 			}
 		}

@@ -98,7 +98,7 @@ func (ss *session) query(body []byte) error {
 	if !ok {
 		return nil
 	}
-	o := &op{kind: opSQL, sql: ss.srv.sqlEffects(q.String), query: true}
+	o := &op{kind: opSQL, sql: ss.srv.sqlEffects(q.String)}
 	if st.approval != "" && ss.approvedRole != "" && pgsql.RoleSafe(q.String) {
 		return ss.runApprovedQuery(body, st, o)
 	}

@@ -66,7 +66,6 @@ type op struct {
 	formats []int16
 	sql     []sqlEffect // opSQL: one per CommandComplete, in order
 	next    int         // opSQL: the next CommandComplete's index
-	query   bool        // opSQL from a simple Query, which drops the unnamed statement and portal
 }
 
 // sqlEffects returns what running sql does to the session's names; nil when nothing. A
@@ -81,17 +80,17 @@ func (s *Server) sqlEffects(sql string) []sqlEffect {
 		return nil
 	}
 	var out []sqlEffect
-	any := false
+	some := false
 	for _, e := range effs {
 		se := sqlEffect{Effect: e}
 		switch e.Kind {
 		case pgsql.EffectPrepare, pgsql.EffectDeclare:
 			se.prep = &prepared{act: s.cache.classify(e.Text)}
 		}
-		any = any || e.Kind != pgsql.EffectNone
+		some = some || e.Kind != pgsql.EffectNone
 		out = append(out, se)
 	}
-	if !any {
+	if !some {
 		return nil
 	}
 	return out

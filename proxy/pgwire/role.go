@@ -1,8 +1,6 @@
 package pgwire
 
 import (
-	"fmt"
-
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -40,31 +38,26 @@ func (ss *session) runApprovedQuery(body []byte, st *stmtResult, o *op) error {
 	if err != nil {
 		return err
 	}
+	// Inside a block: switch, run, reset. Outside one: a block of Portcullis's own, whose
+	// COMMIT ends the client's statement; the statement's result is audited with it, so a
+	// COMMIT that fails (a deferred constraint) is the statement failing.
+	before, clientHide, after, afterSt, afterHide := ss.setRole(), showAll, "RESET ROLE", (*stmtResult)(nil), hideAll
 	switch status {
 	case 'I':
-		if err := ss.hiddenQuery("BEGIN; "+ss.setRole(), hideButErr); err != nil {
-			return err
-		}
-		ss.expectHidden('Q', st, o, hideReady)
-		if err := ss.forward('Q', body); err != nil {
-			return err
-		}
-		// The statement's result is audited with the COMMIT's: a COMMIT that fails (a
-		// deferred constraint) is the statement failing.
-		return ss.hiddenQueryFor("COMMIT", st, hideButEnd)
+		before, clientHide, after, afterSt, afterHide = "BEGIN; "+ss.setRole(), hideReady, "COMMIT", st, hideButEnd
 	case 'T':
-		if err := ss.hiddenQuery(ss.setRole(), hideButErr); err != nil {
-			return err
-		}
+	default: // an aborted block: the statement fails under any role
 		ss.expect('Q', st, o)
-		if err := ss.forward('Q', body); err != nil {
-			return err
-		}
-		return ss.hiddenQuery("RESET ROLE", hideAll)
+		return ss.forward('Q', body)
 	}
-	// An aborted block: the statement fails under any role.
-	ss.expect('Q', st, o)
-	return ss.forward('Q', body)
+	if err := ss.hiddenQuery(before, nil, hideButErr); err != nil {
+		return err
+	}
+	ss.expectHidden('Q', st, o, clientHide)
+	if err := ss.forward('Q', body); err != nil {
+		return err
+	}
+	return ss.hiddenQuery(after, afterSt, afterHide)
 }
 
 // runApprovedExecute forwards an approved Execute under the approved role.
@@ -79,13 +72,11 @@ func (ss *session) runApprovedExecute(body []byte, st *stmtResult, o *op) error 
 	return ss.hiddenStatement("RESET ROLE", hideAll)
 }
 
-func (ss *session) hiddenQuery(sql string, h hide) error {
-	return ss.hiddenQueryFor(sql, nil, h)
-}
-
-func (ss *session) hiddenQueryFor(sql string, st *stmtResult, h hide) error {
+// hiddenQuery sends a simple Query of Portcullis's own; st, when set, is the client
+// statement whose result it settles.
+func (ss *session) hiddenQuery(sql string, st *stmtResult, h hide) error {
 	ss.expectHidden('Q', st, nil, h)
-	_, err := ss.uw.Write(encodeFrontend(&pgproto3.Query{String: sql}))
+	_, err := ss.uw.Write(encode(&pgproto3.Query{String: sql}))
 	return err
 }
 
@@ -97,7 +88,7 @@ func (ss *session) hiddenStatement(sql string, h hide) error {
 		&pgproto3.Close{ObjectType: 'P', Name: roleName},
 		&pgproto3.Close{ObjectType: 'S', Name: roleName},
 	} {
-		b := encodeFrontend(m)
+		b := encode(m)
 		ss.expectHidden(b[0], nil, nil, h)
 		if _, err := ss.uw.Write(b); err != nil {
 			return err
@@ -120,13 +111,4 @@ func (ss *session) settledStatus() (byte, error) {
 		return 0, errUpstreamGone
 	}
 	return ss.txStatus, nil
-}
-
-// encodeFrontend encodes a message of Portcullis's own to the server.
-func encodeFrontend(m pgproto3.FrontendMessage) []byte {
-	b, err := m.Encode(nil)
-	if err != nil {
-		panic("pgwire: cannot encode " + fmt.Sprintf("%T", m) + ": " + err.Error()) // fixed shapes; cannot happen
-	}
-	return b
 }
