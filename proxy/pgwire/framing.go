@@ -60,7 +60,9 @@ func writeRaw(w *bufio.Writer, typ byte, body []byte) error {
 }
 
 // encoder is a protocol message of either direction.
-type encoder interface{ Encode(dst []byte) ([]byte, error) }
+type encoder interface {
+	Encode(dst []byte) ([]byte, error)
+}
 
 // encode returns a message's wire bytes.
 func encode(msgs ...encoder) []byte {
