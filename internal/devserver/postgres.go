@@ -44,6 +44,9 @@ func pgBin(name string) (string, error) {
 	return lookBin(name, "/usr/lib/postgresql/*/bin/"+name)
 }
 
+// PGProgram finds a PostgreSQL client program (psql, pg_dump) of the installed version.
+func PGProgram(name string) (string, error) { return pgBin(name) }
+
 // StartPostgres starts PostgreSQL on 127.0.0.1, creating the cluster first if opts.Dir has
 // none. PostgreSQL refuses to run as root, so as root the server runs as the system's
 // postgres user, which then owns opts.Dir.

@@ -15,7 +15,16 @@ import (
 
 // Classify parses sql and returns the action it performs. It never fails: a statement the
 // parser rejects is returned as ClassUnknown with kind "UNPARSEABLE". EstimatedRows is -1.
-func Classify(sql string) *policy.Action {
+// A function Portcullis does not know makes the statement a write; see ClassifyWith.
+func Classify(sql string) *policy.Action { return ClassifyWith(sql, nil) }
+
+// Volatility answers what calling a function Portcullis does not know can do, as the
+// server declares it (see UnknownFunctions): ClassRead for one PostgreSQL itself marks
+// IMMUTABLE or STABLE, which cannot modify data. ok false leaves the function a write.
+type Volatility func(name string) (class policy.Class, ok bool)
+
+// ClassifyWith is Classify, asking known for the functions it does not know itself.
+func ClassifyWith(sql string, known Volatility) *policy.Action {
 	act := &policy.Action{Class: policy.ClassRead, Statement: sql, EstimatedRows: -1}
 	tree, err := pg.Parse(sql)
 	if err != nil {
@@ -29,7 +38,7 @@ func Classify(sql string) *policy.Action {
 	act.MultiStatement = len(tree.Stmts) > 1
 	first := true
 	for _, raw := range tree.Stmts {
-		c := &collector{}
+		c := &collector{known: known}
 		class, kind := c.statement(raw.GetStmt())
 		if first || class.MoreDangerous(act.Class) {
 			act.Class, act.Kind, first = class, kind, false
@@ -60,6 +69,8 @@ type collector struct {
 	tables    []table
 	functions []string
 	ctes      []string
+	known     Volatility
+	setting   string // the one pg_settings row the SELECT being walked reads (settingsQuery)
 }
 
 func (c *collector) raise(class policy.Class) {
@@ -87,6 +98,12 @@ func (c *collector) statement(n *pg.Node) (policy.Class, string) {
 // walk visits every message below m.
 func (c *collector) walk(m protoreflect.Message) {
 	c.visit(m.Interface())
+	if sel, ok := m.Interface().(*pg.SelectStmt); ok {
+		// What a SELECT reads from pg_settings holds inside it, and only there.
+		outer := c.setting
+		c.setting = settingsQuery(sel)
+		defer func() { c.setting = outer }()
+	}
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		switch {
 		case fd.IsList() && fd.Message() != nil:
@@ -113,7 +130,7 @@ func (c *collector) visit(m proto.Message) {
 	case *pg.FuncCall:
 		name := funcName(n.Funcname)
 		c.functions = append(c.functions, name)
-		c.raise(functionClass(name))
+		c.raise(c.functionClass(name, n))
 	case *pg.InsertStmt, *pg.UpdateStmt, *pg.MergeStmt:
 		c.raise(policy.ClassWrite) // data-modifying statements nested in a WITH
 	case *pg.DeleteStmt:
@@ -200,6 +217,11 @@ func topLevel(m proto.Message) (policy.Class, string) {
 	case *pg.TransactionStmt:
 		return policy.ClassRead, strings.TrimPrefix(n.Kind.String(), "TRANS_STMT_")
 	case *pg.LockStmt:
+		if n.Mode == accessShareLock {
+			// The lock a SELECT takes (pg_dump takes it on every table it dumps): it
+			// only keeps the table from being altered or dropped meanwhile.
+			return policy.ClassRead, "LOCK"
+		}
 		return policy.ClassWrite, "LOCK"
 	case *pg.NotifyStmt:
 		return policy.ClassWrite, "NOTIFY"

@@ -83,3 +83,54 @@ func BenchmarkClassify(b *testing.B) {
 		Classify("SELECT o.id, o.total FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.id = $1")
 	}
 }
+
+func TestSettingsAndLocks(t *testing.T) {
+	for sql, want := range map[string]policy.Class{
+		"SELECT pg_catalog.set_config('search_path', '', false)":                                                                                               policy.ClassRead,
+		"SELECT set_config('role', 'orders_approved', false)":                                                                                                  policy.ClassAdmin,
+		"SELECT set_config('Session_Authorization', 'postgres', false)":                                                                                        policy.ClassAdmin,
+		"SELECT set_config($1, 'x', false)":                                                                                                                    policy.ClassAdmin,
+		"SELECT set_config(name, 'view, foreign-table', false) FROM pg_settings WHERE name = 'restrict_nonsystem_relation_kind'":                               policy.ClassRead,
+		"SELECT set_config(name, 'orders_approved', false) FROM pg_settings WHERE name = 'role'":                                                               policy.ClassAdmin,
+		"SELECT set_config(name, 'orders_approved', false) FROM pg_settings WHERE name LIKE 'rol%'":                                                            policy.ClassAdmin,
+		"SELECT set_config(name, 'orders_approved', false) FROM (VALUES ('role')) v(name)":                                                                     policy.ClassAdmin,
+		"SELECT (SELECT set_config(name, '', false) FROM pg_settings WHERE name = 'search_path'), set_config(name, 'x', false) FROM (VALUES ('role')) v(name)": policy.ClassAdmin,
+		"LOCK TABLE orders IN ACCESS SHARE MODE":                                                                                                               policy.ClassRead,
+		"LOCK TABLE orders":                                                                                                                                    policy.ClassWrite,
+		"LOCK TABLE orders IN ROW EXCLUSIVE MODE":                                                                                                              policy.ClassWrite,
+		"SELECT pg_catalog.pg_is_in_recovery()":                                                                                                                policy.ClassRead,
+	} {
+		if got := Classify(sql).Class; got != want {
+			t.Errorf("%s: %s, want %s", sql, got, want)
+		}
+	}
+}
+
+func TestClassifyWith(t *testing.T) {
+	stable := func(name string) (policy.Class, bool) {
+		switch name {
+		case "pg_table_is_visible", "app.order_total":
+			return policy.ClassRead, true
+		case "bump":
+			return policy.ClassWrite, true
+		}
+		return 0, false
+	}
+	for sql, want := range map[string]policy.Class{
+		"SELECT c.relname FROM pg_catalog.pg_class c WHERE pg_catalog.pg_table_is_visible(c.oid)": policy.ClassRead,
+		"SELECT app.order_total(1)": policy.ClassRead,
+		"SELECT order_total(1)":     policy.ClassWrite, // another name than app.order_total
+		"SELECT bump()":             policy.ClassWrite,
+		"SELECT unheard_of()":       policy.ClassWrite,
+		"UPDATE orders SET n = 1 WHERE pg_table_is_visible(oid)": policy.ClassWrite,
+		"SELECT pg_table_is_visible(1), pg_terminate_backend(2)": policy.ClassAdmin,
+	} {
+		if got := ClassifyWith(sql, stable).Class; got != want {
+			t.Errorf("%s: %s, want %s", sql, got, want)
+		}
+	}
+	act := Classify("SELECT lower(x), app.order_total(1), set_config('a', 'b', false), pg_table_is_visible(2) FROM t")
+	if got := UnknownFunctions(act); !slices.Equal(got, []string{"app.order_total", "pg_table_is_visible"}) {
+		t.Errorf("UnknownFunctions = %v", got)
+	}
+}

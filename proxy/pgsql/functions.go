@@ -1,10 +1,17 @@
 package pgsql
 
-import "github.com/portcullis/portcullis/policy"
+import (
+	"strings"
 
-// readOnlyFunctions are built-in functions PostgreSQL marks immutable or stable: calling
-// them cannot change data. A SELECT calling any other function is not treated as a read,
-// because a volatile or user-defined function may write.
+	pg "github.com/pganalyze/pg_query_go/v6"
+
+	"github.com/portcullis/portcullis/policy"
+)
+
+// readOnlyFunctions are built-in functions PostgreSQL marks immutable or stable, so that
+// calling them cannot change data, and the few volatile ones client tools call that only
+// read (pg_dump asks pg_is_in_recovery). Other functions are decided on what the upstream
+// declares (ClassifyWith), or else as writes, because a volatile function may write.
 var readOnlyFunctions = set(
 	// aggregates and window functions
 	"count", "sum", "avg", "min", "max", "array_agg", "string_agg", "json_agg", "jsonb_agg",
@@ -41,6 +48,9 @@ var readOnlyFunctions = set(
 	"pg_relation_size", "pg_total_relation_size", "pg_table_size", "pg_indexes_size",
 	"pg_database_size", "pg_get_viewdef", "pg_get_indexdef", "pg_get_constraintdef",
 	"format_type", "obj_description", "col_description", "to_regclass", "uuid_in", "gen_random_uuid",
+	// volatile, reading only
+	"pg_is_in_recovery", "random", "clock_timestamp", "timeofday", "pg_current_wal_lsn",
+	"pg_last_wal_receive_lsn", "pg_last_wal_replay_lsn", "pg_export_snapshot",
 )
 
 // adminFunctions act on the server, other sessions or its files.
@@ -51,16 +61,61 @@ var adminFunctions = set("pg_terminate_backend", "pg_cancel_backend", "pg_reload
 	"dblink_connect", "pg_file_write", "pg_logical_emit_message", "pg_create_logical_replication_slot",
 	"pg_create_physical_replication_slot", "pg_drop_replication_slot", "pg_stat_reset", "pg_sleep")
 
-func functionClass(name string) policy.Class {
+// accessShareLock is LOCK's ACCESS SHARE mode (lockdefs.h's AccessShareLock).
+const accessShareLock = 1
+
+// functionClass returns what a call can do: from Portcullis's own lists, else from what
+// the server declares (c.known), else a write.
+func (c *collector) functionClass(name string, call *pg.FuncCall) policy.Class {
 	switch {
 	case readOnlyFunctions[name]:
 		return policy.ClassRead
+	case name == "set_config" && c.harmlessSetting(call):
+		return policy.ClassRead // as SET of the same setting is
 	case adminFunctions[name]:
 		return policy.ClassAdmin
-	default:
-		// nextval and friends write; a volatile or unknown function may write.
-		return policy.ClassWrite
 	}
+	if c.known != nil {
+		if class, ok := c.known(name); ok {
+			return class
+		}
+	}
+	// nextval and friends write; a volatile or unknown function may write.
+	return policy.ClassWrite
+}
+
+// harmlessSetting reports whether a set_config call names, as a constant, a setting that
+// SET may change as a read: anything but the role and the session authorization
+// (pg_dump empties search_path so, for one).
+// A name read from pg_settings counts when the query keeps to one constant name, as
+// pg_dump's SELECT set_config(name, ...) FROM pg_settings WHERE name = '...' does.
+func (c *collector) harmlessSetting(call *pg.FuncCall) bool {
+	if len(call.Args) == 0 {
+		return false
+	}
+	var name string
+	if s, ok := call.Args[0].GetAConst().GetVal().(*pg.A_Const_Sval); ok && s.Sval != nil {
+		name = s.Sval.Sval
+	} else if columnName(call.Args[0]) == "name" {
+		name = c.setting
+	}
+	switch strings.ToLower(name) {
+	case "role", "session_authorization", "":
+		return false
+	}
+	return true
+}
+
+// UnknownFunctions returns the functions act calls that Portcullis does not classify
+// itself: each makes the statement a write unless ClassifyWith is told better.
+func UnknownFunctions(act *policy.Action) []string {
+	var out []string
+	for _, f := range act.Functions {
+		if !readOnlyFunctions[f] && !adminFunctions[f] && f != "set_config" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func set(names ...string) map[string]bool {
@@ -69,4 +124,33 @@ func set(names ...string) map[string]bool {
 		m[n] = true
 	}
 	return m
+}
+
+// settingsQuery returns the one setting name a SELECT reads from pg_settings alone with
+// WHERE name = '<constant>', or "".
+func settingsQuery(s *pg.SelectStmt) string {
+	if len(s.FromClause) != 1 {
+		return ""
+	}
+	rv := s.FromClause[0].GetRangeVar()
+	if rv == nil || rv.Relname != "pg_settings" || rv.Schemaname != "" && rv.Schemaname != "pg_catalog" {
+		return ""
+	}
+	e := s.WhereClause.GetAExpr()
+	if e == nil || e.Kind != pg.A_Expr_Kind_AEXPR_OP || len(e.Name) != 1 || e.Name[0].GetString_().GetSval() != "=" || columnName(e.Lexpr) != "name" {
+		return ""
+	}
+	if v, ok := e.Rexpr.GetAConst().GetVal().(*pg.A_Const_Sval); ok && v.Sval != nil {
+		return v.Sval.Sval
+	}
+	return ""
+}
+
+// columnName returns the name of an unqualified column reference, or "".
+func columnName(n *pg.Node) string {
+	cr := n.GetColumnRef()
+	if cr == nil || len(cr.Fields) != 1 {
+		return ""
+	}
+	return cr.Fields[0].GetString_().GetSval()
 }

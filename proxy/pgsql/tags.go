@@ -43,8 +43,9 @@ func init() {
 			"START TRANSACTION", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "PREPARE TRANSACTION",
 			"COMMIT PREPARED", "ROLLBACK PREPARED", "PREPARE", "DEALLOCATE", "DEALLOCATE ALL", "DISCARD",
 			"DISCARD ALL", "DISCARD PLANS", "DISCARD SEQUENCES", "DISCARD TEMP", "DECLARE CURSOR",
-			"CLOSE CURSOR", "CLOSE CURSOR ALL", "LISTEN", "UNLISTEN", "EXPLAIN"},
-		policy.ClassWrite:  {"INSERT", "UPDATE", "MERGE", "COPY", "CALL", "LOCK TABLE", "NOTIFY"},
+			"CLOSE CURSOR", "CLOSE CURSOR ALL", "LISTEN", "UNLISTEN", "EXPLAIN",
+			"LOCK TABLE"}, // the tag does not tell ACCESS SHARE (a read) from stronger modes
+		policy.ClassWrite:  {"INSERT", "UPDATE", "MERGE", "COPY", "CALL", "NOTIFY"},
 		policy.ClassDelete: {"DELETE", "TRUNCATE TABLE"},
 		// What the classifier calls admin, by the tags those statements answer with.
 		policy.ClassAdmin: {"ALTER SYSTEM", "CREATE ROLE", "ALTER ROLE", "DROP ROLE", "GRANT", "REVOKE",

@@ -29,6 +29,7 @@ var errClientGone = errors.New("the client went away")
 // does not, the client has been answered. simple says which protocol's error shape to use.
 func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int16, simple bool) (*stmtResult, bool) {
 	ss.stats.statements++
+	act = ss.refine(act)
 	now := ss.srv.Now()
 	act.InTransaction = ss.inTransaction()
 	eng := ss.srv.Config.Engine
@@ -55,6 +56,9 @@ func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int1
 	}
 	switch effect {
 	case policy.Allow:
+		if mayChangeFunctions(act.Class) {
+			ss.srv.funcs.forget(ss.res.Name)
+		}
 		if err := ss.audit(ev, ev.BreakGlass == "" && ss.needsOnlyWrite(act)); err != nil {
 			ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: the audit log cannot be written", "", "tell the Portcullis operators"))
 			return nil, false
@@ -221,6 +225,14 @@ func paramsDigest(params [][]byte) string {
 func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []int16, d *policy.Decision, ev *audit.Event, simple bool) (*stmtResult, bool) {
 	ss.stats.approvals++
 	ctx := context.Background()
+	// A cancel from the client withdraws the request from now on: one that arrives while
+	// the request is being created must not go to the server instead and be lost.
+	wctx, cancel := context.WithCancelCause(ctx)
+	ss.waitCancel.Store(&cancel)
+	defer func() {
+		ss.waitCancel.Store(nil)
+		cancel(nil)
+	}()
 	art := elevation.Artifact{
 		Resource: ss.res.Name, Statement: act.Statement, Params: renderParams(params, formats), Class: act.Class.String(), Kind: act.Kind,
 		Tables: act.Tables, Functions: act.Functions, EstimatedRows: act.EstimatedRows, Quorum: d.Quorum, Snapshot: d.Snapshot, Requester: ss.who.User,
@@ -256,13 +268,10 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 		Detail:  fmt.Sprintf("Approve at %s or with: portcullis approve %s. The statement runs as soon as the quorum is met; it waits up to %s.", url, req.ID, d.Quorum.Timeout),
 		Hint:    "Cancel (Ctrl-C) to withdraw the request."}), false)
 
-	wctx, cancel := context.WithCancelCause(ctx)
-	ss.waitCancel.Store(&cancel)
 	stop := ss.watchClient(cancel)
 	r, err := ss.srv.Approvals.Wait(wctx, req.ID)
 	stop()
 	ss.waitCancel.Store(nil)
-	cancel(nil)
 	if err != nil {
 		cause := context.Cause(wctx)
 		if cause == nil { // the store failed, not the client

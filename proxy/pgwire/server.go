@@ -45,6 +45,7 @@ type Server struct {
 
 	initOnce sync.Once
 	cache    *classCache
+	funcs    functions
 	mu       sync.Mutex
 	sessions map[uint32]*session // by backend process id we gave the client
 	closed   bool

@@ -465,6 +465,9 @@ func (ss *session) finish(e *entry) {
 	if st == nil {
 		return
 	}
+	if st.act != nil && mayChangeFunctions(st.act.Class) {
+		ss.srv.funcs.forget(ss.res.Name) // what it changed is now visible to all
+	}
 	ev := &audit.Event{Type: "pg.result", Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: "ok",
 		Details: map[string]any{"duration_us": ss.srv.Now().Sub(st.start).Microseconds(), "tag": st.tag}}
 	switch {
