@@ -47,7 +47,7 @@ func StatusOf(err error) (int, string) {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return http.StatusNotFound, "no such approval request"
-	case errors.Is(err, ErrNotEligible):
+	case errors.Is(err, ErrNotEligible), errors.Is(err, ErrForbidden):
 		return http.StatusForbidden, err.Error()
 	case errors.Is(err, ErrAlreadyReviewed), errors.Is(err, ErrAlreadyDecided):
 		return http.StatusConflict, err.Error()
@@ -83,19 +83,115 @@ func (a *API) handle(h func(http.ResponseWriter, *http.Request) (any, error)) ht
 // View is a request as the API shows it to one caller.
 type View struct {
 	*Request
+	// Status is State as people read it: an approved statement's real outcome (executed,
+	// failed, never ran, outcome unknown); StatusNote says more (the tag, the error).
+	Status     string          `json:"status"`
+	StatusNote string          `json:"status_note,omitempty"`
 	Progress   policy.Progress `json:"progress"`
 	CanApprove bool            `json:"can_approve"`
 	WhyNot     string          `json:"why_not,omitempty"`
+	// Eligible names who may satisfy each quorum term; Waiting says what a pending
+	// request still needs, in words.
+	Eligible []EligibleTerm `json:"eligible,omitempty"`
+	Waiting  string         `json:"waiting,omitempty"`
 }
 
-func view(r *Request, who *policy.Subject) *View {
-	v := &View{Request: r, Progress: r.Progress()}
+func (a *API) view(r *Request, who *policy.Subject) *View {
+	v := &View{Request: r, Status: r.Status(), StatusNote: r.StatusNote(), Progress: r.Progress()}
 	if err := CanApprove(r, who); err != nil {
 		v.WhyNot = err.Error()
 	} else {
 		v.CanApprove = true
 	}
+	if q := r.Artifact.Quorum; q != nil && a.Config != nil {
+		for _, t := range v.Progress.Terms {
+			v.Eligible = append(v.Eligible, a.eligible(r, q, t))
+		}
+		if r.Pending() {
+			v.Waiting = waiting(v.Eligible)
+		}
+	}
 	return v
+}
+
+// EligibleTerm names who may satisfy one term of a request's quorum.
+type EligibleTerm struct {
+	Term policy.Term `json:"term"`
+	// Users are the eligible users the configuration knows; Groups the identity-provider
+	// groups whose members are eligible too; Anyone is set when anyone (but the requester,
+	// unless the policy allows) is.
+	Users  []string `json:"users,omitempty"`
+	Groups []string `json:"groups,omitempty"`
+	Anyone bool     `json:"anyone,omitempty"`
+	// Who says it in words: "team sre (bob, erin)".
+	Who string `json:"who"`
+}
+
+func (a *API) eligible(r *Request, q *policy.Quorum, t policy.Term) EligibleTerm {
+	p, anyone := q.TermApprovers(t)
+	e := EligibleTerm{Term: t, Anyone: anyone}
+	if anyone {
+		e.Who = "anyone but " + r.Requester.User
+		if q.RequesterCanApprove {
+			e.Who = "anyone"
+		}
+		return e
+	}
+	users, groups := a.Config.Members(p)
+	for _, u := range users {
+		if u != r.Requester.User || q.RequesterCanApprove {
+			e.Users = append(e.Users, u)
+		}
+	}
+	e.Groups = groups
+	who := describePrincipals(p)
+	var names []string
+	names = append(names, e.Users...)
+	for _, g := range groups {
+		names = append(names, "anyone in group "+g)
+	}
+	if len(names) > 0 {
+		who += " (" + strings.Join(names, ", ") + ")"
+	} else {
+		who += " (nobody the configuration names)"
+	}
+	e.Who = who
+	return e
+}
+
+// waiting says what a pending request waits for: "1 approval from team sre (bob, erin)".
+// Terms that name the same approvers (a quorum's count and its required team) say it once.
+func waiting(terms []EligibleTerm) string {
+	var whos []string
+	need := map[string]int{}
+	for _, e := range terms {
+		n := e.Term.Need - e.Term.Have
+		if n <= 0 || e.Term.Name == "distinct teams" {
+			continue
+		}
+		who := e.Who
+		if e.Term.Policy != "" {
+			who += " for " + e.Term.Policy
+		}
+		if _, ok := need[who]; !ok {
+			whos = append(whos, who)
+		}
+		need[who] = max(need[who], n)
+	}
+	var parts []string
+	for _, who := range whos {
+		s := "approvals"
+		if need[who] == 1 {
+			s = "approval"
+		}
+		parts = append(parts, fmt.Sprintf("%d %s from %s", need[who], s, who))
+	}
+	for _, e := range terms {
+		if e.Term.Name == "distinct teams" && e.Term.Have < e.Term.Need {
+			parts = append(parts, fmt.Sprintf("approvers from %d distinct teams", e.Term.Need))
+		}
+	}
+	return strings.Join(parts, " and ")
 }
 
 // Visible reports whether who may see r: its requester, whoever voted on it, admins
@@ -145,7 +241,7 @@ func (a *API) List(ctx context.Context, who *policy.Subject, state string) ([]*V
 	for _, req := range all {
 		match := state == "all" || req.State == state || (state == StateApproved && req.State == StateExecuted)
 		if match && a.Visible(req, who) {
-			out = append(out, view(req, who))
+			out = append(out, a.view(req, who))
 		}
 	}
 	return out, nil
@@ -164,7 +260,7 @@ func (a *API) Get(ctx context.Context, who *policy.Subject, id string) (*View, e
 	if !a.Visible(req, who) {
 		return nil, ErrNotFound
 	}
-	return view(req, who), nil
+	return a.view(req, who), nil
 }
 
 type decisionBody struct {
@@ -212,7 +308,7 @@ func (a *API) Decide(ctx context.Context, who *policy.Subject, id string, approv
 	a.record(ctx, &audit.Event{Type: "approval.vote", Actor: who.User, Subject: req.Requester.User, Resource: req.Artifact.Resource,
 		Action: what, Decision: what, Result: req.State, Reason: comment, PolicyHash: req.Artifact.Snapshot,
 		Details: map[string]any{"approval": req.ID, "type": req.Type}})
-	return view(req, who), nil
+	return a.view(req, who), nil
 }
 
 var errAudit = errors.New("audit log unavailable")
@@ -263,7 +359,7 @@ func (a *API) RequestElevation(ctx context.Context, who *policy.Subject, in Elev
 		a.abandon(ctx, req.ID)
 		return nil, err
 	}
-	return view(req, who), nil
+	return a.view(req, who), nil
 }
 
 func (a *API) listElevations(_ http.ResponseWriter, r *http.Request) (any, error) {
@@ -287,7 +383,7 @@ func (a *API) listType(ctx context.Context, who *policy.Subject, typ string, als
 	out := []*View{}
 	for _, req := range all {
 		if req.Type == typ && (seeAll || req.Requester.User == who.User) {
-			out = append(out, view(req, who))
+			out = append(out, a.view(req, who))
 		}
 	}
 	return out, nil
@@ -317,7 +413,7 @@ func (a *API) Revoke(ctx context.Context, who *policy.Subject, id string) (*View
 	}
 	a.record(ctx, &audit.Event{Type: "elevation.revoked", Actor: who.User, Subject: req.Requester.User, Resource: req.Artifact.Resource,
 		Action: req.Artifact.Role, Result: req.State, Details: map[string]any{"approval": req.ID}})
-	return view(req, who), nil
+	return a.view(req, who), nil
 }
 
 func (a *API) cancel(_ http.ResponseWriter, r *http.Request) (any, error) {
@@ -330,5 +426,5 @@ func (a *API) Cancel(ctx context.Context, who *policy.Subject, id string) (*View
 	if err != nil {
 		return nil, err
 	}
-	return view(req, who), nil
+	return a.view(req, who), nil
 }

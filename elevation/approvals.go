@@ -17,6 +17,9 @@ import (
 var (
 	// ErrNotEligible (403) covers self-approval and approvers the quorum does not name.
 	ErrNotEligible = errors.New("not an eligible approver")
+	// ErrForbidden (403) is any other refusal of who asks; each says why in its own words
+	// (see refuse).
+	ErrForbidden = errors.New("forbidden")
 	// ErrAlreadyReviewed (409): this approver already decided on this request.
 	ErrAlreadyReviewed = errors.New("you already reviewed this request")
 	// ErrAlreadyDecided (409): the request is no longer pending.
@@ -102,6 +105,15 @@ func (a *Approvals) create(ctx context.Context, requester *policy.Subject, sessi
 	a.notify(r.ID)
 	return r, nil
 }
+
+// refusal is an ErrForbidden that reads as its own words alone.
+type refusal string
+
+func (r refusal) Error() string        { return string(r) }
+func (r refusal) Is(target error) bool { return target == ErrForbidden }
+
+// refuse returns an ErrForbidden saying why, and nothing else.
+func refuse(format string, args ...any) error { return refusal(fmt.Sprintf(format, args...)) }
 
 func randomID() string { return rand.Text()[:16] }
 
@@ -235,7 +247,7 @@ func (a *Approvals) Cancel(ctx context.Context, id string, who *policy.Subject) 
 		return nil, err
 	}
 	if r.Requester.User != who.User {
-		return nil, fmt.Errorf("%w: only the requester may cancel", ErrNotEligible)
+		return nil, refuse("only the requester may cancel it")
 	}
 	return a.finish(ctx, id, StateCancelled, who.User, "")
 }
@@ -309,6 +321,29 @@ func (a *Approvals) Consume(ctx context.Context, id, artifactHash, snapshot stri
 		r.Timeline = append(r.Timeline, TimelineEntry{At: now, What: "executed"})
 		return nil
 	})
+}
+
+// RecordOutcome records what became of an approved statement: it ran, failed upstream, or
+// never ran. The first outcome stands.
+func (a *Approvals) RecordOutcome(ctx context.Context, id string, o Outcome) (*Request, error) {
+	r, err := a.store.Update(ctx, id, func(r *Request) error {
+		switch {
+		case r.Type != TypeStatement || r.State != StateExecuted && r.State != StateApproved:
+			return fmt.Errorf("%w: request %s is %s", ErrInvalid, id, r.State)
+		case r.Outcome != nil:
+			return fmt.Errorf("%w: request %s already has its outcome", ErrAlreadyDecided, id)
+		}
+		o.At = a.now().UTC()
+		r.Outcome = &o
+		what := map[string]string{OutcomeRan: "ran", OutcomeFailed: "failed", OutcomeNotRun: "never ran", OutcomeUnknown: "outcome unknown"}[o.Result]
+		r.Timeline = append(r.Timeline, TimelineEntry{At: o.At, What: what, Note: o.String()})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.notify(id)
+	return r, nil
 }
 
 func (a *Approvals) subscribe(id string) chan struct{} {

@@ -56,7 +56,7 @@ func PathFor(t policy.Tier) string {
 func (a *Approvals) BreakGlass(ctx context.Context, cfg *configs.Config, requester *policy.Subject, in BreakGlassRequest) (*Request, error) {
 	bg := cfg.BreakGlass
 	if !bg.Who.Names(requester) {
-		return nil, fmt.Errorf("%w: you may not break glass", ErrNotEligible)
+		return nil, refuse("you may not break glass: breakglass.who does not name you, your groups or your teams")
 	}
 	if len(in.Scope.Resources) == 0 || len(in.Scope.Actions) == 0 {
 		return nil, fmt.Errorf("%w: scope needs resources and actions", ErrInvalid)
@@ -69,7 +69,7 @@ func (a *Approvals) BreakGlass(ctx context.Context, cfg *configs.Config, request
 			if !slices.ContainsFunc(bg.Scopes, func(g configs.Grant) bool {
 				return slices.Contains(g.Resources, res) && slices.Contains(g.Actions, act)
 			}) {
-				return nil, fmt.Errorf("%w: you may not break glass into %s on %s", ErrNotEligible, act, res)
+				return nil, refuse("break-glass into %s on %s is not allowed: no breakglass.scopes entry covers it", act, res)
 			}
 		}
 	}
@@ -116,7 +116,7 @@ func (a *Approvals) BreakGlass(ctx context.Context, cfg *configs.Config, request
 	emergency := false
 	if in.EmergencyCredential != "" {
 		if !emergencyOK(cfg.BreakGlass.EmergencyCredentialSHA256, in.EmergencyCredential) {
-			return nil, fmt.Errorf("%w: the emergency credential is not valid", ErrNotEligible)
+			return nil, refuse("the emergency credential is not valid")
 		}
 		emergency, path = true, PathImmediate
 	}
@@ -226,7 +226,7 @@ var reviewOutcomes = []string{"justified", "unjustified", "needs-policy-change"}
 // responder may never review it; reviewers are those the configuration names.
 func (a *Approvals) ReviewBreakGlass(ctx context.Context, cfg *configs.Config, id string, reviewer *policy.Subject, outcome, notes string) (*Request, error) {
 	if !cfg.BreakGlass.Reviewers.Names(reviewer) {
-		return nil, fmt.Errorf("%w: you are not a break-glass reviewer", ErrNotEligible)
+		return nil, refuse("you are not a break-glass reviewer (breakglass.reviewers)")
 	}
 	if !slices.Contains(reviewOutcomes, outcome) {
 		return nil, fmt.Errorf("%w: outcome must be one of %s", ErrInvalid, strings.Join(reviewOutcomes, ", "))
@@ -236,7 +236,7 @@ func (a *Approvals) ReviewBreakGlass(ctx context.Context, cfg *configs.Config, i
 		case r.Type != TypeBreakGlass:
 			return ErrNotFound
 		case r.Requester.User == reviewer.User:
-			return fmt.Errorf("%w: the responder may not review their own break-glass session", ErrNotEligible)
+			return refuse("the responder may not review their own break-glass session")
 		case r.State != StateEnded && r.State != StateRevoked:
 			return fmt.Errorf("%w: the session has not ended", ErrAlreadyDecided)
 		case slices.ContainsFunc(r.Reviews, func(x Review) bool { return x.Reviewer == reviewer.User }):

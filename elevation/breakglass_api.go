@@ -62,7 +62,7 @@ func (a *API) BreakGlass(ctx context.Context, who *policy.Subject, in BreakGlass
 		}
 		return nil, err
 	}
-	return view(req, who), nil
+	return a.view(req, who), nil
 }
 
 func ruleNames(rules []RuleRef) []string {
@@ -98,7 +98,7 @@ func (a *API) EndBreakGlass(ctx context.Context, who *policy.Subject, id string)
 		return nil, ErrNotFound
 	}
 	if req.Requester.User != who.User && !a.IsAdmin(who) {
-		return nil, errors.Join(ErrNotEligible, errors.New("only the responder or security may end it"))
+		return nil, refuse("only the responder or security may end a break-glass session")
 	}
 	out, err := a.Approvals.Revoke(ctx, req.ID, who, true)
 	if err != nil {
@@ -107,7 +107,7 @@ func (a *API) EndBreakGlass(ctx context.Context, who *policy.Subject, id string)
 	// A failure to write it is logged by record; the session is ended either way.
 	a.record(ctx, &audit.Event{Type: "breakglass.ended", Actor: who.User, Subject: out.Requester.User, Resource: out.Artifact.Resource,
 		BreakGlass: out.ID, Result: out.State, Reason: "ended early"})
-	return view(out, who), nil
+	return a.view(out, who), nil
 }
 
 // ReviewView is a break-glass session in the review queue, with everything done under it.
@@ -157,7 +157,7 @@ func (a *API) listReviews(_ http.ResponseWriter, r *http.Request) (any, error) {
 // Reviews is the review queue of ended break-glass sessions, for reviewers only.
 func (a *API) Reviews(ctx context.Context, who *policy.Subject) ([]ReviewView, error) {
 	if !a.Config.BreakGlass.Reviewers.Names(who) {
-		return nil, errors.Join(ErrNotEligible, errors.New("you are not a break-glass reviewer"))
+		return nil, refuse("you are not a break-glass reviewer (breakglass.reviewers)")
 	}
 	all, err := a.Approvals.List(ctx)
 	if err != nil {
@@ -174,7 +174,7 @@ func (a *API) Reviews(ctx context.Context, who *policy.Subject) ([]ReviewView, e
 			continue
 		}
 		complete := len(req.Reviews) >= max(1, req.ReviewsNeeded)
-		out = append(out, ReviewView{View: view(req, who), Complete: complete, Overdue: !complete && time.Since(req.NotAfter) > sla, Actions: actions[req.ID]})
+		out = append(out, ReviewView{View: a.view(req, who), Complete: complete, Overdue: !complete && time.Since(req.NotAfter) > sla, Actions: actions[req.ID]})
 	}
 	return out, nil
 }
@@ -198,5 +198,5 @@ func (a *API) Review(ctx context.Context, who *policy.Subject, id, outcome, note
 	}
 	a.record(ctx, &audit.Event{Type: "breakglass.reviewed", Actor: who.User, Subject: req.Requester.User, Resource: req.Artifact.Resource,
 		BreakGlass: req.ID, Result: outcome, Reason: notes})
-	return view(req, who), nil
+	return a.view(req, who), nil
 }

@@ -88,7 +88,7 @@ func (a *Approvals) Revoke(ctx context.Context, id string, who *policy.Subject, 
 		allowed = allowed || v.Approver.User == who.User
 	}
 	if !allowed {
-		return nil, fmt.Errorf("%w: only the requester, an approver or an admin may revoke it", ErrNotEligible)
+		return nil, refuse("only the requester, an approver or an admin may revoke it")
 	}
 	out, err := a.store.Update(ctx, id, func(r *Request) error {
 		now := a.now().UTC()

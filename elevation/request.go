@@ -113,6 +113,62 @@ type Request struct {
 	Reviews       []Review        `json:"reviews,omitempty"`
 	ReviewsNeeded int             `json:"reviews_needed,omitempty"`
 	Timeline      []TimelineEntry `json:"timeline"`
+	// Outcome is how an approved statement ended upstream, once the front end knows.
+	Outcome *Outcome `json:"outcome,omitempty"`
+}
+
+// Outcome results.
+const (
+	OutcomeRan     = "ran"     // the server completed it (Tag)
+	OutcomeFailed  = "failed"  // the server answered an error (Code, Message)
+	OutcomeNotRun  = "not_run" // it never reached the server (Message says why)
+	OutcomeUnknown = "unknown" // the session ended before the server answered
+)
+
+// Outcome is what became of an approved statement.
+type Outcome struct {
+	Result  string    `json:"result"`
+	Tag     string    `json:"tag,omitempty"`
+	Code    string    `json:"code,omitempty"` // SQLSTATE
+	Message string    `json:"message,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// String says what became of the statement in a few words: "UPDATE 1", "42501:
+// permission denied for table orders".
+func (o *Outcome) String() string {
+	switch o.Result {
+	case OutcomeRan:
+		return o.Tag
+	case OutcomeFailed:
+		return o.Code + ": " + o.Message
+	}
+	return o.Message
+}
+
+// Status is the request's state as people should read it: for an approved statement that
+// ran, what became of it (executed, failed, never ran, outcome unknown); otherwise State.
+func (r *Request) Status() string {
+	if r.Outcome == nil || r.State != StateExecuted && r.State != StateApproved {
+		return r.State
+	}
+	switch r.Outcome.Result {
+	case OutcomeRan:
+		return StateExecuted
+	case OutcomeFailed:
+		return "failed"
+	case OutcomeNotRun:
+		return "never ran"
+	}
+	return "outcome unknown"
+}
+
+// StatusNote details Status: the command tag, the error, or why it never ran.
+func (r *Request) StatusNote() string {
+	if r.Outcome == nil || r.State != StateExecuted && r.State != StateApproved {
+		return ""
+	}
+	return r.Outcome.String()
 }
 
 // Pending reports whether the request still waits for a decision.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -168,6 +169,29 @@ func (t Term) String() string {
 		return fmt.Sprintf("%s %s: %d/%d%s", t.Policy, t.Name, t.Have, t.Need, mark)
 	}
 	return fmt.Sprintf("%s: %d/%d%s", t.Name, t.Have, t.Need, mark)
+}
+
+// TermApprovers returns who may satisfy term t of q (a term Progress returned): the
+// principals whose approval counts toward it, or anyone (but the requester, unless the
+// quorum allows) when anyone is set.
+func (q *Quorum) TermApprovers(t Term) (p Principals, anyone bool) {
+	if t.Policy != "" {
+		for _, part := range q.Parts {
+			if part.Policy == t.Policy {
+				return part.Quorum.TermApprovers(Term{Name: t.Name})
+			}
+		}
+	}
+	kind, name, _ := strings.Cut(t.Name, " ")
+	switch kind {
+	case "user":
+		return Principals{Users: []string{name}}, false
+	case "team":
+		return Principals{Teams: []string{name}}, false
+	case "role":
+		return Principals{Roles: []string{name}}, false
+	}
+	return q.Approvers, q.AnyApprover
 }
 
 // Progress is the state of a quorum given a set of approvals.

@@ -30,8 +30,7 @@ func (s *Server) inbox(w http.ResponseWriter, r *http.Request, c *consoleCtx) er
 	if err != nil {
 		return err
 	}
-	for i := len(views) - 1; i >= 0; i-- {
-		v := views[i]
+	for _, v := range views { // newest first
 		if !slices.Contains(d.Requesters, v.Requester.User) {
 			d.Requesters = append(d.Requesters, v.Requester.User)
 		}
@@ -74,8 +73,7 @@ func (s *Server) requestData(r *http.Request, c *consoleCtx) (*requestData, erro
 		return nil, err
 	}
 	since := s.Now().Add(-90 * 24 * time.Hour)
-	for i := len(all) - 1; i >= 0; i-- {
-		o := all[i]
+	for _, o := range all { // newest first
 		if o.Requester.User != v.Requester.User || o.ID == v.ID || !s.svc.Visible(o, c.subject()) {
 			continue
 		}

@@ -271,8 +271,12 @@ func TestConsoleInABrowser(t *testing.T) {
 	if n := eval[int](t, aliceWeb, `document.querySelectorAll('#approve').length`); n != 0 {
 		t.Error("the requester sees an approve button")
 	}
-	if why := text(t, aliceWeb, "#whynot"); !strings.Contains(why, "requester") {
-		t.Errorf("why alice cannot approve: %q", why)
+	// The requester reads what her request waits for, with the approvers named.
+	if why := text(t, aliceWeb, "#whynot"); !strings.Contains(why, "Waiting for 1 approval from team sre (bob") || !strings.Contains(why, "your own request") {
+		t.Errorf("what alice's request waits for: %q", why)
+	}
+	if who := text(t, aliceWeb, "#quorum"); !strings.Contains(who, "approved by team sre (bob") {
+		t.Errorf("the quorum does not name the eligible approvers: %q", who)
 	}
 	// Forged approvals: with her own form token the service refuses (403); without a
 	// token, the CSRF check refuses (403) before anything happens.

@@ -302,6 +302,7 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 		if _, err := ss.srv.Approvals.Consume(ctx, r.ID, req.ArtifactHash, ss.srv.Config.Engine.Snapshot()); err != nil {
 			closed.Result, closed.Reason = "refused", err.Error()
 			ss.auditLoudly(closed)
+			ss.outcome(r.ID, elevation.Outcome{Result: elevation.OutcomeNotRun, Message: "refused: " + err.Error()})
 			ss.fail(simple, errorResponse("ERROR", codeInsufficientPrivilege, "permission denied by Portcullis: "+err.Error(), "", "Run the statement again to ask for a new approval."))
 			return nil, false
 		}

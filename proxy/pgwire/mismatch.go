@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/pgsql"
 )
@@ -33,6 +34,8 @@ func (ss *session) deceived(mm *mismatch) {
 		Details: map[string]any{"decided_class": act.Class.String(), "decided_kind": act.Kind, "tag": mm.tag, "tag_class": pgsql.TagClass(mm.tag).String()}}
 	if mm.st.approval != "" {
 		ev.Details["approval"] = mm.st.approval
+		ss.outcome(mm.st.approval, elevation.Outcome{Result: elevation.OutcomeUnknown, Message: fmt.Sprintf("PostgreSQL answered %q, which is not what was approved; the session was ended", mm.tag)})
+		mm.st.approval = ""
 	}
 	if err := ss.srv.Audit.Append(context.Background(), ev); err != nil {
 		ss.srv.Log.Error("AUDIT WRITE FAILED for a statement mismatch", "session", ss.id, "user", ss.who.User, "statement", act.Statement, "tag", mm.tag, "err", err)

@@ -51,6 +51,7 @@ type Server struct {
 	closed   bool
 	lns      []net.Listener
 	wg       sync.WaitGroup
+	outcomes sync.WaitGroup // outcomes being recorded on approval requests
 }
 
 func (s *Server) init() {
@@ -121,6 +122,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.outcomes.Wait()
 	return nil
 }
 

@@ -158,6 +158,12 @@ func (ss *session) run() {
 	ss.mu.Unlock()
 	ss.up.Close()
 	<-relayDone
+	for _, e := range ss.queue { // owed answers that will never come
+		if e.stmt != nil && e.stmt.approval != "" {
+			ss.outcome(e.stmt.approval, elevation.Outcome{Result: elevation.OutcomeUnknown, Message: "the session ended before PostgreSQL answered"})
+			e.stmt.approval = ""
+		}
+	}
 	ss.client.Close()
 	ss.srv.unregister(ss)
 	if rerr := ss.srv.Broker.Release(context.Background(), ss.creds); rerr != nil {
@@ -478,6 +484,29 @@ func (ss *session) finish(e *entry) {
 	}
 	if st.approval != "" {
 		ev.Details["approval"] = st.approval
+		o := elevation.Outcome{Result: elevation.OutcomeRan, Tag: st.tag}
+		switch {
+		case st.skipped:
+			o = elevation.Outcome{Result: elevation.OutcomeNotRun, Message: "an earlier message of its pipeline failed"}
+		case st.errCode != "":
+			o = elevation.Outcome{Result: elevation.OutcomeFailed, Code: st.errCode, Message: st.errMsg}
+		}
+		ss.outcome(st.approval, o)
+		st.approval = "" // recorded
 	}
 	ss.srv.Audit.Enqueue(ev)
+}
+
+// outcome records what became of an approved statement on its request, without holding
+// up the session; a failure is logged.
+func (ss *session) outcome(id string, o elevation.Outcome) {
+	ss.srv.outcomes.Add(1)
+	go func() {
+		defer ss.srv.outcomes.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := ss.srv.Approvals.RecordOutcome(ctx, id, o); err != nil {
+			ss.srv.Log.Error("could not record an approved statement's outcome on its request", "approval", id, "session", ss.id, "outcome", o.Result, "err", err)
+		}
+	}()
 }
