@@ -73,6 +73,13 @@ func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int1
 			"Request an elevated role (portcullis request ROLE --for 1h --reason ...) or, in an emergency, break glass; if the policy is wrong, ask its owners."))
 		return nil, false
 	default:
+		if d.Quorum != nil && d.Quorum.RequireReason && ss.reason == "" {
+			ev.Result, ev.Reason = "refused", "no reason given: "+ev.Reason
+			ss.auditLoudly(ev)
+			ss.fail(simple, errorResponse("ERROR", codeInsufficientPrivilege, "Portcullis: this statement needs a reason before it can be sent for approval ("+d.Reason()+")",
+				"Approvers see the reason with the statement.", reasonHint))
+			return nil, false
+		}
 		return ss.awaitApproval(act, params, formats, d, ev, simple)
 	}
 }
@@ -177,6 +184,9 @@ func (ss *session) statementEvent(act *policy.Action, params [][]byte, formats [
 	if act.EstimatedRows >= 0 {
 		details["estimated_rows"] = act.EstimatedRows
 	}
+	if ss.reason != "" {
+		details["requester_reason"] = ss.reason
+	}
 	if len(params) > 0 {
 		if ss.res.AuditParams {
 			details["params"] = renderParams(params, formats)
@@ -236,6 +246,7 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 	art := elevation.Artifact{
 		Resource: ss.res.Name, Statement: act.Statement, Params: renderParams(params, formats), Class: act.Class.String(), Kind: act.Kind,
 		Tables: act.Tables, Functions: act.Functions, EstimatedRows: act.EstimatedRows, Quorum: d.Quorum, Snapshot: d.Snapshot, Requester: ss.who.User,
+		Reason: ss.reason,
 	}
 	for _, r := range d.Matched {
 		art.Rules = append(art.Rules, elevation.RuleRef{Name: r.Name, Effect: r.Effect.String(), Tier: r.Tier.String(), Description: r.Description})

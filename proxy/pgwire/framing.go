@@ -85,6 +85,7 @@ const (
 	codeInvalidPassword       = "28P01"
 	codeInvalidAuthorization  = "28000"
 	codeInvalidCatalog        = "3D000" // no such resource
+	codeInvalidParameter      = "22023" // a Portcullis setting's bad name or value
 	codeAdminShutdown         = "57P01" // an elevated session whose grant ended
 	codeInternal              = "XX000"
 )

@@ -81,6 +81,12 @@ func (ss *session) query(body []byte) error {
 		ss.inject(encode(errorResponse("ERROR", codeProtocolViolation, "malformed Query message", "", "")), true)
 		return nil
 	}
+	if pgsql.MentionsSetting(q.String) {
+		if s, ok, err := pgsql.ParseSetting(q.String); ok {
+			ss.setting(s, err)
+			return nil
+		}
+	}
 	act := ss.srv.cache.classify(q.String)
 	// SQL-level EXECUTE is decided on what the name was prepared as.
 	if name, ok := executeName(act); ok {
@@ -113,6 +119,13 @@ func (ss *session) parse(body []byte) error {
 	if err := p.Decode(body); err != nil {
 		ss.extendedError(errorResponse("ERROR", codeProtocolViolation, "malformed Parse message", "", ""))
 		return nil
+	}
+	if pgsql.MentionsSetting(p.Query) {
+		if _, ok, _ := pgsql.ParseSetting(p.Query); ok {
+			ss.extendedError(errorResponse("ERROR", codeInvalidParameter, "Portcullis settings are set with a simple query, not a prepared statement", "",
+				"Send SET portcullis.reason = '...' as a simple query (psql, or pgx Exec without arguments), or give it at connect time (PGOPTIONS='-c portcullis.reason=...')."))
+			return nil
+		}
 	}
 	prep := &prepared{act: ss.srv.cache.classify(p.Query), effects: ss.srv.sqlEffects(p.Query)}
 	ss.expect('P', nil, &op{kind: opParse, name: p.Name, prep: prep})

@@ -27,6 +27,7 @@ type session struct {
 	id         string
 	remote     string
 	clientUser string
+	database   string // as the client asked for it: the resource's name
 	who        *identity.Identity
 	res        *configs.Resource
 
@@ -42,6 +43,7 @@ type session struct {
 	// for that execution alone (credentials.vault.approved_role); empty for none.
 	approvedRole string
 	grant        *elevation.Request // the grant (elevation or break-glass) the session is bound to, or nil
+	reason       string             // portcullis.reason: why the client runs what it runs, for approvers
 	stopWatch    func()             // stops the grant watcher
 
 	pid      uint32

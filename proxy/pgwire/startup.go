@@ -13,7 +13,9 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -21,6 +23,8 @@ import (
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy/identity"
 )
 
 // Startup request codes (in place of the protocol version).
@@ -131,16 +135,15 @@ func (s *Server) startup(conn net.Conn, loopback bool) (*session, error) {
 	}
 	ss.cr = &reader{r: br, max: s.MaxMessageSize}
 	ss.cw = bufio.NewWriterSize(conn, 32<<10)
-	ss.clientUser = params["user"]
+	ss.clientUser, ss.database = params["user"], params["database"]
+	ss.reason = startupReason(params)
+	if utf8.RuneCountInString(ss.reason) > maxReason {
+		return ss, fatal(codeInvalidParameter, "portcullis.reason is too long: at most %d characters", maxReason)
+	}
 
 	if params["replication"] != "" && params["replication"] != "false" {
 		return ss, fatal(codeInvalidAuthorization, "replication connections are not supported through Portcullis")
 	}
-	res := s.resource(params["database"])
-	if res == nil {
-		return ss, fatal(codeInvalidCatalog, "no PostgreSQL resource named %q; the database name selects the resource", params["database"])
-	}
-	ss.res = res
 	if !secure && !loopback {
 		return ss, fatal(codeInvalidAuthorization, "Portcullis accepts tokens only over TLS on this listener; connect with sslmode=require")
 	}
@@ -166,6 +169,13 @@ func (s *Server) startup(conn net.Conn, loopback bool) (*session, error) {
 		return ss, &startupError{code: codeInvalidPassword, msg: "password authentication failed: the password must be a valid Portcullis token", hint: "use the token from `portcullis token` (or your static token) as the password"}
 	}
 	ss.who = who
+	// The resource is named only to someone who showed a token: the list of them is for
+	// callers, not strangers.
+	if ss.res = s.resource(params["database"]); ss.res == nil {
+		s.auditStartup(ss, "denied", "no such resource")
+		return ss, &startupError{code: codeInvalidCatalog, msg: fmt.Sprintf("no PostgreSQL resource named %q; the database name selects the resource", params["database"]),
+			hint: s.resourcesFor(who)}
+	}
 
 	if err := s.connectUpstream(ctx, ss, params); err != nil {
 		s.auditStartup(ss, "error", err.Error())
@@ -183,7 +193,14 @@ func (s *Server) startup(conn net.Conn, loopback bool) (*session, error) {
 	for _, k := range slices.Sorted(maps.Keys(ss.upParams)) {
 		ss.cw.Write(encode(&pgproto3.ParameterStatus{Name: k, Value: ss.upParams[k]}))
 	}
-	ss.cw.Write(encode(&pgproto3.BackendKeyData{ProcessID: ss.pid, SecretKey: ss.secret}, &pgproto3.ReadyForQuery{TxStatus: ss.txStatus}))
+	ss.cw.Write(encode(&pgproto3.BackendKeyData{ProcessID: ss.pid, SecretKey: ss.secret}))
+	if u := ss.clientUser; u != "" && u != who.User && u != who.Email {
+		ss.cw.Write(encode(&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "01000",
+			Message: fmt.Sprintf("Portcullis: you connected as user %q, but the token is %s's: this session acts as %s", u, who.User, who.User),
+			Detail:  "Portcullis decides, audits and asks approvals as the identity the token proves; the user name is not used.",
+			Hint:    fmt.Sprintf("Connect with -U %s, or with your own token.", who.User)}))
+	}
+	ss.cw.Write(encode(&pgproto3.ReadyForQuery{TxStatus: ss.txStatus}))
 	if err := ss.cw.Flush(); err != nil {
 		s.unregister(ss)
 		return nil, err
@@ -205,6 +222,26 @@ func readStartup(br *bufio.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("truncated startup packet: %w", err)
 	}
 	return body, nil
+}
+
+// resourcesFor lists the PostgreSQL resources who may use: those where some policy lets
+// them read, or asks an approval for it.
+func (s *Server) resourcesFor(who *identity.Identity) string {
+	var names []string
+	var d policy.Decision
+	for _, r := range s.Config.Resources {
+		if r.Kind != "postgres" {
+			continue
+		}
+		s.Config.Engine.Evaluate(&policy.Request{Subject: &who.Subject, Resource: r.Name, Action: &policy.Action{Class: policy.ClassRead, Kind: "SELECT", EstimatedRows: -1}, Time: s.Now()}, &d)
+		if d.Effect != policy.Deny {
+			names = append(names, r.Name)
+		}
+	}
+	if len(names) == 0 {
+		return "No PostgreSQL resource lets you read; ask the owners of its policies."
+	}
+	return "Resources you may use (as the database name): " + strings.Join(names, ", ") + "."
 }
 
 func (s *Server) resource(name string) *configs.Resource {
@@ -300,7 +337,7 @@ func (s *Server) connectUpstream(ctx context.Context, ss *session, params map[st
 }
 
 func (s *Server) auditStartup(ss *session, result, reason string) error {
-	ev := &audit.Event{Type: "pg.session.start", Resource: ss.res.Name, Session: ss.id, Result: result, Reason: reason,
+	ev := &audit.Event{Type: "pg.session.start", Resource: ss.database, Session: ss.id, Result: result, Reason: reason,
 		Details: map[string]any{"client_addr": ss.remote, "client_user": ss.clientUser}}
 	if ss.grant != nil {
 		ev.Details["grant"], ev.Details["role"] = ss.grant.ID, ss.grant.Artifact.Role
