@@ -17,6 +17,7 @@ import (
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy/gate"
 	"github.com/portcullis/portcullis/proxy/identity"
 	"github.com/portcullis/portcullis/proxy/pgsql"
 )
@@ -34,6 +35,10 @@ type Server struct {
 	Audit     *audit.Log
 	Log       *slog.Logger
 	Now       func() time.Time
+	// ClassifySQL decides what sql does on a PostgreSQL resource as the proxy does (what
+	// the upstream declares about its functions, the row estimate); nil classifies the
+	// text alone. ok is false when the proxy has no such resource.
+	ClassifySQL func(resource, sql string) (act *policy.Action, ok bool)
 
 	// svc is the approvals service layer both the API and the console call.
 	svc       *elevation.API
@@ -193,6 +198,11 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) error {
 		return errStatus(http.StatusUnprocessableEntity, "give sql or action, not both")
 	case req.SQL != "":
 		act = pgsql.Classify(req.SQL)
+		if s.ClassifySQL != nil {
+			if a, ok := s.ClassifySQL(req.Resource, req.SQL); ok {
+				act = a
+			}
+		}
 	case req.Action != nil:
 		c, err := policy.ParseClass(req.Action.Class)
 		if err != nil {
@@ -207,14 +217,21 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) error {
 	}
 	id := caller(r)
 	var d policy.Decision
-	s.Config.Engine.Evaluate(&policy.Request{Subject: &id.Subject, Resource: req.Resource, Action: act, Time: s.Now()}, &d)
+	// The gate the proxy decides through: grants' roles and break-glass included.
+	v := (&gate.Gate{Config: s.Config, Approvals: s.Approvals, Log: s.Log}).Decide(r.Context(), &id.Subject, req.Resource, act, s.Now(), &d)
 	rules := make([]map[string]string, len(d.Matched))
 	for i, m := range d.Matched {
 		rules[i] = map[string]string{"name": m.Name, "effect": m.Effect.String(), "tier": m.Tier.String(), "description": m.Description}
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{
-		"effect": d.Effect, "reason": d.Reason(), "rules": rules, "quorum": d.Quorum, "default": d.Default,
-		"tier": d.Tier.String(), "policy_snapshot": d.Snapshot,
-		"action": map[string]any{"class": act.Class, "kind": act.Kind, "tables": act.Tables, "functions": act.Functions, "multi_statement": act.MultiStatement},
-	})
+	out := map[string]any{
+		"effect": v.Effect, "reason": d.Reason(), "rules": rules, "quorum": d.Quorum, "default": d.Default,
+		"tier": d.Tier.String(), "policy_snapshot": d.Snapshot, "roles": v.Subject.Roles,
+		"action": map[string]any{"class": act.Class, "kind": act.Kind, "tables": act.Tables, "functions": act.Functions, "multi_statement": act.MultiStatement, "estimated_rows": act.EstimatedRows},
+	}
+	if bg := v.BreakGlass; bg != nil {
+		out["policy_effect"] = d.Effect
+		out["break_glass"] = map[string]any{"id": bg.ID, "not_after": bg.NotAfter}
+		out["reason"] = "break-glass " + bg.ID + " bypasses: " + d.Reason()
+	}
+	return writeJSON(w, http.StatusOK, out)
 }

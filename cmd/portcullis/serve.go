@@ -159,8 +159,12 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		go func() { errc <- pg.Serve(pln) }()
 		defer pg.Close()
 	}
+	ws := &web.Server{Config: cfg, Auth: auth, Approvals: approvals, Audit: log, Log: logger}
+	if pg != nil {
+		ws.ClassifySQL = pg.Classify // the decisions API decides SQL as the proxy does
+	}
 	srv := &http.Server{
-		Handler:           (&web.Server{Config: cfg, Auth: auth, Approvals: approvals, Audit: log, Log: logger}).Handler(),
+		Handler:           ws.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}

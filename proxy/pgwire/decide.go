@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/policy"
 )
@@ -29,30 +28,31 @@ var errClientGone = errors.New("the client went away")
 // does not, the client has been answered. simple says which protocol's error shape to use.
 func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int16, simple bool) (*stmtResult, bool) {
 	ss.stats.statements++
-	act = ss.refine(act)
+	act = ss.srv.refine(ss.res, act, ss.id)
 	now := ss.srv.Now()
 	act.InTransaction = ss.inTransaction()
-	eng := ss.srv.Config.Engine
-	if eng.NeedsEstimate(ss.res.Name, act.Class) && (act.Kind == "UPDATE" || act.Kind == "DELETE") && !act.MultiStatement {
-		act.EstimatedRows = ss.estimate(act.Statement, params, formats)
+	if ss.srv.Config.Engine.NeedsEstimate(ss.res.Name, act.Class) && estimable(act) {
+		act.EstimatedRows = ss.srv.estimate(ss.res, ss.approvedRole, act.Statement, params, formats, ss.id)
 	}
 	d := &ss.dec
-	eng.Evaluate(&policy.Request{Subject: ss.subject(now), Resource: ss.res.Name, Action: act, Time: now}, d)
+	v := ss.srv.gate.Decide(context.Background(), &ss.who.Subject, ss.res.Name, act, now, d)
+	if v.Effect == policy.RequireApproval && act.EstimatedRows < 0 && estimable(act) {
+		// No policy reads the estimate, but the approver wants the blast radius.
+		act.EstimatedRows = ss.srv.estimate(ss.res, ss.approvedRole, act.Statement, params, formats, ss.id)
+	}
 	ev := ss.statementEvent(act, params, formats, d)
-	effect := d.Effect
-	if effect != policy.Allow {
-		if bg := ss.srv.Approvals.BreakGlassFor(context.Background(), ss.who.User, ss.res.Name, act.Class.String(), now); bg != nil {
-			// Break glass: allowed, loudly. The event says what it would have been.
-			effect, ev.Decision, ev.BreakGlass = policy.Allow, policy.Allow.String(), bg.ID
-			ev.Details["original_decision"] = d.Effect.String()
-			var bypassed []string
-			for _, r := range d.Deciding() {
-				bypassed = append(bypassed, r.Name)
-			}
-			ev.Details["bypassed"] = bypassed
-			ev.Reason = "break-glass " + bg.ID + " bypassed: " + ev.Reason
-			ss.bindGrant(bg)
+	effect := v.Effect
+	if bg := v.BreakGlass; bg != nil {
+		// Break glass: allowed, loudly. The event says what it would have been.
+		ev.Decision, ev.BreakGlass = policy.Allow.String(), bg.ID
+		ev.Details["original_decision"] = d.Effect.String()
+		var bypassed []string
+		for _, r := range d.Deciding() {
+			bypassed = append(bypassed, r.Name)
 		}
+		ev.Details["bypassed"] = bypassed
+		ev.Reason = "break-glass " + bg.ID + " bypassed: " + ev.Reason
+		ss.bindGrant(bg)
 	}
 	switch effect {
 	case policy.Allow:
@@ -84,19 +84,9 @@ func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int1
 	}
 }
 
-// subject returns who is asking now: the session's identity with the roles of its active
-// elevation grants. If grants cannot be read, it fails closed to the identity alone.
-func (ss *session) subject(now time.Time) *policy.Subject {
-	roles, err := ss.srv.Approvals.Roles(context.Background(), ss.who.User, now)
-	if err != nil {
-		ss.srv.Log.Error("could not read elevation grants; deciding without them", "session", ss.id, "err", err)
-	}
-	if len(roles) == 0 {
-		return &ss.who.Subject
-	}
-	s := ss.who.Subject
-	s.Roles = append(slices.Clip(s.Roles), roles...)
-	return &s
+// estimable reports whether the planner can estimate the rows act touches.
+func estimable(act *policy.Action) bool {
+	return (act.Kind == "UPDATE" || act.Kind == "DELETE") && !act.MultiStatement
 }
 
 // fail answers the current statement with an error.
@@ -407,40 +397,28 @@ func peerClosed(c net.Conn) bool {
 	return closed || err != nil
 }
 
-// estimate asks the upstream planner how many rows an UPDATE or DELETE would touch, on a
+// estimate asks res's planner how many rows an UPDATE or DELETE would touch, on a
 // connection of its own. It returns -1 when it cannot tell.
-func (ss *session) estimate(sql string, params [][]byte, formats []int16) int64 {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	creds, err := ss.srv.Broker.Credentials(ctx, ss.res.Name, "")
-	if err != nil {
-		return -1
-	}
-	defer func() {
-		if err := ss.srv.Broker.Release(context.Background(), creds); err != nil {
-			ss.srv.Log.Error("row estimate: could not release its upstream credentials", "session", ss.id, "err", err)
+func (s *Server) estimate(res *configs.Resource, approvedRole, sql string, params [][]byte, formats []int16, session string) int64 {
+	rows := int64(-1)
+	err := s.catalog(res, session, func(ctx context.Context, conn *pgconn.PgConn) error {
+		// Planning an UPDATE or DELETE checks its privileges, which a reader credential
+		// lacks; under the approved role, in a transaction never committed, it may plan.
+		if approvedRole != "" {
+			if _, err := conn.Exec(ctx, "BEGIN; "+setRole(approvedRole)).ReadAll(); err != nil {
+				return fmt.Errorf("could not switch to the approved role: %w", err)
+			}
 		}
-	}()
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(creds.Username, creds.Password), Host: ss.res.Upstream, Path: "/" + ss.res.Database, RawQuery: "sslmode=prefer"}
-	conn, err := pgconn.Connect(ctx, u.String())
-	if err != nil {
-		ss.srv.Log.Warn("row estimate: upstream connection failed", "session", ss.id, "err", err)
-		return -1
-	}
-	defer conn.Close(ctx)
-	// Planning an UPDATE or DELETE checks its privileges, which a reader credential lacks;
-	// under the approved role, in a transaction that is never committed, it may plan.
-	if ss.approvedRole != "" {
-		if _, err := conn.Exec(ctx, "BEGIN; "+ss.setRole()).ReadAll(); err != nil {
-			ss.srv.Log.Warn("row estimate: could not switch to the approved role", "session", ss.id, "err", err)
-			return -1
+		r := conn.ExecParams(ctx, "EXPLAIN (FORMAT JSON) "+sql, params, nil, formats, nil).Read()
+		if r.Err == nil && len(r.Rows) > 0 && len(r.Rows[0]) > 0 {
+			rows = planRows(r.Rows[0][0])
 		}
+		return nil
+	})
+	if err != nil {
+		s.Log.Warn("row estimate failed", "session", session, "resource", res.Name, "err", err)
 	}
-	res := conn.ExecParams(ctx, "EXPLAIN (FORMAT JSON) "+sql, params, nil, formats, nil).Read()
-	if res.Err != nil || len(res.Rows) == 0 || len(res.Rows[0]) == 0 {
-		return -1
-	}
-	return planRows(res.Rows[0][0])
+	return rows
 }
 
 // planRows reads the row estimate from EXPLAIN (FORMAT JSON) output: the rows the

@@ -191,7 +191,7 @@ func newEnvYAML(t testing.TB, mutate func(yaml string) string, opts ...func(*pgw
 	}
 	e.addr = ln.Addr().String()
 	go e.srv.Serve(ln)
-	e.api = httptest.NewServer((&web.Server{Config: cfg, Auth: auth, Approvals: e.approvals, Audit: e.log, Log: logger}).Handler())
+	e.api = httptest.NewServer((&web.Server{Config: cfg, Auth: auth, Approvals: e.approvals, Audit: e.log, Log: logger, ClassifySQL: e.srv.Classify}).Handler())
 	t.Cleanup(func() {
 		e.api.Close()
 		e.srv.Close()

@@ -28,9 +28,9 @@ import (
 // use it.
 const roleName = "portcullis.role"
 
-func (ss *session) setRole() string {
-	return "SET LOCAL ROLE " + pgx.Identifier{ss.approvedRole}.Sanitize()
-}
+func (ss *session) setRole() string { return setRole(ss.approvedRole) }
+
+func setRole(role string) string { return "SET LOCAL ROLE " + pgx.Identifier{role}.Sanitize() }
 
 // runApprovedQuery forwards an approved simple Query under the approved role.
 func (ss *session) runApprovedQuery(body []byte, st *stmtResult, o *op) error {

@@ -15,6 +15,8 @@ import (
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy/gate"
 	"github.com/portcullis/portcullis/proxy/identity"
 )
 
@@ -46,6 +48,7 @@ type Server struct {
 	initOnce sync.Once
 	cache    *classCache
 	funcs    functions
+	gate     *gate.Gate
 	mu       sync.Mutex
 	sessions map[uint32]*session // by backend process id we gave the client
 	closed   bool
@@ -69,6 +72,7 @@ func (s *Server) init() {
 			s.Log = slog.New(slog.DiscardHandler)
 		}
 		s.cache = newClassCache(50_000)
+		s.gate = &gate.Gate{Config: s.Config, Approvals: s.Approvals, Log: s.Log}
 		s.sessions = map[uint32]*session{}
 	})
 }
@@ -107,6 +111,27 @@ func (s *Server) Serve(ln net.Listener) error {
 			s.serveConn(conn, loopback)
 		}()
 	}
+}
+
+// Classify returns what sql does on the PostgreSQL resource named resource, decided as
+// a session's statement is: what the upstream declares about its functions included, and
+// the rows an UPDATE or DELETE touches when a policy reads the estimate. The decisions
+// API asks it so as to decide as the proxy does. ok is false for no such resource.
+func (s *Server) Classify(resource, sql string) (act *policy.Action, ok bool) {
+	s.init()
+	res := s.resource(resource)
+	if res == nil {
+		return nil, false
+	}
+	act = s.refine(res, s.cache.classify(sql), "")
+	if s.Config.Engine.NeedsEstimate(res.Name, act.Class) && estimable(act) {
+		role := ""
+		if v := res.Credentials.Vault; v != nil {
+			role = v.ApprovedRole
+		}
+		act.EstimatedRows = s.estimate(res, role, sql, nil, nil, "")
+	}
+	return act, true
 }
 
 // Close stops accepting, ends every session and waits for them.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/pgsql"
 )
@@ -116,7 +117,7 @@ WHERE pg_catalog.strpos(q.name, '.') = 0 OR n.nspname = pg_catalog.split_part(q.
 // refine re-decides what a statement calling functions Portcullis does not know does, on
 // what the upstream declares about them. It returns act itself when nothing changes or the
 // upstream cannot say.
-func (ss *session) refine(act *policy.Action) *policy.Action {
+func (s *Server) refine(res *configs.Resource, act *policy.Action, session string) *policy.Action {
 	if act.Class != policy.ClassWrite || len(act.Functions) == 0 || act.Kind == "UNPARSEABLE" {
 		return act
 	}
@@ -124,17 +125,17 @@ func (ss *session) refine(act *policy.Action) *policy.Action {
 	if len(unknown) == 0 {
 		return act
 	}
-	now := ss.srv.Now()
-	f := &ss.srv.funcs
-	if miss := f.missing(ss.res.Name, unknown, now); len(miss) > 0 {
-		got, err := ss.lookupFunctions(miss, now)
+	now := s.Now()
+	f := &s.funcs
+	if miss := f.missing(res.Name, unknown, now); len(miss) > 0 {
+		got, err := s.lookupFunctions(res, miss, now, session)
 		if err != nil {
-			ss.srv.Log.Warn("could not ask the upstream what functions it has; they stay writes", "session", ss.id, "functions", miss, "err", err)
+			s.Log.Warn("could not ask the upstream what functions it has; they stay writes", "session", session, "resource", res.Name, "functions", miss, "err", err)
 			return act
 		}
-		f.remember(ss.res.Name, got)
+		f.remember(res.Name, got)
 	}
-	out := pgsql.ClassifyWith(act.Statement, f.known(ss.res.Name, now))
+	out := pgsql.ClassifyWith(act.Statement, f.known(res.Name, now))
 	if out.Class == act.Class {
 		return act
 	}
@@ -144,12 +145,12 @@ func (ss *session) refine(act *policy.Action) *policy.Action {
 
 // lookupFunctions asks the upstream for the functions names may be, on a connection of
 // its own with the session's kind of credentials.
-func (ss *session) lookupFunctions(names []string, now time.Time) (map[string]funcInfo, error) {
+func (s *Server) lookupFunctions(res *configs.Resource, names []string, now time.Time, session string) (map[string]funcInfo, error) {
 	got := make(map[string]funcInfo, len(names))
 	for _, n := range names {
 		got[n] = funcInfo{class: policy.ClassWrite, at: now} // until the server shows otherwise
 	}
-	err := ss.catalog(func(ctx context.Context, conn *pgconn.PgConn) error {
+	err := s.catalog(res, session, func(ctx context.Context, conn *pgconn.PgConn) error {
 		arr := "{" + quoteArray(names) + "}"
 		res := conn.ExecParams(ctx, volatilityQuery, [][]byte{[]byte(arr)}, nil, nil, nil).Read()
 		if res.Err != nil {
@@ -176,21 +177,21 @@ func (ss *session) lookupFunctions(names []string, now time.Time) (map[string]fu
 	return got, err
 }
 
-// catalog runs fn on a short-lived connection of its own to the session's upstream, with
-// fresh credentials of the session's kind that are released afterwards.
-func (ss *session) catalog(fn func(context.Context, *pgconn.PgConn) error) error {
+// catalog runs fn on a short-lived connection of its own to res, with fresh credentials
+// of an ordinary session's kind that are released afterwards.
+func (s *Server) catalog(res *configs.Resource, session string, fn func(context.Context, *pgconn.PgConn) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	creds, err := ss.srv.Broker.Credentials(ctx, ss.res.Name, "")
+	creds, err := s.Broker.Credentials(ctx, res.Name, "")
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if err := ss.srv.Broker.Release(context.Background(), creds); err != nil {
-			ss.srv.Log.Error("could not release the upstream credentials of a catalog connection", "session", ss.id, "err", err)
+		if err := s.Broker.Release(context.Background(), creds); err != nil {
+			s.Log.Error("could not release the upstream credentials of a catalog connection", "session", session, "resource", res.Name, "err", err)
 		}
 	}()
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(creds.Username, creds.Password), Host: ss.res.Upstream, Path: "/" + ss.res.Database, RawQuery: "sslmode=prefer"}
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(creds.Username, creds.Password), Host: res.Upstream, Path: "/" + res.Database, RawQuery: "sslmode=prefer"}
 	conn, err := pgconn.Connect(ctx, u.String())
 	if err != nil {
 		return err

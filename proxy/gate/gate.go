@@ -1,0 +1,64 @@
+// Package gate decides requests the one way every front end and the decisions API share:
+// the policies, given the roles of the caller's active elevation grants, and then the
+// caller's break-glass sessions, which allow what the policies would not. A front end
+// classifies its protocol's request into a policy.Action and asks the gate; it enforces
+// the answer.
+package gate
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/policy"
+)
+
+// Gate decides. Its fields are set once and read concurrently.
+type Gate struct {
+	Config    *configs.Config
+	Approvals *elevation.Approvals
+	Log       *slog.Logger
+}
+
+// Verdict is what the gate decided.
+type Verdict struct {
+	// Effect is what the front end does: Decision.Effect, or Allow under BreakGlass.
+	Effect policy.Effect
+	// Subject is who was decided for: the identity with its grants' roles.
+	Subject *policy.Subject
+	// BreakGlass is the break-glass session that allowed a request the policies did not.
+	BreakGlass *elevation.Request
+}
+
+// Decide decides act on resource for who at now, filling d with the policies' decision.
+// A grant store that cannot be read fails closed: the identity is decided without its
+// grants, and no break-glass session applies.
+func (g *Gate) Decide(ctx context.Context, who *policy.Subject, resource string, act *policy.Action, now time.Time, d *policy.Decision) Verdict {
+	v := Verdict{Subject: g.Subject(ctx, who, now)}
+	g.Config.Engine.Evaluate(&policy.Request{Subject: v.Subject, Resource: resource, Action: act, Time: now}, d)
+	v.Effect = d.Effect
+	if d.Effect != policy.Allow {
+		if bg := g.Approvals.BreakGlassFor(ctx, who.User, resource, act.Class.String(), now); bg != nil {
+			v.Effect, v.BreakGlass = policy.Allow, bg
+		}
+	}
+	return v
+}
+
+// Subject returns who with the roles of their active elevation grants. If the grants
+// cannot be read, it fails closed to who alone.
+func (g *Gate) Subject(ctx context.Context, who *policy.Subject, now time.Time) *policy.Subject {
+	roles, err := g.Approvals.Roles(ctx, who.User, now)
+	if err != nil && g.Log != nil {
+		g.Log.Error("could not read elevation grants; deciding without them", "user", who.User, "err", err)
+	}
+	if len(roles) == 0 {
+		return who
+	}
+	s := *who
+	s.Roles = append(slices.Clip(s.Roles), roles...)
+	return &s
+}
