@@ -36,9 +36,9 @@ func TestDecisionsAPIAgreesWithTheProxy(t *testing.T) {
 		{"alice", "SELECT order_count()", "allow"}, // a STABLE function: the upstream says so
 		{"alice", "UPDATE orders SET status = 'a' WHERE id = 21", "require_approval"},
 		{"erin", "UPDATE orders SET status = 'e' WHERE id = 22", "allow"}, // the grant
-		{"erin", "DELETE FROM orders WHERE id = 23", "deny"}, // the grant excepts her from orders-write, and grants writes only
+		{"erin", "DELETE FROM orders WHERE id = 23", "deny"},              // the grant excepts her from orders-write, and grants writes only
 		{"dave", "UPDATE orders SET status = 'd' WHERE id = 24", "allow"}, // break-glass
-		{"dave", "ALTER TABLE orders ADD COLUMN x int", "deny"},            // outside the break-glass scope
+		{"dave", "ALTER TABLE orders ADD COLUMN x int", "deny"},           // outside the break-glass scope
 		{"alice", "ALTER TABLE orders ADD COLUMN y int", "deny"},
 		{"bob", "DELETE FROM orders", "deny"}, // 5000 rows estimated: big-deletes
 	}
