@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis/portcullis/internal/human"
 	"github.com/portcullis/portcullis/policy"
 )
 
@@ -257,4 +258,4 @@ type Duration time.Duration
 // D returns d as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-func (d Duration) String() string { return time.Duration(d).String() }
+func (d Duration) String() string { return human.Duration(time.Duration(d)) }

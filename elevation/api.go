@@ -68,6 +68,9 @@ func (a *API) handle(h func(http.ResponseWriter, *http.Request) (any, error)) ht
 		if err != nil {
 			var msg string
 			status, msg = StatusOf(err)
+			if id := mux.Vars(r)["id"]; status == http.StatusNotFound && id != "" {
+				msg = fmt.Sprintf("no approval request %q that you may see; list those you may see with: portcullis approvals list --state all", id)
+			}
 			if status == http.StatusInternalServerError && a.Log != nil {
 				a.Log.Error("approvals API", "path", r.URL.Path, "err", err)
 			}

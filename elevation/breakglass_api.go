@@ -11,6 +11,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/internal/human"
 	"github.com/portcullis/portcullis/policy"
 )
 
@@ -48,7 +49,7 @@ func (a *API) BreakGlass(ctx context.Context, who *policy.Subject, in BreakGlass
 	}
 	ev := &audit.Event{Type: "breakglass.requested", Actor: who.User, Resource: req.Artifact.Resource, Action: "breakglass", BreakGlass: req.ID,
 		Reason: req.Artifact.Reason, Result: req.State, PolicyHash: req.Artifact.Snapshot,
-		Details: map[string]any{"incident": req.Artifact.Ticket, "tier": req.Artifact.Tier, "duration": req.Artifact.Duration.String(),
+		Details: map[string]any{"incident": req.Artifact.Ticket, "tier": req.Artifact.Tier, "duration": human.Duration(req.Artifact.Duration),
 			"scope": in.Scope.Resources, "actions": in.Scope.Actions, "bypasses": ruleNames(req.Artifact.Rules), "escalated": req.Artifact.Escalated}}
 	switch {
 	case req.Artifact.Emergency:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/internal/human"
 	"github.com/portcullis/portcullis/policy"
 )
 
@@ -38,14 +39,14 @@ func (a *Approvals) RequestElevation(ctx context.Context, cfg *configs.Config, r
 		return nil, fmt.Errorf("%w: duration %q is not a duration such as 1h", ErrInvalid, in.Duration)
 	}
 	if d > role.MaxDuration.D() {
-		return nil, fmt.Errorf("%w: %s is longer than role %s allows (%s)", ErrInvalid, d, role.Name, role.MaxDuration)
+		return nil, fmt.Errorf("%w: %s is longer than role %s allows (%s)", ErrInvalid, human.Duration(d), role.Name, role.MaxDuration)
 	}
 	if len(role.Durations) > 0 && !slices.ContainsFunc(role.Durations, func(x configs.Duration) bool { return x.D() == d }) {
 		var allowed []string
 		for _, x := range role.Durations {
 			allowed = append(allowed, x.String())
 		}
-		return nil, fmt.Errorf("%w: role %s may be asked for %s, not %s", ErrInvalid, role.Name, strings.Join(allowed, ", "), d)
+		return nil, fmt.Errorf("%w: role %s may be asked for %s, not %s", ErrInvalid, role.Name, strings.Join(allowed, ", "), human.Duration(d))
 	}
 	in.Reason, in.Ticket = strings.TrimSpace(in.Reason), strings.TrimSpace(in.Ticket)
 	if role.RequireReason && in.Reason == "" {

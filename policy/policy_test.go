@@ -403,7 +403,7 @@ func BenchmarkEvaluateCondition(b *testing.B) {
 func TestQuorumJSONRoundTrip(t *testing.T) {
 	q := &Quorum{MinApprovals: 2, MinDistinctTeams: 2, RequiredTeams: []string{"dba"}, Approvers: Principals{Teams: []string{"dba", "sre"}}, RequireReason: true, Timeout: 90 * time.Minute}
 	b, err := json.Marshal(q)
-	if err != nil || !strings.Contains(string(b), `"timeout":"1h30m0s"`) {
+	if err != nil || !strings.Contains(string(b), `"timeout":"1h30m"`) {
 		t.Fatalf("%s %v", b, err)
 	}
 	var back Quorum

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/portcullis/portcullis/internal/human"
 )
 
 // DefaultApprovalTimeout is how long a request waits for its quorum when no policy says.
@@ -281,13 +283,13 @@ func union(a, b []string) []string {
 	return sortedCopy(append(slices.Clone(a), b...))
 }
 
-// MarshalJSON writes the timeout as a duration string ("15m0s").
+// MarshalJSON writes the timeout as a duration string, as configured ("15m").
 func (q Quorum) MarshalJSON() ([]byte, error) {
 	type plain Quorum
 	return json.Marshal(struct {
 		plain
 		Timeout string `json:"timeout"`
-	}{plain(q), q.Timeout.String()})
+	}{plain(q), human.Duration(q.Timeout)})
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.

@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/internal/human"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/identity"
 	"github.com/portcullis/portcullis/proxy/pgsql"
@@ -80,7 +81,7 @@ var funcs = template.FuncMap{
 	},
 	"join": strings.Join,
 	"list": func(v ...string) []string { return v },
-	"dur":  shortDuration,
+	"dur":  human.Duration,
 	"rows": func(n int64) string {
 		if n < 0 {
 			return "unknown"
@@ -89,18 +90,6 @@ var funcs = template.FuncMap{
 	},
 	"ms":  func(n int64) string { return fmt.Sprintf("+%.3fs", float64(n)/1000) },
 	"pct": func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },
-}
-
-// shortDuration writes 30m and 1h rather than 30m0s and 1h0m0s; it still parses.
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 func humanDuration(d time.Duration) string {

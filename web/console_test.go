@@ -432,18 +432,6 @@ func TestConsoleAuthorization(t *testing.T) {
 	}
 }
 
-func TestShortDuration(t *testing.T) {
-	for d, want := range map[time.Duration]string{30 * time.Minute: "30m", time.Hour: "1h", 4 * time.Hour: "4h", 90 * time.Minute: "1h30m", 45 * time.Second: "45s", 0: "0s"} {
-		got := shortDuration(d)
-		if got != want {
-			t.Errorf("%v: %q, want %q", d, got, want)
-		}
-		if back, err := time.ParseDuration(got); err != nil || back != d {
-			t.Errorf("%q does not parse back to %v", got, d)
-		}
-	}
-}
-
 // TestConsoleShowsEachPolicysQuorum: with two approval policies, the request page shows
 // each policy's terms, and one policy's approver does not meet the other's.
 func TestConsoleShowsEachPolicysQuorum(t *testing.T) {

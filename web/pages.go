@@ -10,6 +10,7 @@ import (
 
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/internal/human"
 )
 
 // inboxData is the approvals inbox: one queue of statement approvals, elevation requests
@@ -184,7 +185,7 @@ func (s *Server) breakGlassPage(w http.ResponseWriter, r *http.Request, c *conso
 		}
 	}
 	for _, du := range bg.Durations {
-		d.Durations = append(d.Durations, shortDuration(du.D()))
+		d.Durations = append(d.Durations, human.Duration(du.D()))
 	}
 	p := s.newPage(c, "Break glass", "breakglass", d)
 	if r.Method == http.MethodPost {

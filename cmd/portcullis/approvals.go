@@ -91,7 +91,11 @@ func (c *apiClient) send(method, path, tok string, body, out any) error {
 
 type approvalView struct {
 	ID        string    `json:"id"`
+	Type      string    `json:"type"`
 	State     string    `json:"state"`
+	Status    string    `json:"status"` // the state as people read it: failed, never ran, ...
+	Note      string    `json:"status_note"`
+	Waiting   string    `json:"waiting"`
 	CreatedAt time.Time `json:"created_at"`
 	Requester struct {
 		User string `json:"user"`
@@ -109,6 +113,22 @@ type approvalView struct {
 	} `json:"progress"`
 	CanApprove bool   `json:"can_approve"`
 	WhyNot     string `json:"why_not"`
+}
+
+// status is the request's status with its note: "failed (42501: permission denied ...)".
+func (v *approvalView) status() string {
+	s := v.Status
+	if s == "" {
+		s = v.State
+	}
+	if v.Note != "" {
+		note := v.Note
+		if len(note) > 60 {
+			note = note[:57] + "..."
+		}
+		s += " (" + note + ")"
+	}
+	return s
 }
 
 func (v *approvalView) progress() string {
@@ -137,7 +157,7 @@ func approvalsCmd() *cobra.Command {
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tSTATE\tREQUESTER\tRESOURCE\tCLASS\tPROGRESS\tYOU\tSTATEMENT")
+			fmt.Fprintln(w, "ID\tSTATUS\tREQUESTER\tRESOURCE\tCLASS\tPROGRESS\tYOU\tSTATEMENT")
 			for _, a := range out.Approvals {
 				you := "can approve"
 				if !a.CanApprove {
@@ -147,7 +167,7 @@ func approvalsCmd() *cobra.Command {
 				if len(stmt) > 60 {
 					stmt = stmt[:57] + "..."
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.State, a.Requester.User, a.Artifact.Resource, a.Artifact.Class, a.progress(), you, stmt)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.status(), a.Requester.User, a.Artifact.Resource, a.Artifact.Class, a.progress(), you, stmt)
 			}
 			return w.Flush()
 		},

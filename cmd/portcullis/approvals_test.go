@@ -69,7 +69,7 @@ func TestElevationCommands(t *testing.T) {
 	t.Setenv("PORTCULLIS_URL", srv.URL)
 
 	code, out := runCLI(t, "request", "orders-writer", "--for", "1h", "--reason", "backfill", "--token", "alice-demo-token")
-	if code != 0 || !strings.Contains(out, "orders-writer for 1h0m0s, pending") {
+	if code != 0 || !strings.Contains(out, "orders-writer for 1h, pending") { // as configured, not 1h0m0s
 		t.Fatalf("request: %d %s", code, out)
 	}
 	id := strings.SplitN(out, ":", 2)[0]
@@ -79,13 +79,13 @@ func TestElevationCommands(t *testing.T) {
 	if resp, err := http.Get(srv.URL + "/requests/" + id); err != nil || resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("the printed link: %v %v", resp, err) // signed out: the sign-in page, then the request
 	}
-	if code, out := runCLI(t, "request", "orders-writer", "--for", "2h", "--reason", "x", "--token", "alice-demo-token"); code == 0 || !strings.Contains(out, "HTTP 422") {
+	if code, out := runCLI(t, "request", "orders-writer", "--for", "2h", "--reason", "x", "--token", "alice-demo-token"); code == 0 || !strings.Contains(out, "HTTP 422") || !strings.Contains(out, "15m, 1h, 4h, not 2h") {
 		t.Errorf("a duration the role does not offer: %d %s", code, out)
 	}
 	if code, out := runCLI(t, "approve", id, "--token", "bob-demo-token"); code != 0 || !strings.Contains(out, "approved") {
 		t.Fatalf("approve the elevation: %d %s", code, out)
 	}
-	if code, out := runCLI(t, "elevations", "--token", "alice-demo-token"); code != 0 || !strings.Contains(out, id) || !strings.Contains(out, "approved") {
+	if code, out := runCLI(t, "elevations", "--token", "alice-demo-token"); code != 0 || !strings.Contains(out, id) || !strings.Contains(out, "active") || !strings.Contains(out, "write on orders") {
 		t.Errorf("elevations: %d %s", code, out)
 	}
 	if code, out := runCLI(t, "revoke", id, "--token", "dave-demo-token"); code == 0 || !strings.Contains(out, "HTTP 403") {
@@ -103,10 +103,24 @@ func TestBreakGlassCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, ": approved until ") {
 		t.Fatalf("breakglass as dave: %d %s", code, out)
 	}
-	if code, out := runCLI(t, "breakglass", "--scope", "orders:ddl", "--incident", "INC-1", "--reason", "orders schema hotfix during INC-1", "--token", "alice-demo-token"); code == 0 || !strings.Contains(out, "HTTP 403") {
+	if code, out := runCLI(t, "breakglass", "--scope", "orders:ddl", "--incident", "INC-1", "--reason", "orders schema hotfix during INC-1", "--token", "alice-demo-token"); code == 0 || !strings.Contains(out, "HTTP 403") ||
+		!strings.Contains(out, "you may not break glass") || strings.Contains(out, "approver") {
 		t.Errorf("breakglass outside oncall: %d %s", code, out)
 	}
 	if code, out := runCLI(t, "breakglass", "--scope", "orders:admin", "--incident", "INC-1", "--reason", "orders schema hotfix during INC-1", "--token", "dave-demo-token"); code == 0 || !strings.Contains(out, "HTTP 403") {
 		t.Errorf("breakglass beyond the allowed scope: %d %s", code, out)
+	}
+	// The responder's elevations list shows the session, marked, with its scope.
+	code, out = runCLI(t, "elevations", "--token", "dave-demo-token")
+	if code != 0 || !strings.Contains(out, "BREAK-GLASS") || !strings.Contains(out, "active") || !strings.Contains(out, "ddl on orders") {
+		t.Errorf("elevations during break-glass: %d\n%s", code, out)
+	}
+}
+
+func TestUnknownApprovalID(t *testing.T) {
+	_, _, srv := apiServer(t)
+	code, out := runCLI(t, "approve", "apr_NOSUCHTHING", "--server", srv.URL, "--token", "bob-demo-token")
+	if code == 0 || !strings.Contains(out, "HTTP 404") || !strings.Contains(out, `"apr_NOSUCHTHING"`) || !strings.Contains(out, "portcullis approvals list") {
+		t.Errorf("an unknown id: %d %s", code, out)
 	}
 }

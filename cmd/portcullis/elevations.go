@@ -3,10 +3,14 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/portcullis/portcullis/internal/human"
 )
 
 type elevationView struct {
@@ -17,7 +21,24 @@ type elevationView struct {
 		Resource string        `json:"resource"`
 		Duration time.Duration `json:"duration"`
 		Reason   string        `json:"reason"`
+		Ticket   string        `json:"ticket"`
+		Grants   []struct {
+			Resources []string `json:"resources"`
+			Actions   []string `json:"actions"`
+		} `json:"grants"`
 	} `json:"artifact"`
+}
+
+// scope says what a grant covers: "write on orders".
+func (e *elevationView) scope() string {
+	var parts []string
+	for _, g := range e.Artifact.Grants {
+		parts = append(parts, strings.Join(g.Actions, ",")+" on "+strings.Join(g.Resources, ","))
+	}
+	if len(parts) == 0 {
+		return e.Artifact.Resource
+	}
+	return strings.Join(parts, "; ")
 }
 
 func requestCmd() *cobra.Command {
@@ -36,7 +57,7 @@ func requestCmd() *cobra.Command {
 			if err := c.do(http.MethodPost, "/elevations", body, &v); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s for %s, %s (%s)\n", v.ID, v.Artifact.Role, v.Artifact.Duration, v.State, v.progress())
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s for %s, %s (%s)\n", v.ID, v.Artifact.Role, human.Duration(v.Artifact.Duration), v.State, v.progress())
 			c.printLink(cmd.OutOrStdout(), &v)
 			return nil
 		},
@@ -52,21 +73,37 @@ func elevationsCmd() *cobra.Command {
 	var c apiClient
 	cmd := &cobra.Command{
 		Use:   "elevations",
-		Short: "List your elevation requests and grants (everyone's for audit readers)",
-		Args:  cobra.NoArgs,
+		Short: "List your elevations and break-glass sessions (everyone's for audit readers)",
+		Long: "Elevations lists your elevation requests and grants and your break-glass sessions,\n" +
+			"newest first; break-glass ones are marked BREAK-GLASS. Audit readers see everyone's.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var out struct{ Elevations []elevationView }
-			if err := c.do(http.MethodGet, "/elevations", nil, &out); err != nil {
+			var els struct{ Elevations []elevationView }
+			if err := c.do(http.MethodGet, "/elevations", nil, &els); err != nil {
 				return err
 			}
+			var bgs struct{ BreakGlass []elevationView }
+			if err := c.do(http.MethodGet, "/breakglass", nil, &bgs); err != nil {
+				return err
+			}
+			all := append(bgs.BreakGlass, els.Elevations...)
+			slices.SortStableFunc(all, func(a, b elevationView) int { return b.CreatedAt.Compare(a.CreatedAt) })
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tSTATE\tREQUESTER\tROLE\tRESOURCES\tUNTIL\tREASON")
-			for _, e := range out.Elevations {
+			fmt.Fprintln(w, "ID\tTYPE\tSTATE\tREQUESTER\tROLE\tSCOPE\tUNTIL\tREASON")
+			now := time.Now()
+			for _, e := range all {
+				typ, role, state := "elevation", e.Artifact.Role, e.State
+				if e.Type == "breakglass" {
+					typ, role = "BREAK-GLASS", "-"
+				}
 				until := "-"
 				if !e.NotAfter.IsZero() {
 					until = e.NotAfter.Local().Format(time.DateTime)
+					if state == "approved" && now.Before(e.NotAfter) {
+						state = "active"
+					}
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.State, e.Requester.User, e.Artifact.Role, e.Artifact.Resource, until, e.Artifact.Reason)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, typ, state, e.Requester.User, role, e.scope(), until, e.Artifact.Reason)
 			}
 			return w.Flush()
 		},

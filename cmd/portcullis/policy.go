@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/internal/human"
 	"github.com/portcullis/portcullis/policy"
 )
 
@@ -266,7 +267,7 @@ func printExplanation(w io.Writer, s *policy.Subject, resource string, a *policy
 				fmt.Fprintf(w, "; one from each of %s %v", l.n, l.v)
 			}
 		}
-		fmt.Fprintf(w, "; requester may approve: %v; timeout %s\n", q.RequesterCanApprove, q.Timeout)
+		fmt.Fprintf(w, "; requester may approve: %v; timeout %s\n", q.RequesterCanApprove, human.Duration(q.Timeout))
 	}
 	fmt.Fprintf(w, "snapshot:  %s\n", d.Snapshot)
 }

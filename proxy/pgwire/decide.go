@@ -19,6 +19,7 @@ import (
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/internal/human"
 	"github.com/portcullis/portcullis/policy"
 )
 
@@ -266,7 +267,7 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 	}
 	ss.inject(encode(&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "01000",
 		Message: fmt.Sprintf("Portcullis: this statement needs approval (%s). Approval request %s is waiting for %s.", d.Reason(), req.ID, strings.Join(terms, ", ")),
-		Detail:  fmt.Sprintf("Approve at %s or with: portcullis approve %s. The statement runs as soon as the quorum is met; it waits up to %s.", url, req.ID, d.Quorum.Timeout),
+		Detail:  fmt.Sprintf("Approve at %s or with: portcullis approve %s. The statement runs as soon as the quorum is met; it waits up to %s.", url, req.ID, human.Duration(d.Quorum.Timeout)),
 		Hint:    "Cancel (Ctrl-C) to withdraw the request."}), false)
 
 	stop := ss.watchClient(cancel)
@@ -327,7 +328,7 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 	code := codeInsufficientPrivilege
 	if r.State == elevation.StateExpired {
 		code = codeQueryCanceled
-		msg += fmt.Sprintf(" (nobody decided within %s)", d.Quorum.Timeout)
+		msg += fmt.Sprintf(" (nobody decided within %s)", human.Duration(d.Quorum.Timeout))
 	}
 	ss.fail(simple, errorResponse("ERROR", code, msg, "", ""))
 	return nil, false
