@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -82,6 +83,7 @@ var funcs = template.FuncMap{
 	"join": strings.Join,
 	"list": func(v ...string) []string { return v },
 	"dur":  human.Duration,
+	"has":  slices.Contains[[]string],
 	"rows": func(n int64) string {
 		if n < 0 {
 			return "unknown"

@@ -426,9 +426,17 @@ func TestConsoleAuthorization(t *testing.T) {
 	}
 	// A short reason is refused with the service's message, and the form keeps the input.
 	resp, body = dave.do("POST", "/breakglass", url.Values{"csrf": {dave.csrf("/breakglass")}, "resource": {"orders"}, "action": {"ddl"},
-		"duration": {"30m"}, "incident": {"INC-9"}, "reason": {"too short"}})
-	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, "INC-9") {
+		"duration": {"1h"}, "incident": {"INC-9"}, "reason": {"too short"}})
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(body, "INC-9") || !strings.Contains(body, "too short") {
 		t.Errorf("short reason: %d", resp.StatusCode)
+	}
+	for _, kept := range []string{`name="resource" value="orders" checked`, `name="action" value="ddl" checked`, `<option selected>1h</option>`} {
+		if !strings.Contains(body, kept) {
+			t.Errorf("the refused form lost %s", kept)
+		}
+	}
+	if strings.Contains(body, `name="action" value="write" checked`) {
+		t.Error("the refused form checked an action not chosen")
 	}
 }
 
