@@ -25,9 +25,18 @@ type Filter struct {
 // Break-glass and alert events cannot be filtered out: they always pass (within the time
 // range, when one is given, so that exports by period stay complete and disjoint).
 func (f *Filter) Match(ev *Event) bool {
-	if (ev.BreakGlass != "" || ev.Alert != "") && !f.BreakGlassOnly {
+	if ev.Flagged() && !f.BreakGlassOnly {
 		return (f.Since.IsZero() || !ev.Time.Before(f.Since)) && (f.Until.IsZero() || ev.Time.Before(f.Until)) && (f.Session == "" || ev.Session == f.Session)
 	}
+	return f.Selects(ev)
+}
+
+// Flagged reports whether ev is a break-glass or alert event, which no filter hides.
+func (ev *Event) Flagged() bool { return ev.BreakGlass != "" || ev.Alert != "" }
+
+// Selects reports whether ev passes the filter's own terms, flagged or not. Match is
+// Selects with flagged events always let through.
+func (f *Filter) Selects(ev *Event) bool {
 	switch {
 	case f.BreakGlassOnly && ev.BreakGlass == "":
 	case !f.Since.IsZero() && ev.Time.Before(f.Since):

@@ -73,6 +73,18 @@ var funcs = template.FuncMap{
 		return t.UTC().Format("2006-01-02 15:04:05 UTC")
 	},
 	"iso": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	// clock is a compact UTC time for tables: 12-01 06:40:29.
+	"clock": func(t time.Time) string { return t.UTC().Format("01-02 15:04:05") },
+	// without returns the query q without key, encoded.
+	"without": func(q url.Values, key string) string {
+		out := url.Values{}
+		for k, v := range q {
+			if k != key {
+				out[k] = v
+			}
+		}
+		return out.Encode()
+	},
 	"ago": func(t time.Time) string { return humanDuration(time.Since(t)) + " ago" },
 	"left": func(t time.Time) string {
 		if d := time.Until(t); d > 0 {

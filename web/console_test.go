@@ -2,6 +2,8 @@ package web
 
 import (
 	"context"
+	"fmt"
+	"html"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -542,5 +544,49 @@ func TestConsoleHistoryHidesBreakGlass(t *testing.T) {
 	}
 	if resp, _ := bob.do("GET", "/requests/"+bg.ID, nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("bob opens dave's break-glass: %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestConsoleAuditPage: a search by actor returns that actor's events, says which flagged
+// events it adds and why, pages newest first with a cursor, and shows a result's
+// statement and error.
+func TestConsoleAuditPage(t *testing.T) {
+	srv, _, _, log := consoleServer(t, nil)
+	ctx := context.Background()
+	for i := range 60 {
+		log.Append(ctx, &audit.Event{Type: "pg.statement", Actor: "alice", Resource: "orders", Action: fmt.Sprintf("SELECT %d", i), Decision: "allow"})
+	}
+	log.Append(ctx, &audit.Event{Type: "pg.result", Actor: "alice", Resource: "orders", Action: "UPDATE orders SET status = NULL", Result: "error",
+		Reason: "23502: null value in column \"status\"", Details: map[string]any{"tag": ""}})
+	log.Append(ctx, &audit.Event{Type: "pg.statement", Actor: "bob", Resource: "orders", Action: "SELECT 'bob'", Decision: "allow"})
+	log.Append(ctx, &audit.Event{Type: "pg.statement", Actor: "dave", Resource: "orders", Action: "CREATE INDEX ON orders (status)", Decision: "allow", BreakGlass: "apr_BG"})
+	carol := newBrowser(t, srv)
+	carol.signIn("carol")
+
+	tags := regexp.MustCompile(`<[^>]+>`)
+	textOf := func(page string) string { return html.UnescapeString(tags.ReplaceAllString(page, "")) }
+	_, page := carol.do("GET", "/audit?actor=bob", nil)
+	rows := strings.Count(page, "<tr class=")
+	if text := textOf(page); !strings.Contains(text, "SELECT 'bob'") || strings.Contains(text, "SELECT 7") {
+		t.Errorf("actor=bob shows other actors' events")
+	}
+	if rows != 2 || !strings.Contains(page, `id="added"`) || !strings.Contains(page, "never filtered out") || !strings.Contains(textOf(page), "CREATE INDEX") {
+		t.Errorf("actor=bob: %d rows; the flagged event should be added, and said so", rows)
+	}
+
+	_, page = carol.do("GET", "/audit?actor=alice", nil)
+	if n := strings.Count(page, "<tr class="); n != 50 {
+		t.Errorf("first page: %d rows, want 50", n)
+	}
+	if text := textOf(page); !strings.Contains(text, "23502: null value") || !strings.Contains(text, "UPDATE orders SET status = NULL") {
+		t.Error("a result row does not show its statement and error")
+	}
+	m := regexp.MustCompile(`href="(/audit\?[^"]*before=\d+[^"]*)" id="older"`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("no link to older events")
+	}
+	_, older := carol.do("GET", html.UnescapeString(m[1]), nil)
+	if n := strings.Count(older, "<tr class="); n != 12 || !strings.Contains(textOf(older), "SELECT 0") || strings.Contains(textOf(older), "SELECT 59") || strings.Contains(older, `id="older"`) {
+		t.Errorf("second page: %d rows\n%s", n, older)
 	}
 }

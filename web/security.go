@@ -4,20 +4,47 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/elevation"
 )
 
-// auditLimit is how many events the audit search shows; the export has them all.
-const auditLimit = 200
+// auditPage is how many events one page of the audit search shows, newest first; the
+// export has them all.
+const auditPageSize = 50
 
 type auditData struct {
 	Q         url.Values
-	Events    []*audit.Event
-	More      bool
+	Rows      []auditRow
 	ExportURL string
+	// Older is the query of the next page (events before the last shown), "" on the last.
+	Older string
+	// Added counts the flagged events on this page that the filter's own terms would not
+	// select: break-glass and alert events are never filtered out.
+	Added    int
+	Filtered bool // some filter besides the time range is set
+}
+
+// auditRow is one event as the page shows it: Added marks a flagged event shown although
+// the filter's terms do not select it.
+type auditRow struct {
+	*audit.Event
+	Added bool
+}
+
+// Detail is what the event's row says beside its action: the reason (a denial, an
+// error), and a result's command tag.
+func (r auditRow) Detail() string {
+	d := r.Reason
+	if tag, _ := r.Details["tag"].(string); tag != "" {
+		if d != "" {
+			d += " · "
+		}
+		d += tag
+	}
+	return d
 }
 
 // auditFilter reads the search form: since/until (RFC 3339, or a date), actor, resource,
@@ -64,15 +91,31 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, c *consoleCtx
 	if err != nil {
 		return err
 	}
-	d := &auditData{Q: q, ExportURL: "/audit/export?" + q.Encode()}
-	// Newest first: keep the last auditLimit matches in a ring.
-	ring := make([]*audit.Event, 0, auditLimit)
+	before := uint64(0) // the cursor: events older than this sequence number
+	if v := q.Get("before"); v != "" {
+		if before, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return errStatus(http.StatusBadRequest, "before: want an event number")
+		}
+	}
+	export := url.Values{}
+	for k, v := range q {
+		if k != "before" {
+			export[k] = v
+		}
+	}
+	d := &auditData{Q: q, ExportURL: "/audit/export?" + export.Encode(),
+		Filtered: f.Actor != "" || f.Resource != "" || f.Type != "" || f.Decision != ""}
+	// Newest first: keep the last page of matches before the cursor in a ring.
+	ring := make([]*audit.Event, 0, auditPageSize)
 	n := 0
 	err = audit.Scan(s.Config.Audit.Dir, f, func(ev *audit.Event) error {
-		if len(ring) < auditLimit {
+		if before != 0 && ev.Seq >= before {
+			return nil
+		}
+		if len(ring) < auditPageSize {
 			ring = append(ring, ev)
 		} else {
-			ring[n%auditLimit] = ev
+			ring[n%auditPageSize] = ev
 		}
 		n++
 		return nil
@@ -80,9 +123,21 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, c *consoleCtx
 	if err != nil {
 		return err
 	}
-	d.More = n > auditLimit
 	for i := range ring {
-		d.Events = append(d.Events, ring[(n-1-i)%len(ring)]) // the i-th newest
+		ev := ring[(n-1-i)%len(ring)] // the i-th newest
+		added := ev.Flagged() && !f.BreakGlassOnly && !f.Selects(ev)
+		if added {
+			d.Added++
+		}
+		d.Rows = append(d.Rows, auditRow{Event: ev, Added: added})
+	}
+	if n > auditPageSize {
+		older := url.Values{}
+		for k, v := range export {
+			older[k] = v
+		}
+		older.Set("before", strconv.FormatUint(d.Rows[len(d.Rows)-1].Seq, 10))
+		d.Older = "/audit?" + older.Encode()
 	}
 	return s.render(w, "audit", s.newPage(c, "Audit log", "audit", d))
 }

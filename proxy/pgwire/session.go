@@ -478,6 +478,9 @@ func (ss *session) finish(e *entry) {
 	}
 	ev := &audit.Event{Type: "pg.result", Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: "ok",
 		Details: map[string]any{"duration_us": ss.srv.Now().Sub(st.start).Microseconds(), "tag": st.tag}}
+	if st.act != nil {
+		ev.Action = st.act.Statement // so that a result reads on its own
+	}
 	switch {
 	case st.skipped:
 		ev.Result, ev.Reason = "skipped", "not run: an earlier message of the pipeline failed"
