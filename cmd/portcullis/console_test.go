@@ -3,13 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -198,6 +202,55 @@ func (e *consoleEnv) shoot(t *testing.T, ctx context.Context, name string) {
 	chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900))
 }
 
+// psql runs real psql through the proxy as user with one command, and returns its output;
+// it fails the test if psql fails or takes longer than 20s (a statement held for approval).
+func (e *consoleEnv) psql(t *testing.T, user, command string) string {
+	t.Helper()
+	bin, err := devserver.PGProgram("psql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(e.proxy)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-X", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", port, "-U", user, "-d", "orders", "-c", command)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+user+"-demo-token", "PGSSLMODE=require")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql %s: %v\n%s", command, err, out)
+	}
+	return string(out)
+}
+
+// openUntil opens path in the browser until an element matching sel is on the page.
+func (e *consoleEnv) openUntil(t *testing.T, ctx context.Context, path, sel string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		do(t, ctx, chromedp.Navigate(e.web+path), chromedp.WaitReady(chromedp.CSS(`main`)))
+		if eval[bool](t, ctx, fmt.Sprintf("!!document.querySelector(%q)", sel)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never showed %s", path, sel)
+		}
+	}
+}
+
+// apiGet GETs an API URL with a bearer token and decodes the JSON answer into out.
+func apiGet(u, token string, out any) error {
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
 // sqlClient connects to the proxy as user with a static token, as psql would.
 func (e *consoleEnv) sqlClient(t *testing.T, user string, onNotice ...func(*pgconn.PgConn, *pgconn.Notice)) *pgx.Conn {
 	t.Helper()
@@ -232,6 +285,10 @@ func TestConsoleInABrowser(t *testing.T) {
 	// alice's statement waits for approval...
 	notices := make(chan *pgconn.Notice, 4)
 	alice := e.sqlClient(t, "alice", func(_ *pgconn.PgConn, n *pgconn.Notice) { notices <- n })
+	// Her reason goes with what she runs, without changing the statement's text.
+	if _, err := alice.Exec(context.Background(), "SET portcullis.reason = 'customer paid by wire, TICKET-12'"); err != nil {
+		t.Fatalf("SET portcullis.reason: %v", err)
+	}
 	result := make(chan error, 1)
 	var finished time.Time
 	go func() {
@@ -300,6 +357,9 @@ func TestConsoleInABrowser(t *testing.T) {
 	if st := text(t, bob, "#statement"); !strings.Contains(st, "UPDATE orders SET status = 'paid' WHERE id = 2") {
 		t.Errorf("the request page shows %q", st)
 	}
+	if reason := text(t, bob, "#reason"); reason != "customer paid by wire, TICKET-12" {
+		t.Errorf("the request page shows the reason %q", reason)
+	}
 	for _, want := range []string{"orders-write-approval", "sre: 0/1", "Estimated rows", "env=production"} {
 		if body := text(t, bob, "main"); !strings.Contains(body, want) {
 			t.Errorf("the request page does not show %q", want)
@@ -326,6 +386,53 @@ func TestConsoleInABrowser(t *testing.T) {
 	do(t, aliceWeb, void(chromedp.Poll[bool](`!!document.querySelector('#state.state-executed, #state.state-approved')`, chromedp.WithPollingTimeout(5*time.Second))))
 	if !eval[bool](t, aliceWeb, "window.__noReload === true") {
 		t.Error("alice's request page reloaded; want a live update")
+	}
+	// One timeline entry per vote; the outcome is what PostgreSQL answered.
+	// (The outcome lands just after the statement's result; bob's page may have loaded
+	// between the two, so it is read again until it shows.)
+	e.openUntil(t, bob, "/requests/"+id, `#outcome code`)
+	if votes := eval[int](t, bob, `[...document.querySelectorAll('.timeline li')].filter(li => /approved/.test(li.textContent) && /bob/.test(li.textContent)).length`); votes != 1 {
+		t.Errorf("bob's vote is in the timeline %d times, want once", votes)
+	}
+	if out := text(t, bob, "#outcome"); !strings.Contains(out, "UPDATE 1") {
+		t.Errorf("the executed request says %q", out)
+	}
+
+	// An approved statement PostgreSQL refuses shows as failed, with its SQLSTATE, on the
+	// request page and in the API: an approval never lends privileges.
+	go func() {
+		_, err := alice.Exec(context.Background(), "UPDATE ledger SET amount = 0 WHERE order_id = 1")
+		result <- err
+	}()
+	var ledgerLink string
+	select {
+	case n := <-notices:
+		ledgerLink = regexp.MustCompile(`https?://\S+/requests/apr_\w+`).FindString(n.Detail)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no notice for the ledger update")
+	}
+	do(t, bob, chromedp.Navigate(ledgerLink), chromedp.WaitVisible(chromedp.ID("approve")), chromedp.Click(chromedp.ID("approve")))
+	select {
+	case err := <-result:
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "42501" {
+			t.Fatalf("the approved ledger update: %v, want PostgreSQL's 42501", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the approved ledger update did not end")
+	}
+	e.openUntil(t, bob, ledgerLink[strings.Index(ledgerLink, "/requests/"):], `#state.outcome-failed`)
+	if out := text(t, bob, "#outcome"); !strings.Contains(out, "failed: 42501: permission denied for table ledger") {
+		t.Errorf("the failed request says %q", out)
+	}
+	e.shoot(t, bob, "request-failed")
+	ledgerID := ledgerLink[strings.LastIndex(ledgerLink, "/")+1:]
+	var view struct {
+		Status     string `json:"status"`
+		StatusNote string `json:"status_note"`
+	}
+	if err := apiGet(e.web+"/api/v1/approvals/"+ledgerID, "alice-demo-token", &view); err != nil || view.Status != "failed" || !strings.HasPrefix(view.StatusNote, "42501: ") {
+		t.Errorf("the API shows the failed request as %+v (%v)", view, err)
 	}
 
 	// The elevation form offers the configured role with its own durations.
@@ -420,6 +527,14 @@ func TestConsoleInABrowser(t *testing.T) {
 	st := eval[float64](t, aliceWeb, `fetch('/audit').then(r => r.status)`)
 	if st != 403 {
 		t.Errorf("alice on /audit: %v, want 403", st)
+	}
+	// psql's own catalog queries (\d, \dt) run at once: their functions are STABLE.
+	// (Last: these sessions would come first in the session list above.)
+	for _, meta := range []string{`\d orders`, `\dt`} {
+		out := e.psql(t, "alice", meta)
+		if !strings.Contains(out, "orders") || !strings.Contains(out, "ledger") && meta == `\dt` {
+			t.Errorf("psql %s:\n%s", meta, out)
+		}
 	}
 }
 

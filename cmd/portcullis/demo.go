@@ -279,6 +279,26 @@ SELECT c, i, q, q * p, s FROM (VALUES
 	('umbrella','gadget',   5, 24.50, 'paid')
 ) AS seed(c, i, q, p, s)
 WHERE NOT EXISTS (SELECT 1 FROM orders);`)
+	if err != nil {
+		return err
+	}
+	// The ledger belongs to finance: everyone may read it, nobody writes it through
+	// Portcullis. An approved UPDATE of it still fails, with PostgreSQL's 42501: an approval
+	// decides whether a statement may run, never what the database lets it do.
+	ledger, err := pgx.Connect(ctx, pg.DSN("orders"))
+	if err != nil {
+		return err
+	}
+	defer ledger.Close(ctx)
+	_, err = ledger.Exec(ctx, `
+CREATE TABLE IF NOT EXISTS ledger (
+	id        bigserial PRIMARY KEY,
+	order_id  bigint        NOT NULL,
+	amount    numeric(10,2) NOT NULL,
+	booked_at timestamptz   NOT NULL DEFAULT now()
+);
+GRANT SELECT ON ledger TO PUBLIC;
+INSERT INTO ledger (order_id, amount) SELECT id, total FROM orders WHERE status <> 'new' AND NOT EXISTS (SELECT 1 FROM ledger);`)
 	return err
 }
 
@@ -290,7 +310,7 @@ Portcullis demo is running (Ctrl-C stops everything).
   Console           http://%[5]s  (sign in on the dev-only token form with <name>-demo-token)
   API               http://%[5]s  (under /api/v1)
   PostgreSQL proxy  %[1]s (database orders; password = your token)
-  Audit log         %[2]s  (portcullis audit verify --dir %[3]s)
+  Audit log         %[2]s  (bin/portcullis audit verify --dir %[3]s)
   Policy snapshot   %[4]s
 
 Demo users (static tokens, demo only):
@@ -306,6 +326,10 @@ Try, as alice:
       PORTCULLIS_TOKEN=bob-demo-token bin/portcullis approvals list
       PORTCULLIS_TOKEN=bob-demo-token bin/portcullis approve <id>
   ALTER TABLE orders ADD COLUMN note text;               -- denied (break-glass only)
+  SET portcullis.reason = 'refund order 3, TICKET-12';   -- approvers see it with the statements that wait
+  UPDATE ledger SET amount = 0 WHERE order_id = 1;       -- approved, then refused by PostgreSQL (42501):
+      the request page says "failed: 42501 permission denied for table ledger"
+  \d orders                                              -- psql's catalog queries run at once
 
 Elevation: alice asks for orders-writer, bob approves, alice's writes run directly:
   PORTCULLIS_TOKEN=alice-demo-token bin/portcullis request orders-writer --for 15m --reason "fix order 2"
