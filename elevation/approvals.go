@@ -318,7 +318,7 @@ func (a *Approvals) Consume(ctx context.Context, id, artifactHash, snapshot stri
 		}
 		now := a.now().UTC()
 		r.State = StateExecuted
-		r.Timeline = append(r.Timeline, TimelineEntry{At: now, What: "executed"})
+		r.Timeline = append(r.Timeline, TimelineEntry{At: now, What: "released to run"}) // its outcome follows
 		return nil
 	})
 }

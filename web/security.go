@@ -24,7 +24,7 @@ type auditData struct {
 	// Added counts the flagged events on this page that the filter's own terms would not
 	// select: break-glass and alert events are never filtered out.
 	Added    int
-	Filtered bool // some filter besides the time range is set
+	PageSize int
 }
 
 // auditRow is one event as the page shows it: Added marks a flagged event shown although
@@ -103,8 +103,7 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, c *consoleCtx
 			export[k] = v
 		}
 	}
-	d := &auditData{Q: q, ExportURL: "/audit/export?" + export.Encode(),
-		Filtered: f.Actor != "" || f.Resource != "" || f.Type != "" || f.Decision != ""}
+	d := &auditData{Q: q, ExportURL: "/audit/export?" + export.Encode(), PageSize: auditPageSize}
 	// Newest first: keep the last page of matches before the cursor in a ring.
 	ring := make([]*audit.Event, 0, auditPageSize)
 	n := 0

@@ -518,6 +518,16 @@ func TestConsoleInABrowser(t *testing.T) {
 	if !strings.Contains(lines, `"breakglass.started"`) || strings.Count(lines, "\n") < 2 {
 		t.Errorf("exported JSON lines:\n%s", lines)
 	}
+	// By actor: alice's events, with dave's flagged break-glass events added and said so.
+	do(t, carol, chromedp.Navigate(e.web+"/audit?actor=alice"), chromedp.WaitVisible(chromedp.CSS(`table.events`)))
+	// (Actor means actor or subject: bob's vote on her request is "bob → alice".)
+	if others := eval[[]string](t, carol, `[...new Set([...document.querySelectorAll('table.events tbody tr:not(.added) td[data-label=Actor]')].map(td => td.textContent.trim()))].filter(a => !/(^| )alice$/.test(a))`); len(others) > 0 {
+		t.Errorf("actor=alice shows events of %v", others)
+	}
+	if note := text(t, carol, "#added"); !strings.Contains(note, "never filtered out") {
+		t.Errorf("the added flagged events are not explained: %q", note)
+	}
+	e.shoot(t, carol, "audit")
 	do(t, carol, chromedp.Navigate(e.web+"/health"), chromedp.WaitVisible(chromedp.ID("chain")))
 	if chain := text(t, carol, "#chain"); !strings.HasPrefix(chain, "Intact") {
 		t.Errorf("chain status: %q", chain)
