@@ -255,12 +255,7 @@ func seedOrders(ctx context.Context, pg *devserver.Postgres, password string) er
 	if _, err := admin.Exec(ctx, fmt.Sprintf("ALTER ROLE portcullis PASSWORD '%s'", password)); err != nil {
 		return err
 	}
-	db, err := pgx.Connect(ctx, fmt.Sprintf("postgres://portcullis:%s@%s/orders?sslmode=disable", password, pg.Addr()))
-	if err != nil {
-		return err
-	}
-	defer db.Close(ctx)
-	_, err = db.Exec(ctx, `
+	err = execOn(ctx, fmt.Sprintf("postgres://portcullis:%s@%s/orders?sslmode=disable", password, pg.Addr()), `
 CREATE TABLE IF NOT EXISTS orders (
 	id         bigserial PRIMARY KEY,
 	customer   text        NOT NULL,
@@ -285,12 +280,7 @@ WHERE NOT EXISTS (SELECT 1 FROM orders);`)
 	// The ledger belongs to finance: everyone may read it, nobody writes it through
 	// Portcullis. An approved UPDATE of it still fails, with PostgreSQL's 42501: an approval
 	// decides whether a statement may run, never what the database lets it do.
-	ledger, err := pgx.Connect(ctx, pg.DSN("orders"))
-	if err != nil {
-		return err
-	}
-	defer ledger.Close(ctx)
-	_, err = ledger.Exec(ctx, `
+	return execOn(ctx, pg.DSN("orders"), `
 CREATE TABLE IF NOT EXISTS ledger (
 	id        bigserial PRIMARY KEY,
 	order_id  bigint        NOT NULL,
@@ -299,6 +289,16 @@ CREATE TABLE IF NOT EXISTS ledger (
 );
 GRANT SELECT ON ledger TO PUBLIC;
 INSERT INTO ledger (order_id, amount) SELECT id, total FROM orders WHERE status <> 'new' AND NOT EXISTS (SELECT 1 FROM ledger);`)
+}
+
+// execOn runs sql on a connection of its own to dsn.
+func execOn(ctx context.Context, dsn, sql string) error {
+	db, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close(ctx)
+	_, err = db.Exec(ctx, sql)
 	return err
 }
 
