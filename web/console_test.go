@@ -590,3 +590,52 @@ func TestConsoleAuditPage(t *testing.T) {
 		t.Errorf("second page: %d rows\n%s", n, older)
 	}
 }
+
+// TestConsoleOrderAndBreakGlassQuorum: the inbox (every view) and the requester's history
+// list newest first; a break-glass request says which quorum applies, apart from the
+// policies it bypasses.
+func TestConsoleOrderAndBreakGlassQuorum(t *testing.T) {
+	srv, approvals, cfg, _ := consoleServer(t, nil)
+	alice, _ := cfg.StaticSubject("alice")
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, pendingStatement(t, approvals, alice, fmt.Sprintf("UPDATE orders SET status = 'n%d' WHERE id = %d", i, i)).ID)
+		time.Sleep(5 * time.Millisecond) // distinct creation times
+	}
+	bob := newBrowser(t, srv)
+	bob.signIn("bob")
+	for _, view := range []string{"/", "/?state=all"} {
+		_, page := bob.do("GET", view, nil)
+		if a, b, c := strings.Index(page, ids[2]), strings.Index(page, ids[1]), strings.Index(page, ids[0]); a < 0 || !(a < b && b < c) {
+			t.Errorf("%s is not newest first", view)
+		}
+	}
+	// On the oldest request, the history lists the two others, newest first.
+	_, page := bob.do("GET", "/requests/"+ids[0], nil)
+	hist := page[strings.Index(page, "recent requests"):]
+	if strings.Count(hist, `class="kind kind-statement"`) != 2 || !strings.Contains(hist, "pending") {
+		t.Errorf("history:\n%s", hist)
+	}
+	// The requester reads what it waits for.
+	a := newBrowser(t, srv)
+	a.signIn("alice")
+	if _, page = a.do("GET", "/requests/"+ids[1], nil); !strings.Contains(page, "Waiting for 1 approval from team sre (bob") {
+		t.Error("the request page does not say what it waits for")
+	}
+
+	// dave breaks glass for writes, which a high-tier policy holds: one approver needed.
+	dave := newBrowser(t, srv)
+	dave.signIn("dave")
+	resp, body := dave.do("POST", "/breakglass", url.Values{"csrf": {dave.csrf("/breakglass")}, "resource": {"orders"}, "action": {"write"},
+		"duration": {"30m"}, "incident": {"INC-9"}, "reason": {"orders stuck in checkout, INC-9"}})
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/requests/") {
+		t.Fatalf("break glass at a high tier: %d %s\n%s", resp.StatusCode, loc, body)
+	}
+	_, page = bob.do("GET", loc, nil)
+	for _, want := range []string{"Break-glass at tier <b>high</b>: one approver, anyone but the responder", "What it bypasses", "orders-write-approval", "anyone but dave"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the break-glass request page lacks %q", want)
+		}
+	}
+}

@@ -66,6 +66,10 @@ func TestDemo(t *testing.T) {
 	if api == "" {
 		t.Fatalf("demo did not come up:\n%s", out)
 	}
+	// The banner's audit path is the one DEMO_DIR put it in, with a command that works.
+	if want := "bin/portcullis audit verify --dir " + filepath.Join(dir, "state", "audit"); !strings.Contains(out.String(), want) {
+		t.Errorf("the banner does not say %q:\n%s", want, out)
+	}
 	for _, u := range []string{"alice", "bob", "carol", "dave"} {
 		if !strings.Contains(out.String(), u+"-demo-token") {
 			t.Errorf("the demo does not print %s's token", u)

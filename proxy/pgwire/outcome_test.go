@@ -37,6 +37,10 @@ func TestApprovedStatementOutcome(t *testing.T) {
 				done <- err
 			}()
 			req := e.pending(t)
+			// No policy reads the estimate of an UPDATE here; the approver gets it anyway.
+			if req.Artifact.EstimatedRows != 1 {
+				t.Errorf("a held UPDATE of one row is estimated at %d rows", req.Artifact.EstimatedRows)
+			}
 			if code := e.call(t, "bob", "POST", "/api/v1/approvals/"+req.ID+"/approve", ""); code != 200 {
 				t.Fatalf("approve: %d", code)
 			}
