@@ -114,11 +114,14 @@ JOIN pg_catalog.pg_proc p ON p.proname = pg_catalog.regexp_replace(q.name, '^.*\
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 WHERE pg_catalog.strpos(q.name, '.') = 0 OR n.nspname = pg_catalog.split_part(q.name, '.', 1)`
 
+// writesAnyway are statement kinds that are writes whatever their functions do.
+var writesAnyway = map[string]bool{"INSERT": true, "UPDATE": true, "MERGE": true, "COPY FROM": true, "CALL": true, "LOCK": true, "NOTIFY": true}
+
 // refine re-decides what a statement calling functions Portcullis does not know does, on
 // what the upstream declares about them. It returns act itself when nothing changes or the
 // upstream cannot say.
 func (s *Server) refine(res *configs.Resource, act *policy.Action, session string) *policy.Action {
-	if act.Class != policy.ClassWrite || len(act.Functions) == 0 || act.Kind == "UNPARSEABLE" {
+	if act.Class != policy.ClassWrite || len(act.Functions) == 0 || writesAnyway[act.Kind] {
 		return act
 	}
 	unknown := pgsql.UnknownFunctions(act)
