@@ -24,11 +24,11 @@ type Setting struct {
 }
 
 // MentionsSetting reports cheaply whether sql may touch a Portcullis setting: whether it
-// contains "portcullis." in any case.
+// contains "portcullis" in any case (SET portcullis . reason is the same setting).
 func MentionsSetting(sql string) bool {
-	n := len(SettingPrefix)
-	for i := 0; i+n <= len(sql); i++ {
-		if strings.EqualFold(sql[i:i+n], SettingPrefix) {
+	const word = "portcullis"
+	for i := 0; i+len(word) <= len(sql); i++ {
+		if (sql[i] == 'p' || sql[i] == 'P') && strings.EqualFold(sql[i:i+len(word)], word) {
 			return true
 		}
 	}
@@ -48,6 +48,9 @@ func ParseSetting(sql string) (s Setting, ok bool, err error) {
 		switch n := nodeMessage(raw.GetStmt()).(type) {
 		case *pg.VariableSetStmt:
 			name = n.Name
+			if !strings.HasPrefix(strings.ToLower(name), SettingPrefix) {
+				continue
+			}
 			s = Setting{Name: n.Name, Reset: n.Kind == pg.VariableSetKind_VAR_RESET || n.Kind == pg.VariableSetKind_VAR_SET_DEFAULT}
 			if n.Kind == pg.VariableSetKind_VAR_SET_VALUE {
 				var vals []string

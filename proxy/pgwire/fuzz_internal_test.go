@@ -29,7 +29,10 @@ func FuzzStartup(f *testing.F) {
 	sm, _ := (&pgproto3.StartupMessage{ProtocolVersion: protocol30, Parameters: map[string]string{"user": "alice", "database": "orders"}}).Encode(nil)
 	pw, _ := (&pgproto3.PasswordMessage{Password: "alice-token"}).Encode(nil)
 	cancel, _ := (&pgproto3.CancelRequest{ProcessID: 7, SecretKey: []byte{1, 2, 3, 4}}).Encode(nil)
+	withReason, _ := (&pgproto3.StartupMessage{ProtocolVersion: protocol30, Parameters: map[string]string{"user": "alice", "database": "orders",
+		"options": `-c portcullis.reason=fix\ it --x=y -c`, "portcullis.reason": "why"}}).Encode(nil)
 	f.Add(sm)
+	f.Add(append(withReason, pw...))
 	f.Add(append(sm, pw...))
 	f.Add(append(startupPacket(codeSSL), sm...))
 	f.Add(append(startupPacket(codeGSSENC), sm...))
