@@ -72,7 +72,7 @@ func setupVaultDatabase(t *testing.T, v *devserver.Vault, pg *devserver.Postgres
 // come from Vault: orders-reader for sessions, orders-writer under an orders-writer grant
 // or break-glass. vaultExtra is added to its vault credentials block; with approvals,
 // writes without a grant need an SRE's approval (else they are denied).
-func vaultedEnv(t *testing.T, v *devserver.Vault, vaultExtra string, approvals bool) (*env, *elevation.VaultBroker) {
+func vaultedEnv(t *testing.T, v *devserver.Vault, vaultExtra string, approvals bool, opts ...func(*pgwire.Server)) (*env, *elevation.VaultBroker) {
 	t.Helper()
 	var broker *elevation.VaultBroker
 	e := newEnvYAML(t, func(y string) string {
@@ -131,6 +131,9 @@ resources:
 			t.Fatal(err)
 		}
 		s.Broker = broker
+		for _, o := range opts {
+			o(s)
+		}
 	})
 	setupVaultDatabase(t, v, e.pg)
 	return e, broker
@@ -472,5 +475,71 @@ func TestApprovedStatementRunsUnderTheApprovedRole(t *testing.T) {
 	}
 	if n != 0 {
 		t.Errorf("the gone client's upstream session is still there")
+	}
+}
+
+// TestVaultAndRedisShape runs this issue's flows in the shape users run: Vault-minted
+// credentials with an approved role, and approvals in Redis. Catalog reads with functions
+// run at once (the lookup takes a Vault credential of its own); a reason reaches the
+// request; an approved statement the approved role may not run fails upstream, and its
+// request says so through the Redis store; the decisions API agrees with the proxy.
+func TestVaultAndRedisShape(t *testing.T) {
+	v, r := testenv.Vault(t), testenv.Redis(t)
+	e, _ := vaultedEnv(t, v, "        approved_role: orders_approved\n", true, func(s *pgwire.Server) {
+		st, err := elevation.OpenRedisStore(context.Background(), r.URL(), "shape:")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Approvals = elevation.NewApprovals(st, nil)
+		t.Cleanup(func() { s.Approvals.Close(); st.Close() })
+	})
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, e.pg.DSN("orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE TABLE ledger (id int PRIMARY KEY, amount int); INSERT INTO ledger VALUES (1, 10); GRANT SELECT ON ledger TO PUBLIC"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgx.Connect(ctx, e.dsn("alice", "vaulted"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+
+	var n int
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM pg_catalog.pg_class c WHERE pg_catalog.pg_table_is_visible(c.oid) AND pg_catalog.pg_get_userbyid(c.relowner) <> ''").Scan(&n); err != nil || n == 0 {
+		t.Fatalf("a catalog read with STABLE functions: %d, %v", n, err)
+	}
+	if all, _ := e.approvals.List(ctx); len(all) != 0 {
+		t.Fatalf("a catalog read asked for approval: %s", all[0].Artifact.Statement)
+	}
+
+	_, api := e.get(t, "alice", "POST", "/api/v1/decisions", `{"resource": "vaulted", "sql": "UPDATE ledger SET amount = 0 WHERE id = 1"}`)
+	if api["effect"] != "require_approval" {
+		t.Errorf("the decisions API says %v", api["effect"])
+	}
+	if _, err := c.Exec(ctx, "SET portcullis.reason = 'zero the test booking, FIN-3'"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := c.Exec(ctx, "UPDATE ledger SET amount = 0 WHERE id = 1"); done <- err }()
+	req := e.pending(t)
+	if req.Artifact.Reason != "zero the test booking, FIN-3" {
+		t.Errorf("the request's reason: %q", req.Artifact.Reason)
+	}
+	if code := e.call(t, "bob", "POST", "/api/v1/approvals/"+req.ID+"/approve", ""); code != 200 {
+		t.Fatalf("approve: %d", code)
+	}
+	if err := wait(t, done); pgCode(err) != "42501" {
+		t.Fatalf("the approved UPDATE the approved role may not run: %v", err)
+	}
+	var got map[string]any
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && got["outcome"] == nil; time.Sleep(20 * time.Millisecond) {
+		_, got = e.get(t, "bob", "GET", "/api/v1/approvals/"+req.ID, "")
+	}
+	if note, _ := got["status_note"].(string); got["status"] != "failed" || !strings.HasPrefix(note, "42501: permission denied for table ledger") {
+		t.Errorf("the request shows %v (%v)", got["status"], got["status_note"])
 	}
 }
