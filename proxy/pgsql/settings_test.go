@@ -64,3 +64,12 @@ func FuzzSetting(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkMentionsSetting(b *testing.B) {
+	q := "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;"
+	for b.Loop() {
+		if MentionsSetting(q) {
+			b.Fatal("mentions")
+		}
+	}
+}

@@ -51,7 +51,10 @@ function listen() {
   if (!url || !document.querySelector('[data-live]') || !window.EventSource) return;
   const es = new EventSource(url);
   es.addEventListener('change', scheduleRefresh);
-  es.addEventListener('open', () => { document.body.dataset.live = 'connected'; });
+  // On (re)connecting, read the page once more: a change made between loading it and the
+  // stream opening (an approved statement's outcome, a moment after its approval) has no
+  // notice left to come.
+  es.addEventListener('open', () => { document.body.dataset.live = 'connected'; scheduleRefresh(); });
   // A re-check now and then covers changes whose notice was missed (expiry, a reconnect).
   setInterval(scheduleRefresh, 15000);
 }
