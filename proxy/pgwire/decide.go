@@ -32,14 +32,18 @@ func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int1
 	act = ss.srv.refine(ss.res, act, ss.id)
 	now := ss.srv.Now()
 	act.InTransaction = ss.inTransaction()
+	// An estimate is of this execution (its parameters, the table now): it goes on a copy,
+	// never on the Action a prepared statement keeps for its next Execute.
+	estimated := false
 	if ss.srv.Config.Engine.NeedsEstimate(ss.res.Name, act.Class) && estimable(act) {
-		act.EstimatedRows = ss.srv.estimate(ss.res, ss.approvedRole, act.Statement, params, formats, ss.id)
+		act = ss.withEstimate(act, params, formats)
+		estimated = true
 	}
 	d := &ss.dec
 	v := ss.srv.gate.Decide(context.Background(), &ss.who.Subject, ss.res.Name, act, now, d)
-	if v.Effect == policy.RequireApproval && act.EstimatedRows < 0 && estimable(act) {
+	if v.Effect == policy.RequireApproval && !estimated && estimable(act) {
 		// No policy reads the estimate, but the approver wants the blast radius.
-		act.EstimatedRows = ss.srv.estimate(ss.res, ss.approvedRole, act.Statement, params, formats, ss.id)
+		act = ss.withEstimate(act, params, formats)
 	}
 	ev := ss.statementEvent(act, params, formats, d)
 	effect := v.Effect
@@ -83,6 +87,13 @@ func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int1
 		}
 		return ss.awaitApproval(act, params, formats, d, ev, simple)
 	}
+}
+
+// withEstimate returns a copy of act with the planner's row estimate for this execution.
+func (ss *session) withEstimate(act *policy.Action, params [][]byte, formats []int16) *policy.Action {
+	cp := *act
+	cp.EstimatedRows = ss.srv.estimate(ss.res, ss.approvedRole, act.Statement, params, formats, ss.id)
+	return &cp
 }
 
 // estimable reports whether the planner can estimate the rows act touches.

@@ -107,3 +107,27 @@ func TestApprovedStatementOutcome(t *testing.T) {
 		}
 	})
 }
+
+// TestEachExecutionIsEstimated: a prepared UPDATE executed twice with other parameters is
+// estimated for each execution, not shown the first one's estimate.
+func TestEachExecutionIsEstimated(t *testing.T) {
+	e := newEnv(t)
+	c := e.connect(t, "alice")
+	const sql = "UPDATE orders SET status = 'bulk' WHERE id <= $1"
+	var estimates []int64
+	for _, upTo := range []int{10, 3000} {
+		done := make(chan error, 1)
+		go func() { _, err := c.Exec(context.Background(), sql, pgx.QueryExecModeCacheStatement, upTo); done <- err }()
+		req := e.pending(t)
+		estimates = append(estimates, req.Artifact.EstimatedRows)
+		if code := e.call(t, "bob", "POST", "/api/v1/approvals/"+req.ID+"/deny", `{"comment": "no"}`); code != 200 {
+			t.Fatalf("deny: %d", code)
+		}
+		if err := wait(t, done); err == nil {
+			t.Fatal("a denied statement ran")
+		}
+	}
+	if estimates[0] < 5 || estimates[0] > 50 || estimates[1] < 1000 {
+		t.Errorf("estimates %v, want about 10 then about 3000", estimates)
+	}
+}
