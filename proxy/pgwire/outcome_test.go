@@ -117,7 +117,10 @@ func TestEachExecutionIsEstimated(t *testing.T) {
 	var estimates []int64
 	for _, upTo := range []int{10, 3000} {
 		done := make(chan error, 1)
-		go func() { _, err := c.Exec(context.Background(), sql, pgx.QueryExecModeCacheStatement, upTo); done <- err }()
+		go func() {
+			_, err := c.Exec(context.Background(), sql, pgx.QueryExecModeCacheStatement, upTo)
+			done <- err
+		}()
 		req := e.pending(t)
 		estimates = append(estimates, req.Artifact.EstimatedRows)
 		if code := e.call(t, "bob", "POST", "/api/v1/approvals/"+req.ID+"/deny", `{"comment": "no"}`); code != 200 {
