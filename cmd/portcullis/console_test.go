@@ -158,13 +158,21 @@ func void[T any](a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
 	}
 }
 
+// text returns the text of the first element matching css. A live page replaces its
+// regions when something changes (and once when its event stream opens), so a node found
+// may be gone by the time it is read: then it is looked up again.
 func text(t *testing.T, ctx context.Context, css string) string {
 	t.Helper()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(css)))
-	if err != nil {
-		t.Fatalf("text of %s: %v", css, err)
+	for try := 0; ; try++ {
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(css)))
+		if err == nil {
+			return strings.TrimSpace(s)
+		}
+		if try == 4 || !strings.Contains(err.Error(), "No node") && !strings.Contains(err.Error(), "Cannot find context") {
+			t.Fatalf("text of %s: %v", css, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return strings.TrimSpace(s)
 }
 
 func eval[T any](t *testing.T, ctx context.Context, js string) T {

@@ -23,7 +23,7 @@ async function refreshLive() {
   const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
   for (const old of regions) {
     const fresh = doc.getElementById(old.id);
-    if (!fresh) continue;
+    if (!fresh || same(old, fresh)) continue; // nothing changed: leave the page alone
     const typed = {};
     let focused = null;
     for (const f of old.querySelectorAll('textarea[name], input[name]:not([type=hidden])')) {
@@ -38,6 +38,17 @@ async function refreshLive() {
   }
   tickCountdowns();
   document.body.dataset.refreshed = String(Date.now());
+}
+
+// same reports whether two versions of a region differ only in their relative times
+// ("3m 12s left", "5s ago"), which the page keeps current itself.
+function same(a, b) {
+  const strip = (el) => {
+    const c = el.cloneNode(true);
+    for (const t of c.querySelectorAll('time')) t.textContent = '';
+    return c.innerHTML;
+  };
+  return strip(a) === strip(b);
 }
 
 let pending = null;
