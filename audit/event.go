@@ -13,12 +13,44 @@ import (
 // GenesisHash is the prev_hash of the first event of a log.
 const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
-// Event types that more than one package writes or reads.
+// Event types: what happened. Writers and readers (the console, reviews, replay, metrics)
+// use these names, never string literals.
 const (
+	TypeServerStarted = "server.started"
+	TypeServerStopped = "server.stopped"
+
+	TypePGSessionStart = "pg.session.start"
+	TypePGSessionEnd   = "pg.session.end"
+	// TypePGSessionCut: a session ended by Portcullis when the grant it used ended.
+	TypePGSessionCut = "pg.session.cut"
+	// TypePGStatement: a statement decided, before it is forwarded.
+	TypePGStatement = "pg.statement"
+	// TypePGResult: how a forwarded statement ended.
+	TypePGResult = "pg.result"
+	// TypePGReason: a session set or reset portcullis.reason.
+	TypePGReason = "pg.reason"
+	// TypePGApprovalClosed: a session's wait for an approval ended.
+	TypePGApprovalClosed = "pg.approval.closed"
 	// TypePGMismatch: PostgreSQL answered a statement with a result that does not fit the
 	// decision taken for it (a statement decided as a read reported an UPDATE). The
 	// session was ended. Always flagged (Alert "mismatch").
 	TypePGMismatch = "pg.mismatch"
+
+	TypeApprovalVote = "approval.vote"
+
+	TypeElevationRequested = "elevation.requested"
+	TypeElevationRevoked   = "elevation.revoked"
+	TypeElevationEnded     = "elevation.ended"
+
+	TypeBreakGlassRequested = "breakglass.requested"
+	TypeBreakGlassStarted   = "breakglass.started"
+	// TypeBreakGlassEmergency: break-glass with the sealed emergency credential.
+	TypeBreakGlassEmergency = "breakglass.emergency"
+	TypeBreakGlassEnded     = "breakglass.ended"
+	TypeBreakGlassReviewed  = "breakglass.reviewed"
+
+	TypeConsoleSignIn  = "console.signin"
+	TypeConsoleSignOut = "console.signout"
 )
 
 // Event is one audited happening. Append fills Seq, ID, Time (when zero), PrevHash and Hash.
@@ -26,7 +58,7 @@ type Event struct {
 	Seq  uint64    `json:"seq"`
 	ID   string    `json:"id"`
 	Time time.Time `json:"time"`
-	// Type names what happened, for example "pg.statement" or "approval.decided".
+	// Type names what happened: one of the Type constants, for example TypePGStatement.
 	Type string `json:"type"`
 	// Actor is who acted; Subject is on whose behalf or whom the event is about, when
 	// that is someone else (an approver acts on a requester's request).

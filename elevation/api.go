@@ -308,7 +308,7 @@ func (a *API) Decide(ctx context.Context, who *policy.Subject, id string, approv
 	if !approve {
 		what = "deny"
 	}
-	a.record(ctx, &audit.Event{Type: "approval.vote", Actor: who.User, Subject: req.Requester.User, Resource: req.Artifact.Resource,
+	a.record(ctx, &audit.Event{Type: audit.TypeApprovalVote, Actor: who.User, Subject: req.Requester.User, Resource: req.Artifact.Resource,
 		Action: what, Decision: what, Result: req.State, Reason: comment, PolicyHash: req.Artifact.Snapshot,
 		Details: map[string]any{"approval": req.ID, "type": req.Type}})
 	return a.view(req, who), nil
@@ -351,7 +351,7 @@ func (a *API) requestElevation(_ http.ResponseWriter, r *http.Request) (any, err
 // RequestElevation asks for a time-bound role for who; the request is audited once stored,
 // and abandoned if the audit log cannot take it.
 func (a *API) RequestElevation(ctx context.Context, who *policy.Subject, in ElevationRequest) (*View, error) {
-	ev := &audit.Event{Type: "elevation.requested", Actor: who.User, Action: in.Role, Reason: in.Reason,
+	ev := &audit.Event{Type: audit.TypeElevationRequested, Actor: who.User, Action: in.Role, Reason: in.Reason,
 		Details: map[string]any{"duration": in.Duration, "ticket": in.Ticket}}
 	req, err := a.Approvals.RequestElevation(ctx, a.Config, who, in)
 	if err != nil {
@@ -414,7 +414,7 @@ func (a *API) Revoke(ctx context.Context, who *policy.Subject, id string) (*View
 	if err != nil {
 		return nil, err
 	}
-	a.record(ctx, &audit.Event{Type: "elevation.revoked", Actor: who.User, Subject: req.Requester.User, Resource: req.Artifact.Resource,
+	a.record(ctx, &audit.Event{Type: audit.TypeElevationRevoked, Actor: who.User, Subject: req.Requester.User, Resource: req.Artifact.Resource,
 		Action: req.Artifact.Role, Result: req.State, Details: map[string]any{"approval": req.ID}})
 	return a.view(req, who), nil
 }

@@ -47,15 +47,15 @@ func (a *API) BreakGlass(ctx context.Context, who *policy.Subject, in BreakGlass
 	if err != nil {
 		return nil, err
 	}
-	ev := &audit.Event{Type: "breakglass.requested", Actor: who.User, Resource: req.Artifact.Resource, Action: "breakglass", BreakGlass: req.ID,
+	ev := &audit.Event{Type: audit.TypeBreakGlassRequested, Actor: who.User, Resource: req.Artifact.Resource, Action: "breakglass", BreakGlass: req.ID,
 		Reason: req.Artifact.Reason, Result: req.State, PolicyHash: req.Artifact.Snapshot,
 		Details: map[string]any{"incident": req.Artifact.Ticket, "tier": req.Artifact.Tier, "duration": human.Duration(req.Artifact.Duration),
 			"scope": in.Scope.Resources, "actions": in.Scope.Actions, "bypasses": ruleNames(req.Artifact.Rules), "escalated": req.Artifact.Escalated}}
 	switch {
 	case req.Artifact.Emergency:
-		ev.Type = "breakglass.emergency" // its own event type: every alarm
+		ev.Type = audit.TypeBreakGlassEmergency // its own event type: every alarm
 	case req.State == StateApproved:
-		ev.Type = "breakglass.started"
+		ev.Type = audit.TypeBreakGlassStarted
 	}
 	if err := a.record(ctx, ev); err != nil {
 		if _, rerr := a.Approvals.Revoke(ctx, req.ID, who, true); rerr != nil && a.Log != nil {
@@ -106,7 +106,7 @@ func (a *API) EndBreakGlass(ctx context.Context, who *policy.Subject, id string)
 		return nil, err
 	}
 	// A failure to write it is logged by record; the session is ended either way.
-	a.record(ctx, &audit.Event{Type: "breakglass.ended", Actor: who.User, Subject: out.Requester.User, Resource: out.Artifact.Resource,
+	a.record(ctx, &audit.Event{Type: audit.TypeBreakGlassEnded, Actor: who.User, Subject: out.Requester.User, Resource: out.Artifact.Resource,
 		BreakGlass: out.ID, Result: out.State, Reason: "ended early"})
 	return a.view(out, who), nil
 }
@@ -197,7 +197,7 @@ func (a *API) Review(ctx context.Context, who *policy.Subject, id, outcome, note
 	if err != nil {
 		return nil, err
 	}
-	a.record(ctx, &audit.Event{Type: "breakglass.reviewed", Actor: who.User, Subject: req.Requester.User, Resource: req.Artifact.Resource,
+	a.record(ctx, &audit.Event{Type: audit.TypeBreakGlassReviewed, Actor: who.User, Subject: req.Requester.User, Resource: req.Artifact.Resource,
 		BreakGlass: req.ID, Result: outcome, Reason: notes})
 	return a.view(req, who), nil
 }

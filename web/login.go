@@ -153,7 +153,7 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, id *identi
 		sess.Expires = id.Expiry // a session never outlives the ID token it was made from
 	}
 	if s.Audit != nil {
-		err := s.Audit.Append(r.Context(), &audit.Event{Type: "console.signin", Actor: id.User, Result: "ok",
+		err := s.Audit.Append(r.Context(), &audit.Event{Type: audit.TypeConsoleSignIn, Actor: id.User, Result: "ok",
 			Details: map[string]any{"source": id.Source, "client_addr": r.RemoteAddr, "teams": id.Teams}})
 		if err != nil {
 			s.Log.Error("console sign-in refused: the audit log cannot be written", "user", id.User, "err", err)
@@ -167,7 +167,7 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, id *identi
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request, c *consoleCtx) error {
 	if c.me != nil && s.Audit != nil {
-		if err := s.Audit.Append(r.Context(), &audit.Event{Type: "console.signout", Actor: c.me.User, Result: "ok"}); err != nil {
+		if err := s.Audit.Append(r.Context(), &audit.Event{Type: audit.TypeConsoleSignOut, Actor: c.me.User, Result: "ok"}); err != nil {
 			s.Log.Error("audit write failed for a console sign-out", "user", c.me.User, "err", err)
 		}
 	}

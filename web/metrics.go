@@ -17,7 +17,7 @@ import (
 func (s *Server) auditCounts() (blocks int, alerts map[string]int, err error) {
 	alerts = map[string]int{}
 	err = audit.Scan(s.Config.Audit.Dir, audit.Filter{}, func(ev *audit.Event) error {
-		if ev.Type == "pg.statement" && (ev.Decision == "deny" || ev.Decision == "require_approval") {
+		if ev.Type == audit.TypePGStatement && (ev.Decision == "deny" || ev.Decision == "require_approval") {
 			blocks++
 		}
 		if ev.Alert != "" {

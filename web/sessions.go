@@ -48,14 +48,14 @@ func (s *Server) listSessions(all bool, me string) ([]*sessionView, error) {
 		}
 		v := byID[ev.Session]
 		switch {
-		case ev.Type == "pg.session.start" && ev.Result == "ok":
+		case ev.Type == audit.TypePGSessionStart && ev.Result == "ok":
 			v = &sessionView{ID: ev.Session, User: ev.Actor, Resource: ev.Resource, ClientAddr: ev.Details["client_addr"], Started: ev.Time}
 			byID[ev.Session] = v
 			order = append(order, ev.Session)
 		case v == nil:
-		case ev.Type == "pg.statement":
+		case ev.Type == audit.TypePGStatement:
 			v.Statements++
-		case ev.Type == "pg.session.end":
+		case ev.Type == audit.TypePGSessionEnd:
 			v.Ended, v.Result = ev.Time, ev.Result
 		}
 		return nil

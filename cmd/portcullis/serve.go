@@ -72,10 +72,10 @@ func sweepGrants(ctx context.Context, a *elevation.Approvals, log *audit.Log, lo
 			logger.Error("grant sweep failed", "err", err)
 		}
 		for _, r := range ended {
-			ev := &audit.Event{Type: "elevation.ended", Actor: "portcullis", Subject: r.Requester.User, Resource: r.Artifact.Resource,
+			ev := &audit.Event{Type: audit.TypeElevationEnded, Actor: "portcullis", Subject: r.Requester.User, Resource: r.Artifact.Resource,
 				Action: r.Artifact.Role, Result: elevation.StateEnded, Details: map[string]any{"approval": r.ID, "not_after": r.NotAfter.Format(time.RFC3339)}}
 			if r.Type == elevation.TypeBreakGlass {
-				ev.Type, ev.BreakGlass = "breakglass.ended", r.ID
+				ev.Type, ev.BreakGlass = audit.TypeBreakGlassEnded, r.ID
 			}
 			log.Enqueue(ev)
 		}
@@ -117,7 +117,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 	defer approvals.Close()
 	go sweepGrants(ctx, approvals, log, logger)
 	// Audit before act: a server whose audit log cannot be written does not start.
-	if err := log.Append(ctx, &audit.Event{Type: "server.started", Actor: "portcullis", PolicyHash: cfg.Engine.Snapshot(),
+	if err := log.Append(ctx, &audit.Event{Type: audit.TypeServerStarted, Actor: "portcullis", PolicyHash: cfg.Engine.Snapshot(),
 		Details: map[string]any{"config": cfg.Path, "listen": cfg.Server.Listen, "version": version}}); err != nil {
 		return fmt.Errorf("could not write the audit log: %w", err)
 	}
@@ -195,5 +195,5 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 	if pg != nil {
 		pg.Close()
 	}
-	return log.Append(shutdown, &audit.Event{Type: "server.stopped", Actor: "portcullis", PolicyHash: cfg.Engine.Snapshot()})
+	return log.Append(shutdown, &audit.Event{Type: audit.TypeServerStopped, Actor: "portcullis", PolicyHash: cfg.Engine.Snapshot()})
 }

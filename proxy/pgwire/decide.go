@@ -196,7 +196,7 @@ func (ss *session) statementEvent(act *policy.Action, params [][]byte, formats [
 			details["params_digest"] = paramsDigest(params)
 		}
 	}
-	return &audit.Event{Type: "pg.statement", Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Action: act.Statement,
+	return &audit.Event{Type: audit.TypePGStatement, Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Action: act.Statement,
 		Decision: d.Effect.String(), Rules: d.RuleNames(), PolicyHash: d.Snapshot, Reason: d.Reason(), Details: details}
 }
 
@@ -295,7 +295,7 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 			return nil, false
 		}
 		ss.abandon(req.ID, cause.Error())
-		ss.auditLoudly(&audit.Event{Type: "pg.approval.closed", Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: elevation.StateAbandoned, Reason: cause.Error(), Details: map[string]any{"approval": req.ID}})
+		ss.auditLoudly(&audit.Event{Type: audit.TypePGApprovalClosed, Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: elevation.StateAbandoned, Reason: cause.Error(), Details: map[string]any{"approval": req.ID}})
 		if errors.Is(cause, errCancelRequested) {
 			ss.fail(simple, errorResponse("ERROR", codeQueryCanceled, "canceling statement due to user request; approval request "+req.ID+" withdrawn", "", ""))
 		} else {
@@ -309,7 +309,7 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 			approvers = append(approvers, v.Approver.User)
 		}
 	}
-	closed := &audit.Event{Type: "pg.approval.closed", Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: r.State,
+	closed := &audit.Event{Type: audit.TypePGApprovalClosed, Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: r.State,
 		PolicyHash: d.Snapshot, Details: map[string]any{"approval": r.ID, "approvers": approvers}}
 	if r.State == elevation.StateApproved {
 		if _, err := ss.srv.Approvals.Consume(ctx, r.ID, req.ArtifactHash, ss.srv.Config.Engine.Snapshot()); err != nil {

@@ -35,7 +35,7 @@ func (ss *session) setting(s pgsql.Setting, err error) {
 		if s.Reset {
 			ss.reason = ""
 		}
-		ss.srv.Audit.Enqueue(&audit.Event{Type: "pg.reason", Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Reason: ss.reason, Result: "ok"})
+		ss.srv.Audit.Enqueue(&audit.Event{Type: audit.TypePGReason, Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Reason: ss.reason, Result: "ok"})
 		tag := "SET"
 		if s.Reset {
 			tag = "RESET"

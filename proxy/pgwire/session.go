@@ -175,7 +175,7 @@ func (ss *session) run() {
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		result, reason = "error", err.Error()
 	}
-	ss.srv.Audit.Enqueue(&audit.Event{Type: "pg.session.end", Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: result, Reason: reason,
+	ss.srv.Audit.Enqueue(&audit.Event{Type: audit.TypePGSessionEnd, Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: result, Reason: reason,
 		Details: map[string]any{"duration_ms": ss.srv.Now().Sub(start).Milliseconds(), "statements": ss.stats.statements, "denied": ss.stats.denied, "approvals": ss.stats.approvals}})
 }
 
@@ -201,7 +201,7 @@ func (ss *session) watchGrant() (stop func()) {
 		if err != nil && now.Before(ss.grant.NotAfter) {
 			return false // cannot tell; the deadline still holds
 		}
-		ss.srv.Audit.Enqueue(&audit.Event{Type: "pg.session.cut", Actor: "portcullis", Subject: ss.who.User, Resource: ss.res.Name, Session: ss.id,
+		ss.srv.Audit.Enqueue(&audit.Event{Type: audit.TypePGSessionCut, Actor: "portcullis", Subject: ss.who.User, Resource: ss.res.Name, Session: ss.id,
 			Result: "terminated", Reason: ss.grant.Type + " ended", BreakGlass: breakGlassID(ss.grant), Details: map[string]any{"grant": ss.grant.ID, "role": ss.grant.Artifact.Role}})
 		// A FATAL may come at any message boundary; the relay holds mu between messages.
 		ss.mu.Lock()
@@ -476,7 +476,7 @@ func (ss *session) finish(e *entry) {
 	if st.act != nil && mayChangeFunctions(st.act.Class) {
 		ss.srv.funcs.forget(ss.res.Name) // what it changed is now visible to all
 	}
-	ev := &audit.Event{Type: "pg.result", Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: "ok",
+	ev := &audit.Event{Type: audit.TypePGResult, Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: "ok",
 		Details: map[string]any{"duration_us": ss.srv.Now().Sub(st.start).Microseconds(), "tag": st.tag}}
 	if st.act != nil {
 		ev.Action = st.act.Statement // so that a result reads on its own

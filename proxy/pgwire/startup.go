@@ -337,7 +337,7 @@ func (s *Server) connectUpstream(ctx context.Context, ss *session, params map[st
 }
 
 func (s *Server) auditStartup(ss *session, result, reason string) error {
-	ev := &audit.Event{Type: "pg.session.start", Resource: ss.database, Session: ss.id, Result: result, Reason: reason,
+	ev := &audit.Event{Type: audit.TypePGSessionStart, Resource: ss.database, Session: ss.id, Result: result, Reason: reason,
 		Details: map[string]any{"client_addr": ss.remote, "client_user": ss.clientUser}}
 	if ss.grant != nil {
 		ev.Details["grant"], ev.Details["role"] = ss.grant.ID, ss.grant.Artifact.Role
