@@ -234,9 +234,14 @@ func (e *consoleEnv) psql(t *testing.T, user, command string) string {
 func (e *consoleEnv) openUntil(t *testing.T, ctx context.Context, path, sel string) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		do(t, ctx, chromedp.Navigate(e.web+path), chromedp.WaitReady(chromedp.CSS(`main`)))
-		if eval[bool](t, ctx, fmt.Sprintf("!!document.querySelector(%q)", sel)) {
+		// A navigation still under way (a form's POST and its redirect) aborts this one or
+		// is aborted by it: either way, try again.
+		err := chromedp.Do(ctx, chromedp.Navigate(e.web+path), chromedp.WaitReady(chromedp.CSS(`main`)))
+		if err == nil && eval[bool](t, ctx, fmt.Sprintf("!!document.querySelector(%q)", sel)) {
 			return
+		}
+		if err != nil && !strings.Contains(err.Error(), "ERR_ABORTED") && !strings.Contains(err.Error(), "Cannot find context") {
+			t.Fatalf("open %s: %v", path, err)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s never showed %s", path, sel)
