@@ -26,6 +26,8 @@ var (
 	ErrAlreadyDecided = errors.New("the request was already decided")
 	// ErrInvalid (422): malformed or missing input, such as a required comment.
 	ErrInvalid = errors.New("invalid input")
+	// ErrStoreUnavailable (503): the store could not be reached; nothing was changed.
+	ErrStoreUnavailable = errors.New("approval store unavailable")
 	// ErrNotApproved: the request may not run (not approved, already run, or its
 	// artifact or policy snapshot changed).
 	ErrNotApproved = errors.New("the request is not approved for this artifact")

@@ -72,3 +72,7 @@ func (b *StaticBroker) Credentials(_ context.Context, resource, _ string) (Crede
 	}
 	return c, nil
 }
+
+// ErrVaultUnavailable means Vault could not be reached or refused: new sessions that
+// need credentials from it fail; open ones keep theirs until they end.
+var ErrVaultUnavailable = errors.New("vault unavailable")

@@ -100,14 +100,3 @@ func (s *FileStore) loadRevoked() error {
 	}
 	return nil
 }
-
-// RevokeSession records the session as ended, expiring with it.
-func (s *RedisStore) RevokeSession(ctx context.Context, key string, until time.Time) error {
-	return unavailable(s.rdb.Set(ctx, s.prefix+"revoked:"+key, "1", max(time.Until(until), time.Second)).Err())
-}
-
-// SessionRevoked reports whether the session was ended.
-func (s *RedisStore) SessionRevoked(ctx context.Context, key string) (bool, error) {
-	n, err := s.rdb.Exists(ctx, s.prefix+"revoked:"+key).Result()
-	return n > 0, unavailable(err)
-}

@@ -18,6 +18,8 @@ import (
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/elevation/redisstore"
+	"github.com/portcullis/portcullis/elevation/vault"
 	"github.com/portcullis/portcullis/proxy/identity"
 	"github.com/portcullis/portcullis/proxy/pgwire"
 	"github.com/portcullis/portcullis/web"
@@ -103,7 +105,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 	var store elevation.Store
 	if cfg.Store.Redis != "" {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		rs, err := elevation.OpenRedisStore(sctx, cfg.Store.Redis, "portcullis:")
+		rs, err := redisstore.Open(sctx, cfg.Store.Redis, "portcullis:")
 		cancel()
 		if err != nil {
 			return err
@@ -144,7 +146,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		var broker elevation.CredentialBroker = elevation.NewStaticBroker(cfg)
 		if cfg.Vault.Address != "" {
 			vctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			vb, err := elevation.NewVaultBroker(vctx, cfg, logger)
+			vb, err := vault.NewBroker(vctx, cfg, logger)
 			cancel()
 			if err != nil {
 				ln.Close()

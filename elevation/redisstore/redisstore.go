@@ -1,4 +1,7 @@
-package elevation
+// Package redisstore keeps approval requests, grants and revoked console sessions in
+// Redis, so that every Portcullis replica sharing it sees the same ones, and hears of each
+// change through pub/sub.
+package redisstore
 
 import (
 	"context"
@@ -12,31 +15,30 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-)
 
-// ErrStoreUnavailable means the store could not be reached; nothing was changed.
-var ErrStoreUnavailable = errors.New("approval store unavailable")
+	"github.com/portcullis/portcullis/elevation"
+)
 
 // unavailable wraps a Redis error; redis.Nil and transaction conflicts are not outages.
 func unavailable(err error) error {
 	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, redis.TxFailedErr) {
 		return err
 	}
-	return fmt.Errorf("%w: %v", ErrStoreUnavailable, err)
+	return fmt.Errorf("%w: %v", elevation.ErrStoreUnavailable, err)
 }
 
-// RedisStore keeps approval requests in Redis, one JSON value per request under
+// Store keeps approval requests in Redis, one JSON value per request under
 // prefix+"req:"+id and an index set, so that every Portcullis replica sharing the Redis sees
 // the same requests. Update is atomic across replicas (WATCH/MULTI, retried on conflict).
-type RedisStore struct {
+type Store struct {
 	rdb    *redis.Client
 	prefix string
 }
 
-var _ Store = (*RedisStore)(nil)
+var _ elevation.Store = (*Store)(nil)
 
-// OpenRedisStore connects to the Redis at url (redis://, rediss://) and checks it answers.
-func OpenRedisStore(ctx context.Context, url, prefix string) (*RedisStore, error) {
+// Open connects to the Redis at url (redis://, rediss://) and checks it answers.
+func Open(ctx context.Context, url, prefix string) (*Store, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("store.redis: %w", err)
@@ -51,29 +53,29 @@ func OpenRedisStore(ctx context.Context, url, prefix string) (*RedisStore, error
 	if prefix == "" {
 		prefix = "portcullis:"
 	}
-	return &RedisStore{rdb: rdb, prefix: prefix}, nil
+	return &Store{rdb: rdb, prefix: prefix}, nil
 }
 
 // Close closes the connection pool.
-func (s *RedisStore) Close() error { return s.rdb.Close() }
+func (s *Store) Close() error { return s.rdb.Close() }
 
-func (s *RedisStore) key(id string) string { return s.prefix + "req:" + id }
-func (s *RedisStore) index() string        { return s.prefix + "reqs" }
-func (s *RedisStore) channel() string      { return s.prefix + "changed" }
-func (s *RedisStore) grantKey(id string) string {
+func (s *Store) key(id string) string { return s.prefix + "req:" + id }
+func (s *Store) index() string        { return s.prefix + "reqs" }
+func (s *Store) channel() string      { return s.prefix + "changed" }
+func (s *Store) grantKey(id string) string {
 	return s.prefix + "grant:" + id
 }
-func (s *RedisStore) grantIndex() string { return s.prefix + "grants" }
+func (s *Store) grantIndex() string { return s.prefix + "grants" }
 
 // ActiveGrants returns the elevation requests whose grants hold now. Each active grant
 // is kept under its own key whose TTL is the grant's remaining life, so Redis itself
 // forgets a grant at its not_after, whatever happens to Portcullis.
-func (s *RedisStore) ActiveGrants(ctx context.Context, now time.Time) ([]*Request, error) {
+func (s *Store) ActiveGrants(ctx context.Context, now time.Time) ([]*elevation.Request, error) {
 	ids, err := s.rdb.SMembers(ctx, s.grantIndex()).Result()
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	var out []*Request
+	var out []*elevation.Request
 	for _, id := range ids {
 		b, err := s.rdb.Get(ctx, s.grantKey(id)).Bytes()
 		if errors.Is(err, redis.Nil) {
@@ -83,7 +85,7 @@ func (s *RedisStore) ActiveGrants(ctx context.Context, now time.Time) ([]*Reques
 		if err != nil {
 			return nil, unavailable(err)
 		}
-		r := &Request{}
+		r := &elevation.Request{}
 		if err := json.Unmarshal(b, r); err != nil {
 			return nil, fmt.Errorf("grant %s in Redis is corrupt: %w", id, err)
 		}
@@ -96,7 +98,7 @@ func (s *RedisStore) ActiveGrants(ctx context.Context, now time.Time) ([]*Reques
 
 // Changes returns the ids of requests changed by any replica, as Redis publishes them,
 // until ctx ends. Approvals uses it to wake waiters at once.
-func (s *RedisStore) Changes(ctx context.Context) <-chan string {
+func (s *Store) Changes(ctx context.Context) <-chan string {
 	out := make(chan string, 64)
 	sub := s.rdb.Subscribe(ctx, s.channel())
 	go func() {
@@ -122,7 +124,7 @@ func (s *RedisStore) Changes(ctx context.Context) <-chan string {
 }
 
 // Create stores a new request.
-func (s *RedisStore) Create(ctx context.Context, r *Request) error {
+func (s *Store) Create(ctx context.Context, r *elevation.Request) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -136,7 +138,7 @@ func (s *RedisStore) Create(ctx context.Context, r *Request) error {
 	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.SAdd(ctx, s.index(), r.ID)
-		if r.Type != TypeStatement && r.State == StateApproved && !r.NotAfter.IsZero() {
+		if r.Type != elevation.TypeStatement && r.State == elevation.StateApproved && !r.NotAfter.IsZero() {
 			// Granted at creation (break-glass at a low tier): the grant key too.
 			p.SetArgs(ctx, s.grantKey(r.ID), b, redis.SetArgs{ExpireAt: r.NotAfter})
 			p.SAdd(ctx, s.grantIndex(), r.ID)
@@ -148,15 +150,15 @@ func (s *RedisStore) Create(ctx context.Context, r *Request) error {
 }
 
 // Get returns the request.
-func (s *RedisStore) Get(ctx context.Context, id string) (*Request, error) {
+func (s *Store) Get(ctx context.Context, id string) (*elevation.Request, error) {
 	b, err := s.rdb.Get(ctx, s.key(id)).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, ErrNotFound
+		return nil, elevation.ErrNotFound
 	}
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	r := &Request{}
+	r := &elevation.Request{}
 	if err := json.Unmarshal(b, r); err != nil {
 		return nil, fmt.Errorf("request %s in Redis is corrupt: %w", id, err)
 	}
@@ -164,15 +166,15 @@ func (s *RedisStore) Get(ctx context.Context, id string) (*Request, error) {
 }
 
 // List returns every request, oldest first.
-func (s *RedisStore) List(ctx context.Context) ([]*Request, error) {
+func (s *Store) List(ctx context.Context) ([]*elevation.Request, error) {
 	ids, err := s.rdb.SMembers(ctx, s.index()).Result()
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	out := make([]*Request, 0, len(ids))
+	out := make([]*elevation.Request, 0, len(ids))
 	for _, id := range ids {
 		r, err := s.Get(ctx, id)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, elevation.ErrNotFound) {
 			continue
 		}
 		if err != nil {
@@ -191,19 +193,19 @@ func isNetErr(err error) bool {
 
 // Update changes a request atomically: if another replica changes it meanwhile, fn runs
 // again on the new value.
-func (s *RedisStore) Update(ctx context.Context, id string, fn func(*Request) error) (*Request, error) {
+func (s *Store) Update(ctx context.Context, id string, fn func(*elevation.Request) error) (*elevation.Request, error) {
 	key := s.key(id)
 	for range 50 {
-		var out *Request
+		var out *elevation.Request
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
 			b, err := tx.Get(ctx, key).Bytes()
 			if errors.Is(err, redis.Nil) {
-				return ErrNotFound
+				return elevation.ErrNotFound
 			}
 			if err != nil {
 				return err
 			}
-			r := &Request{}
+			r := &elevation.Request{}
 			if err := json.Unmarshal(b, r); err != nil {
 				return fmt.Errorf("request %s in Redis is corrupt: %w", id, err)
 			}
@@ -218,10 +220,10 @@ func (s *RedisStore) Update(ctx context.Context, id string, fn func(*Request) er
 				p.Set(ctx, key, nb, 0)
 				// The grant key lives exactly as long as the grant: issued with the
 				// vote that completes the quorum, gone at not_after or revocation.
-				if r.Type != TypeStatement && r.State == StateApproved && !r.NotAfter.IsZero() {
+				if r.Type != elevation.TypeStatement && r.State == elevation.StateApproved && !r.NotAfter.IsZero() {
 					p.SetArgs(ctx, s.grantKey(id), nb, redis.SetArgs{ExpireAt: r.NotAfter})
 					p.SAdd(ctx, s.grantIndex(), id)
-				} else if r.Type != TypeStatement {
+				} else if r.Type != elevation.TypeStatement {
 					p.Del(ctx, s.grantKey(id))
 					p.SRem(ctx, s.grantIndex(), id)
 				}
@@ -244,4 +246,15 @@ func (s *RedisStore) Update(ctx context.Context, id string, fn func(*Request) er
 		return out, nil
 	}
 	return nil, fmt.Errorf("request %s: too much contention in Redis", id)
+}
+
+// RevokeSession records the console session as ended, expiring with it.
+func (s *Store) RevokeSession(ctx context.Context, key string, until time.Time) error {
+	return unavailable(s.rdb.Set(ctx, s.prefix+"revoked:"+key, "1", max(time.Until(until), time.Second)).Err())
+}
+
+// SessionRevoked reports whether the console session was ended.
+func (s *Store) SessionRevoked(ctx context.Context, key string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.prefix+"revoked:"+key).Result()
+	return n > 0, unavailable(err)
 }

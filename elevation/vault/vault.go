@@ -1,30 +1,29 @@
-package elevation
+// Package vault is the credential broker that mints upstream credentials from HashiCorp
+// Vault (the database secrets engine, or any secret with a username and password), with
+// leases renewed no further than a session needs and revoked when it ends.
+package vault
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
-	vault "github.com/hashicorp/vault/api"
+	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/elevation"
 )
 
-// ErrVaultUnavailable means Vault could not be reached or refused: new sessions that
-// need credentials from it fail; open ones keep theirs until they end.
-var ErrVaultUnavailable = errors.New("vault unavailable")
-
-// VaultBroker mints upstream credentials from Vault's database secrets engine (or any
+// Broker mints upstream credentials from Vault's database secrets engine (or any
 // secret with username and password), falling back to the configuration's static
 // credentials for resources without a vault path. Leases are renewed no further than the
 // deadline the caller gives, and revoked (synchronously) on Release.
-type VaultBroker struct {
-	client *vault.Client
+type Broker struct {
+	client *vaultapi.Client
 	cfg    *configs.Config
-	static *StaticBroker
+	static *elevation.StaticBroker
 	log    *slog.Logger
 	now    func() time.Time
 
@@ -34,15 +33,15 @@ type VaultBroker struct {
 	stopToken context.CancelFunc
 }
 
-var _ CredentialBroker = (*VaultBroker)(nil)
+var _ elevation.CredentialBroker = (*Broker)(nil)
 
-// NewVaultBroker logs in to Vault (token, or AppRole) as cfg.vault says.
-func NewVaultBroker(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*VaultBroker, error) {
-	vc := vault.DefaultConfig()
+// NewBroker logs in to Vault (token, or AppRole) as cfg.vault says.
+func NewBroker(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*Broker, error) {
+	vc := vaultapi.DefaultConfig()
 	vc.Address = cfg.Vault.Address
 	vc.Timeout = cfg.Vault.Timeout.D()
 	vc.MaxRetries = 1
-	client, err := vault.NewClient(vc)
+	client, err := vaultapi.NewClient(vc)
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)
 	}
@@ -50,14 +49,14 @@ func NewVaultBroker(ctx context.Context, cfg *configs.Config, log *slog.Logger) 
 	if ar := cfg.Vault.AppRole; ar != nil {
 		s, err := client.Logical().WriteWithContext(ctx, "auth/"+ar.Mount+"/login", map[string]any{"role_id": ar.RoleID, "secret_id": ar.SecretID})
 		if err != nil || s == nil || s.Auth == nil {
-			return nil, fmt.Errorf("%w: AppRole login failed: %v", ErrVaultUnavailable, err)
+			return nil, fmt.Errorf("%w: AppRole login failed: %v", elevation.ErrVaultUnavailable, err)
 		}
 		client.SetToken(s.Auth.ClientToken)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b := &VaultBroker{client: client, cfg: cfg, static: NewStaticBroker(cfg), log: log, now: time.Now, renew: map[string]context.CancelFunc{}}
+	b := &Broker{client: client, cfg: cfg, static: elevation.NewStaticBroker(cfg), log: log, now: time.Now, renew: map[string]context.CancelFunc{}}
 	tctx, cancel := context.WithCancel(context.Background())
 	b.stopToken = cancel
 	go b.keepToken(tctx)
@@ -66,7 +65,7 @@ func NewVaultBroker(ctx context.Context, cfg *configs.Config, log *slog.Logger) 
 
 // keepToken renews Portcullis's own Vault token at half its TTL; for AppRole, it logs in
 // again when renewal fails. A non-expiring token (TTL 0) needs nothing.
-func (b *VaultBroker) keepToken(ctx context.Context) {
+func (b *Broker) keepToken(ctx context.Context) {
 	for {
 		s, err := b.client.Auth().Token().LookupSelfWithContext(ctx)
 		wait := time.Minute
@@ -97,7 +96,7 @@ func (b *VaultBroker) keepToken(ctx context.Context) {
 }
 
 // Close stops renewing the token and every lease.
-func (b *VaultBroker) Close() {
+func (b *Broker) Close() {
 	b.stopToken()
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -110,7 +109,7 @@ func (b *VaultBroker) Close() {
 
 // Path returns the Vault path that mints credentials for resource under role ("" for the
 // default connection), or "" when the resource does not use Vault.
-func (b *VaultBroker) Path(resource, role string) string {
+func (b *Broker) Path(resource, role string) string {
 	for _, r := range b.cfg.Resources {
 		if r.Name != resource || r.Credentials.Vault == nil {
 			continue
@@ -125,7 +124,7 @@ func (b *VaultBroker) Path(resource, role string) string {
 
 // Credentials reads fresh credentials for resource (under role, when the resource has a
 // path for it).
-func (b *VaultBroker) Credentials(ctx context.Context, resource, role string) (Credentials, error) {
+func (b *Broker) Credentials(ctx context.Context, resource, role string) (elevation.Credentials, error) {
 	path := b.Path(resource, role)
 	if path == "" {
 		return b.static.Credentials(ctx, resource, role)
@@ -133,14 +132,14 @@ func (b *VaultBroker) Credentials(ctx context.Context, resource, role string) (C
 	s, err := b.client.Logical().ReadWithContext(ctx, path)
 	if err != nil || s == nil {
 		b.log.Warn("vault read failed", "path", path, "err", err)
-		return Credentials{}, fmt.Errorf("%w: could not read credentials for %s", ErrVaultUnavailable, resource)
+		return elevation.Credentials{}, fmt.Errorf("%w: could not read credentials for %s", elevation.ErrVaultUnavailable, resource)
 	}
 	user, _ := s.Data["username"].(string)
 	pass, _ := s.Data["password"].(string)
 	if user == "" || pass == "" {
-		return Credentials{}, fmt.Errorf("vault path %s gave no username and password", path)
+		return elevation.Credentials{}, fmt.Errorf("vault path %s gave no username and password", path)
 	}
-	c := Credentials{Username: user, Password: pass, LeaseID: s.LeaseID}
+	c := elevation.Credentials{Username: user, Password: pass, LeaseID: s.LeaseID}
 	if s.LeaseDuration > 0 {
 		c.Expiry = b.now().Add(time.Duration(s.LeaseDuration) * time.Second)
 	}
@@ -149,7 +148,7 @@ func (b *VaultBroker) Credentials(ctx context.Context, resource, role string) (C
 
 // KeepAlive renews c's lease until deadline (never beyond it) or until Release, whichever
 // comes first. Renewal failures are logged; the lease then ends at its own expiry.
-func (b *VaultBroker) KeepAlive(c Credentials, deadline time.Time) {
+func (b *Broker) KeepAlive(c elevation.Credentials, deadline time.Time) {
 	if c.LeaseID == "" || c.Expiry.IsZero() {
 		return
 	}
@@ -191,7 +190,7 @@ func (b *VaultBroker) KeepAlive(c Credentials, deadline time.Time) {
 
 // Release revokes c's lease in Vault and waits until Vault has acted on it (for the
 // database engine: the upstream role is dropped).
-func (b *VaultBroker) Release(ctx context.Context, c Credentials) error {
+func (b *Broker) Release(ctx context.Context, c elevation.Credentials) error {
 	if c.LeaseID == "" {
 		return nil
 	}
@@ -202,7 +201,7 @@ func (b *VaultBroker) Release(ctx context.Context, c Credentials) error {
 	}
 	b.mu.Unlock()
 	if _, err := b.client.Logical().WriteWithContext(ctx, "sys/leases/revoke", map[string]any{"lease_id": c.LeaseID, "sync": true}); err != nil {
-		return fmt.Errorf("%w: could not revoke a lease: %v", ErrVaultUnavailable, err)
+		return fmt.Errorf("%w: could not revoke a lease: %v", elevation.ErrVaultUnavailable, err)
 	}
 	return nil
 }

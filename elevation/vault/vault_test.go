@@ -1,4 +1,4 @@
-package elevation
+package vault
 
 import (
 	"context"
@@ -6,9 +6,10 @@ import (
 	"testing"
 	"time"
 
-	vault "github.com/hashicorp/vault/api"
+	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/internal/devserver"
 	"github.com/portcullis/portcullis/internal/testenv"
 )
@@ -16,10 +17,10 @@ import (
 // TestVaultTokenIsRenewed: a broker holding a 3-second token keeps working past it.
 func TestVaultTokenIsRenewed(t *testing.T) {
 	v := testenv.Vault(t)
-	vc, _ := vault.NewClient(&vault.Config{Address: v.Address()})
+	vc, _ := vaultapi.NewClient(&vaultapi.Config{Address: v.Address()})
 	vc.SetToken(devserver.VaultRootToken)
 	ctx := context.Background()
-	tok, err := vc.Auth().Token().CreateWithContext(ctx, &vault.TokenCreateRequest{TTL: "3s", ExplicitMaxTTL: "1m", Policies: []string{"root"}})
+	tok, err := vc.Auth().Token().CreateWithContext(ctx, &vaultapi.TokenCreateRequest{TTL: "3s", ExplicitMaxTTL: "1m", Policies: []string{"root"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +29,7 @@ func TestVaultTokenIsRenewed(t *testing.T) {
 	}
 	cfg := &configs.Config{Vault: configs.Vault{Address: v.Address(), Token: tok.Auth.ClientToken, Timeout: configs.Duration(5 * time.Second)},
 		Resources: []configs.Resource{{Name: "orders", Kind: "postgres", Credentials: configs.Credentials{Vault: &configs.VaultCredentials{Path: "secret/data/orders"}}}}}
-	b, err := NewVaultBroker(ctx, cfg, nil)
+	b, err := NewBroker(ctx, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,10 +44,10 @@ func TestVaultTokenIsRenewed(t *testing.T) {
 // TestVaultAppRoleLogin: the broker logs in with AppRole and reads credentials.
 func TestVaultAppRoleLogin(t *testing.T) {
 	v := testenv.Vault(t)
-	vc, _ := vault.NewClient(&vault.Config{Address: v.Address()})
+	vc, _ := vaultapi.NewClient(&vaultapi.Config{Address: v.Address()})
 	vc.SetToken(devserver.VaultRootToken)
 	ctx := context.Background()
-	if err := vc.Sys().EnableAuthWithOptionsWithContext(ctx, "approle", &vault.EnableAuthOptions{Type: "approle"}); err != nil {
+	if err := vc.Sys().EnableAuthWithOptionsWithContext(ctx, "approle", &vaultapi.EnableAuthOptions{Type: "approle"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := vc.Sys().PutPolicyWithContext(ctx, "portcullis", `path "secret/data/orders" { capabilities = ["read"] }`); err != nil {
@@ -62,7 +63,7 @@ func TestVaultAppRoleLogin(t *testing.T) {
 	cfg := &configs.Config{Vault: configs.Vault{Address: v.Address(), Timeout: configs.Duration(5 * time.Second),
 		AppRole: &configs.AppRole{RoleID: rid.Data["role_id"].(string), SecretID: sid.Data["secret_id"].(string), Mount: "approle"}},
 		Resources: []configs.Resource{{Name: "orders", Kind: "postgres", Credentials: configs.Credentials{Vault: &configs.VaultCredentials{Path: "secret/data/orders"}}}}}
-	b, err := NewVaultBroker(ctx, cfg, nil)
+	b, err := NewBroker(ctx, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func TestVaultAppRoleLogin(t *testing.T) {
 		t.Fatalf("read with the AppRole token: %v", err)
 	}
 	cfg.Vault.AppRole.SecretID = "wrong"
-	if _, err := NewVaultBroker(ctx, cfg, nil); !errors.Is(err, ErrVaultUnavailable) {
+	if _, err := NewBroker(ctx, cfg, nil); !errors.Is(err, elevation.ErrVaultUnavailable) {
 		t.Errorf("a wrong secret id: %v", err)
 	}
 }

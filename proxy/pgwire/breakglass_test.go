@@ -18,6 +18,7 @@ import (
 
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/elevation/redisstore"
 	"github.com/portcullis/portcullis/internal/testenv"
 	"github.com/portcullis/portcullis/proxy/pgwire"
 )
@@ -27,7 +28,7 @@ func TestBreakGlass(t *testing.T) {
 	t.Run("redis store", func(t *testing.T) {
 		r := testenv.Redis(t)
 		testBreakGlass(t, newEnv(t, func(s *pgwire.Server) {
-			st, err := elevation.OpenRedisStore(context.Background(), r.URL(), "bg:")
+			st, err := redisstore.Open(context.Background(), r.URL(), "bg:")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/elevation/redisstore"
 	"github.com/portcullis/portcullis/internal/testenv"
 	"github.com/portcullis/portcullis/proxy/identity"
 	"github.com/portcullis/portcullis/proxy/pgwire"
@@ -26,7 +27,7 @@ import (
 func TestReplicasShareRedis(t *testing.T) {
 	r := testenv.Redis(t)
 	redisApprovals := func(t testing.TB) *elevation.Approvals {
-		s, err := elevation.OpenRedisStore(context.Background(), r.URL(), "portcullis:")
+		s, err := redisstore.Open(context.Background(), r.URL(), "portcullis:")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,7 +100,7 @@ func TestReplicasShareRedis(t *testing.T) {
 func TestRedisOutageFailsClosed(t *testing.T) {
 	r := testenv.Redis(t)
 	e := newEnv(t, func(s *pgwire.Server) {
-		st, err := elevation.OpenRedisStore(context.Background(), r.URL(), "portcullis:")
+		st, err := redisstore.Open(context.Background(), r.URL(), "portcullis:")
 		if err != nil {
 			t.Fatal(err)
 		}

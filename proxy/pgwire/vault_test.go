@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
-	vault "github.com/hashicorp/vault/api"
+	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/elevation/redisstore"
+	"github.com/portcullis/portcullis/elevation/vault"
 	"github.com/portcullis/portcullis/internal/devserver"
 	"github.com/portcullis/portcullis/internal/testenv"
 	"github.com/portcullis/portcullis/proxy/pgwire"
@@ -23,14 +25,14 @@ import (
 // which may write), orders-writer may also update it.
 func setupVaultDatabase(t *testing.T, v *devserver.Vault, pg *devserver.Postgres) {
 	t.Helper()
-	cfg := vault.DefaultConfig()
+	cfg := vaultapi.DefaultConfig()
 	cfg.Address = v.Address()
-	vc, err := vault.NewClient(cfg)
+	vc, err := vaultapi.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	vc.SetToken(devserver.VaultRootToken)
-	if err := vc.Sys().Mount("database", &vault.MountInput{Type: "database"}); err != nil {
+	if err := vc.Sys().Mount("database", &vaultapi.MountInput{Type: "database"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := vc.Logical().Write("database/config/orders", map[string]any{
@@ -72,9 +74,9 @@ func setupVaultDatabase(t *testing.T, v *devserver.Vault, pg *devserver.Postgres
 // come from Vault: orders-reader for sessions, orders-writer under an orders-writer grant
 // or break-glass. vaultExtra is added to its vault credentials block; with approvals,
 // writes without a grant need an SRE's approval (else they are denied).
-func vaultedEnv(t *testing.T, v *devserver.Vault, vaultExtra string, approvals bool, opts ...func(*pgwire.Server)) (*env, *elevation.VaultBroker) {
+func vaultedEnv(t *testing.T, v *devserver.Vault, vaultExtra string, approvals bool, opts ...func(*pgwire.Server)) (*env, *vault.Broker) {
 	t.Helper()
-	var broker *elevation.VaultBroker
+	var broker *vault.Broker
 	e := newEnvYAML(t, func(y string) string {
 		y = strings.Replace(y, "resources:\n", `vault:
   address: `+v.Address()+`
@@ -127,7 +129,7 @@ resources:
 			}
 		}
 		var err error
-		if broker, err = elevation.NewVaultBroker(context.Background(), s.Config, nil); err != nil {
+		if broker, err = vault.NewBroker(context.Background(), s.Config, nil); err != nil {
 			t.Fatal(err)
 		}
 		s.Broker = broker
@@ -486,7 +488,7 @@ func TestApprovedStatementRunsUnderTheApprovedRole(t *testing.T) {
 func TestVaultAndRedisShape(t *testing.T) {
 	v, r := testenv.Vault(t), testenv.Redis(t)
 	e, _ := vaultedEnv(t, v, "        approved_role: orders_approved\n", true, func(s *pgwire.Server) {
-		st, err := elevation.OpenRedisStore(context.Background(), r.URL(), "shape:")
+		st, err := redisstore.Open(context.Background(), r.URL(), "shape:")
 		if err != nil {
 			t.Fatal(err)
 		}

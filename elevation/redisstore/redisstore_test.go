@@ -1,0 +1,158 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/elevation/storetest"
+	"github.com/portcullis/portcullis/internal/testenv"
+	"github.com/portcullis/portcullis/policy"
+)
+
+var lastName string
+
+func TestStore(t *testing.T) {
+	r := testenv.Redis(t)
+	n := 0
+	storetest.Run(t, func(t *testing.T) elevation.Store {
+		if t.Name() != lastName {
+			n++
+			lastName = t.Name()
+		}
+		s, err := Open(context.Background(), r.URL(), fmt.Sprintf("test%d:", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+// TestWaitSeesAnotherReplicasDecision: two services over one Redis, as two replicas.
+// TestRedisForgetsGrantsAtNotAfter: the grant key expires in Redis itself.
+func TestRedisForgetsGrantsAtNotAfter(t *testing.T) {
+	r := testenv.Redis(t)
+	ctx := context.Background()
+	s, err := Open(ctx, r.URL(), "ttl:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cfg, _ := configs.Load("../../configs/demo.yaml")
+	cfg.Roles[0].Durations = append(cfg.Roles[0].Durations, configs.Duration(time.Second))
+	a := elevation.NewApprovals(s, nil)
+	defer a.Close()
+	alice, _ := cfg.StaticSubject("alice")
+	bob, _ := cfg.StaticSubject("bob")
+	req, err := a.RequestElevation(ctx, cfg, alice, elevation.ElevationRequest{Role: "orders-writer", Duration: "1s", Reason: "ttl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Approve(ctx, req.ID, bob, "")
+	ttl := s.rdb.PTTL(ctx, s.grantKey(req.ID)).Val()
+	if ttl <= 0 || ttl > time.Second {
+		t.Fatalf("grant key TTL %v, want the grant's remaining life", ttl)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if n := s.rdb.Exists(ctx, s.grantKey(req.ID)).Val(); n != 0 {
+		t.Error("Redis still holds the grant after its not_after")
+	}
+}
+
+func TestWaitSeesAnotherReplicasDecision(t *testing.T) {
+	r := testenv.Redis(t)
+	ctx := context.Background()
+	open := func() *elevation.Approvals {
+		s, err := Open(ctx, r.URL(), "replicas:")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return elevation.NewApprovals(s, nil)
+	}
+	a, b := open(), open()
+	defer a.Close()
+	defer b.Close()
+	q := &policy.Quorum{MinApprovals: 1, AnyApprover: true, Timeout: time.Minute}
+	var lat []time.Duration
+	for range 20 {
+		req, _ := a.Create(ctx, &policy.Subject{User: "alice"}, "s", elevation.Artifact{Statement: "x", Quorum: q})
+		done := make(chan *elevation.Request, 1)
+		go func() { w, _ := a.Wait(ctx, req.ID); done <- w }()
+		time.Sleep(20 * time.Millisecond)
+		start := time.Now()
+		if _, err := b.Approve(ctx, req.ID, &policy.Subject{User: "bob"}, ""); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case w := <-done:
+			if w.State != elevation.StateApproved {
+				t.Fatalf("waiter on replica A saw %s", w.State)
+			}
+			lat = append(lat, time.Since(start))
+		case <-time.After(5 * time.Second):
+			t.Fatal("the waiter on replica A never saw replica B's approval")
+		}
+	}
+	slices.Sort(lat)
+	t.Logf("cross-replica approval to waiter: p50 %v, max %v", lat[len(lat)/2], lat[len(lat)-1])
+	if lat[len(lat)-1] > 500*time.Millisecond {
+		t.Errorf("cross-replica wake-up took %v: pub/sub is not waking waiters", lat[len(lat)-1])
+	}
+}
+
+// TestWatchSeesEveryReplicasChanges: a console page on replica A hears of requests created
+// and decided on replica B (and on A itself).
+func TestWatchSeesEveryReplicasChanges(t *testing.T) {
+	r := testenv.Redis(t)
+	ctx := context.Background()
+	open := func() *elevation.Approvals {
+		s, err := Open(ctx, r.URL(), "watch:")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		a := elevation.NewApprovals(s, nil)
+		t.Cleanup(a.Close)
+		return a
+	}
+	a, b := open(), open()
+	changes, stop := a.Watch()
+	defer stop()
+	time.Sleep(100 * time.Millisecond) // the subscription is in place
+	expect := func(id, what string) {
+		t.Helper()
+		deadline := time.After(2 * time.Second)
+		for {
+			select {
+			case got := <-changes:
+				if got == id {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("replica A's watcher did not hear of %s (%s)", id, what)
+			}
+		}
+	}
+	q := &policy.Quorum{MinApprovals: 1, AnyApprover: true, Timeout: time.Minute}
+	req, err := b.Create(ctx, &policy.Subject{User: "alice"}, "s", elevation.Artifact{Statement: "x", Quorum: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(req.ID, "created on B")
+	if _, err := b.Approve(ctx, req.ID, &policy.Subject{User: "bob"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	expect(req.ID, "approved on B")
+	own, _ := a.Create(ctx, &policy.Subject{User: "alice"}, "s", elevation.Artifact{Statement: "y", Quorum: q})
+	expect(own.ID, "created on A")
+	stop()
+	if _, err := a.Cancel(ctx, own.ID, &policy.Subject{User: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+}
