@@ -15,7 +15,6 @@ import (
 
 	"github.com/gorilla/mux"
 
-	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/internal/human"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/identity"
@@ -305,16 +304,13 @@ func (s *Server) renderError(w http.ResponseWriter, r *http.Request, c *consoleC
 }
 
 func consoleStatus(err error) (int, string) {
-	var he *httpError
 	switch {
-	case errors.As(err, &he):
-		return he.status, he.msg
 	case errors.Is(err, identity.ErrInvalidToken):
 		return http.StatusUnauthorized, "sign-in failed: " + err.Error()
 	case errors.Is(err, identity.ErrProviderUnavailable):
 		return http.StatusServiceUnavailable, "the identity provider is unavailable; try again"
 	}
-	return elevation.StatusOf(err)
+	return statusOf(err)
 }
 
 // subject is the signed-in user's policy subject.

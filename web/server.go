@@ -41,7 +41,7 @@ type Server struct {
 	ClassifySQL func(resource, sql string) (act *policy.Action, ok bool)
 
 	// svc is the approvals service layer both the API and the console call.
-	svc       *elevation.API
+	svc       *elevation.Service
 	templates map[string]*template.Template
 	cookies   *signer
 }
@@ -64,15 +64,8 @@ func (s *Server) Handler() http.Handler {
 	}
 	api.Handle("/sessions/{id}/recording", s.authed(s.recording)).Methods(http.MethodGet)
 	if s.Approvals != nil {
-		approvals := api.NewRoute().Subrouter()
-		approvals.Use(func(next http.Handler) http.Handler {
-			return s.authed(func(w http.ResponseWriter, r *http.Request) error { next.ServeHTTP(w, r); return nil })
-		})
-		s.svc = &elevation.API{Approvals: s.Approvals, Config: s.Config, Audit: s.Audit, Log: s.Log,
-			Caller: func(r *http.Request) *policy.Subject { return &caller(r).Subject },
-			Admin:  s.isAdmin,
-		}
-		s.svc.Register(approvals)
+		s.svc = &elevation.Service{Approvals: s.Approvals, Config: s.Config, Audit: s.Audit, Log: s.Log, Admin: s.isAdmin}
+		s.registerApprovals(api)
 	}
 	s.registerConsole(r)
 	r.NotFoundHandler = s.handle(func(http.ResponseWriter, *http.Request) error { return errNotFound })
@@ -103,21 +96,21 @@ func (s *Server) handle(h handlerFunc) http.Handler {
 	})
 }
 
-// writeError is the one place errors become responses.
+// writeError is the one place errors become API responses (statusOf maps them).
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var he *httpError
-	switch {
-	case errors.As(err, &he):
+	status, msg := statusOf(err)
+	switch id := mux.Vars(r)["id"]; {
 	case errors.Is(err, identity.ErrInvalidToken):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis"`)
-		he = &httpError{http.StatusUnauthorized, "invalid or missing token"}
+		status, msg = http.StatusUnauthorized, "invalid or missing token"
 	case errors.Is(err, identity.ErrProviderUnavailable):
-		he = &httpError{http.StatusServiceUnavailable, "identity provider unavailable; try again"}
-	default:
+		status, msg = http.StatusServiceUnavailable, "identity provider unavailable; try again"
+	case errors.Is(err, elevation.ErrNotFound) && id != "":
+		msg = fmt.Sprintf("no approval request %q that you may see; list those you may see with: portcullis approvals list --state all", id)
+	case status == http.StatusInternalServerError:
 		s.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		he = &httpError{http.StatusInternalServerError, "internal error"}
 	}
-	writeJSON(w, he.status, map[string]string{"error": he.msg})
+	writeJSON(w, status, map[string]string{"error": msg})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {
@@ -184,10 +177,8 @@ type decisionRequest struct {
 
 func (s *Server) decide(w http.ResponseWriter, r *http.Request) error {
 	var req decisionRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return errStatus(http.StatusBadRequest, "malformed request body: %v", err)
+	if err := decodeJSON(w, r, &req, false); err != nil {
+		return err
 	}
 	if s.Config.Engine.Resource(req.Resource) == nil {
 		return errStatus(http.StatusNotFound, "no resource %q", req.Resource)

@@ -152,8 +152,12 @@ func TestApprovalFromAnotherIdentityRunsTheStatement(t *testing.T) {
 	if got := e.call(t, "bob", "POST", "/api/v1/approvals/apr_nope/approve", ""); got != 404 {
 		t.Errorf("unknown request: %d, want 404", got)
 	}
-	if got := e.call(t, "bob", "POST", "/api/v1/approvals/"+req.ID+"/approve", `{"comment": `); got != 422 {
-		t.Errorf("malformed body: %d, want 422", got)
+	// One decoder for the whole API: a malformed body is 400, an oversized one 413.
+	if got := e.call(t, "bob", "POST", "/api/v1/approvals/"+req.ID+"/approve", `{"comment": `); got != 400 {
+		t.Errorf("malformed body: %d, want 400", got)
+	}
+	if got := e.call(t, "bob", "POST", "/api/v1/approvals/"+req.ID+"/approve", `{"comment": "`+strings.Repeat("x", 2<<20)+`"}`); got != 413 {
+		t.Errorf("oversized body: %d, want 413", got)
 	}
 }
 

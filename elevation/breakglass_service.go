@@ -2,47 +2,17 @@ package elevation
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"io"
-	"net/http"
 	"time"
 
-	"github.com/gorilla/mux"
 
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/internal/human"
 	"github.com/portcullis/portcullis/policy"
 )
 
-func (a *API) registerBreakGlass(r *mux.Router) {
-	r.Handle("/breakglass", a.handle(a.breakGlass)).Methods(http.MethodPost)
-	r.Handle("/breakglass", a.handle(a.listBreakGlass)).Methods(http.MethodGet)
-	r.Handle("/breakglass/{id}/end", a.handle(a.endBreakGlass)).Methods(http.MethodPost)
-	r.Handle("/reviews", a.handle(a.listReviews)).Methods(http.MethodGet)
-	r.Handle("/reviews/{id}", a.handle(a.review)).Methods(http.MethodPost)
-}
-
-func decodeStrict(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return errors.Join(ErrInvalid, errors.New("malformed body: "+err.Error()))
-	}
-	return nil
-}
-
-func (a *API) breakGlass(_ http.ResponseWriter, r *http.Request) (any, error) {
-	var in BreakGlassRequest
-	if err := decodeStrict(r, &in); err != nil {
-		return nil, err
-	}
-	return a.BreakGlass(r.Context(), a.Caller(r), in)
-}
-
 // BreakGlass opens (or, at high tiers, asks for) a break-glass session for who and audits
 // it; if the audit log cannot take it, the session is revoked at once.
-func (a *API) BreakGlass(ctx context.Context, who *policy.Subject, in BreakGlassRequest) (*View, error) {
+func (a *Service) BreakGlass(ctx context.Context, who *policy.Subject, in BreakGlassRequest) (*View, error) {
 	req, err := a.Approvals.BreakGlass(ctx, a.Config, who, in)
 	if err != nil {
 		return nil, err
@@ -74,23 +44,14 @@ func ruleNames(rules []RuleRef) []string {
 	return out
 }
 
-func (a *API) listBreakGlass(_ http.ResponseWriter, r *http.Request) (any, error) {
-	out, err := a.BreakGlassSessions(r.Context(), a.Caller(r))
-	return map[string]any{"breakglass": out}, err
-}
-
 // BreakGlassSessions lists the break-glass requests who may see: their own, or all for
 // admins and reviewers.
-func (a *API) BreakGlassSessions(ctx context.Context, who *policy.Subject) ([]*View, error) {
+func (a *Service) BreakGlassSessions(ctx context.Context, who *policy.Subject) ([]*View, error) {
 	return a.listType(ctx, who, TypeBreakGlass, a.Config.BreakGlass.Reviewers.Names)
 }
 
-func (a *API) endBreakGlass(_ http.ResponseWriter, r *http.Request) (any, error) {
-	return a.EndBreakGlass(r.Context(), a.Caller(r), mux.Vars(r)["id"])
-}
-
 // EndBreakGlass ends a break-glass session early: its responder or security.
-func (a *API) EndBreakGlass(ctx context.Context, who *policy.Subject, id string) (*View, error) {
+func (a *Service) EndBreakGlass(ctx context.Context, who *policy.Subject, id string) (*View, error) {
 	req, err := a.Approvals.Get(ctx, id)
 	if err != nil {
 		return nil, err
@@ -134,7 +95,7 @@ type AuditAction struct {
 }
 
 // breakGlassActions reads the audit log's flagged events, by break-glass session.
-func (a *API) breakGlassActions() (map[string][]AuditAction, error) {
+func (a *Service) breakGlassActions() (map[string][]AuditAction, error) {
 	out := map[string][]AuditAction{}
 	if a.Config.Audit.Dir == "" {
 		return out, nil
@@ -147,16 +108,8 @@ func (a *API) breakGlassActions() (map[string][]AuditAction, error) {
 	return out, err
 }
 
-func (a *API) listReviews(_ http.ResponseWriter, r *http.Request) (any, error) {
-	out, err := a.Reviews(r.Context(), a.Caller(r))
-	if err != nil {
-		return nil, err
-	}
-	return map[string]any{"reviews": out}, nil
-}
-
 // Reviews is the review queue of ended break-glass sessions, for reviewers only.
-func (a *API) Reviews(ctx context.Context, who *policy.Subject) ([]ReviewView, error) {
+func (a *Service) Reviews(ctx context.Context, who *policy.Subject) ([]ReviewView, error) {
 	if !a.Config.BreakGlass.Reviewers.Names(who) {
 		return nil, refuse("you are not a break-glass reviewer (breakglass.reviewers)")
 	}
@@ -180,19 +133,8 @@ func (a *API) Reviews(ctx context.Context, who *policy.Subject) ([]ReviewView, e
 	return out, nil
 }
 
-func (a *API) review(_ http.ResponseWriter, r *http.Request) (any, error) {
-	var in struct {
-		Outcome string `json:"outcome"`
-		Notes   string `json:"notes"`
-	}
-	if err := decodeStrict(r, &in); err != nil {
-		return nil, err
-	}
-	return a.Review(r.Context(), a.Caller(r), mux.Vars(r)["id"], in.Outcome, in.Notes)
-}
-
 // Review records who's review of an ended break-glass session and audits it.
-func (a *API) Review(ctx context.Context, who *policy.Subject, id, outcome, notes string) (*View, error) {
+func (a *Service) Review(ctx context.Context, who *policy.Subject, id, outcome, notes string) (*View, error) {
 	req, err := a.Approvals.ReviewBreakGlass(ctx, a.Config, id, who, outcome, notes)
 	if err != nil {
 		return nil, err

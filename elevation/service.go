@@ -2,85 +2,26 @@ package elevation
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"strings"
 
-	"github.com/gorilla/mux"
 
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/policy"
 )
 
-// API serves the approvals and elevations endpoints under a router whose requests are
-// already authenticated; Caller returns the authenticated subject of a request.
-type API struct {
+// Service is what people do with requests, whatever they do it through (the HTTP API in
+// web/, the console): it applies who may see and decide what, and audits each change.
+type Service struct {
 	Approvals *Approvals
 	Config    *configs.Config
 	Audit     *audit.Log
-	Caller    func(*http.Request) *policy.Subject
 	// Admin reports whether a subject sees and may revoke every elevation.
 	Admin func(*policy.Subject) bool
 	Log   *slog.Logger
-}
-
-// Register mounts the endpoints on r (the /api/v1 subrouter).
-func (a *API) Register(r *mux.Router) {
-	r.Handle("/elevations", a.handle(a.requestElevation)).Methods(http.MethodPost)
-	r.Handle("/elevations", a.handle(a.listElevations)).Methods(http.MethodGet)
-	r.Handle("/elevations/{id}", a.handle(a.revoke)).Methods(http.MethodDelete)
-	a.registerBreakGlass(r)
-	r.Handle("/approvals", a.handle(a.list)).Methods(http.MethodGet)
-	r.Handle("/approvals/{id}", a.handle(a.get)).Methods(http.MethodGet)
-	r.Handle("/approvals/{id}/approve", a.handle(a.decide(true))).Methods(http.MethodPost)
-	r.Handle("/approvals/{id}/deny", a.handle(a.decide(false))).Methods(http.MethodPost)
-	r.Handle("/approvals/{id}/cancel", a.handle(a.cancel)).Methods(http.MethodPost)
-}
-
-// StatusOf maps a service error to an HTTP status and a message safe to show.
-func StatusOf(err error) (int, string) {
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return http.StatusNotFound, "no such approval request"
-	case errors.Is(err, ErrNotEligible), errors.Is(err, ErrForbidden):
-		return http.StatusForbidden, err.Error()
-	case errors.Is(err, ErrAlreadyReviewed), errors.Is(err, ErrAlreadyDecided):
-		return http.StatusConflict, err.Error()
-	case errors.Is(err, ErrInvalid):
-		return http.StatusUnprocessableEntity, err.Error()
-	case errors.Is(err, ErrStoreUnavailable):
-		return http.StatusServiceUnavailable, "the approval store is unavailable; nothing was changed, try again"
-	case errors.Is(err, errAudit):
-		return http.StatusServiceUnavailable, "the audit log cannot be written; nothing was changed"
-	}
-	return http.StatusInternalServerError, "internal error"
-}
-
-func (a *API) handle(h func(http.ResponseWriter, *http.Request) (any, error)) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		v, err := h(w, r)
-		status := http.StatusOK
-		if err != nil {
-			var msg string
-			status, msg = StatusOf(err)
-			if id := mux.Vars(r)["id"]; status == http.StatusNotFound && id != "" {
-				msg = fmt.Sprintf("no approval request %q that you may see; list those you may see with: portcullis approvals list --state all", id)
-			}
-			if status == http.StatusInternalServerError && a.Log != nil {
-				a.Log.Error("approvals API", "path", r.URL.Path, "err", err)
-			}
-			v = map[string]string{"error": msg}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(v)
-	})
 }
 
 // View is a request as the API shows it to one caller.
@@ -99,7 +40,7 @@ type View struct {
 	Waiting  string         `json:"waiting,omitempty"`
 }
 
-func (a *API) view(r *Request, who *policy.Subject) *View {
+func (a *Service) view(r *Request, who *policy.Subject) *View {
 	v := &View{Request: r, Status: r.Status(), StatusNote: r.StatusNote(), Progress: r.Progress()}
 	if err := CanApprove(r, who); err != nil {
 		v.WhyNot = err.Error()
@@ -130,7 +71,7 @@ type EligibleTerm struct {
 	Who string `json:"who"`
 }
 
-func (a *API) eligible(r *Request, q *policy.Quorum, t policy.Term) EligibleTerm {
+func (a *Service) eligible(r *Request, q *policy.Quorum, t policy.Term) EligibleTerm {
 	p, anyone := q.TermApprovers(t)
 	e := EligibleTerm{Term: t, Anyone: anyone}
 	if anyone {
@@ -201,7 +142,7 @@ func waiting(terms []EligibleTerm) string {
 // (audit.readers), and those who may decide on it. A break-glass session's quorum can be
 // anyone, so it shows its eligible approvers only while it is pending, and otherwise its
 // reviewers; other requests show their eligible approvers always.
-func (a *API) Visible(r *Request, who *policy.Subject) bool {
+func (a *Service) Visible(r *Request, who *policy.Subject) bool {
 	if r.Requester.User == who.User || a.IsAdmin(who) {
 		return true
 	}
@@ -217,17 +158,9 @@ func (a *API) Visible(r *Request, who *policy.Subject) bool {
 	return eligible
 }
 
-func (a *API) list(_ http.ResponseWriter, r *http.Request) (any, error) {
-	out, err := a.List(r.Context(), a.Caller(r), r.URL.Query().Get("state"))
-	if err != nil {
-		return nil, err
-	}
-	return map[string]any{"approvals": out}, nil
-}
-
 // List returns the requests in state (pending when empty, "all" for every state) that who
 // may see, newest first.
-func (a *API) List(ctx context.Context, who *policy.Subject, state string) ([]*View, error) {
+func (a *Service) List(ctx context.Context, who *policy.Subject, state string) ([]*View, error) {
 	if state == "" {
 		state = StatePending
 	}
@@ -250,12 +183,8 @@ func (a *API) List(ctx context.Context, who *policy.Subject, state string) ([]*V
 	return out, nil
 }
 
-func (a *API) get(_ http.ResponseWriter, r *http.Request) (any, error) {
-	return a.Get(r.Context(), a.Caller(r), mux.Vars(r)["id"])
-}
-
 // Get returns one request as who sees it; ErrNotFound when who may not see it.
-func (a *API) Get(ctx context.Context, who *policy.Subject, id string) (*View, error) {
+func (a *Service) Get(ctx context.Context, who *policy.Subject, id string) (*View, error) {
 	req, err := a.Approvals.Get(ctx, id)
 	if err != nil {
 		return nil, err
@@ -266,33 +195,9 @@ func (a *API) Get(ctx context.Context, who *policy.Subject, id string) (*View, e
 	return a.view(req, who), nil
 }
 
-type decisionBody struct {
-	Comment string `json:"comment"`
-}
-
-func readBody(r *http.Request) (decisionBody, error) {
-	var b decisionBody
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil && !errors.Is(err, io.EOF) {
-		return b, errors.Join(ErrInvalid, errors.New(`malformed body: want {"comment": "..."}`))
-	}
-	return b, nil
-}
-
-func (a *API) decide(approve bool) func(http.ResponseWriter, *http.Request) (any, error) {
-	return func(_ http.ResponseWriter, r *http.Request) (any, error) {
-		body, err := readBody(r)
-		if err != nil {
-			return nil, err
-		}
-		return a.Decide(r.Context(), a.Caller(r), mux.Vars(r)["id"], approve, body.Comment)
-	}
-}
-
 // Decide records who's approval (approve) or denial of request id, with a comment, and
 // audits the vote once it is stored.
-func (a *API) Decide(ctx context.Context, who *policy.Subject, id string, approve bool, comment string) (*View, error) {
+func (a *Service) Decide(ctx context.Context, who *policy.Subject, id string, approve bool, comment string) (*View, error) {
 	comment = strings.TrimSpace(comment)
 	var req *Request
 	var err error
@@ -314,11 +219,12 @@ func (a *API) Decide(ctx context.Context, who *policy.Subject, id string, approv
 	return a.view(req, who), nil
 }
 
-var errAudit = errors.New("audit log unavailable")
+// ErrAudit (503): the change was stored, but its audit event could not be written.
+var ErrAudit = errors.New("audit log unavailable")
 
 // record writes an audit event for a change made through the API. The change is stored
 // already; a failed write is logged loudly, and the caller told.
-func (a *API) record(ctx context.Context, ev *audit.Event) error {
+func (a *Service) record(ctx context.Context, ev *audit.Event) error {
 	if a.Audit == nil {
 		return nil
 	}
@@ -326,31 +232,21 @@ func (a *API) record(ctx context.Context, ev *audit.Event) error {
 		if a.Log != nil {
 			a.Log.Error("audit write failed for an API change", "type", ev.Type, "err", err)
 		}
-		return errAudit
+		return ErrAudit
 	}
 	return nil
 }
 
 // abandon closes a request whose creation could not be audited; a failure is logged.
-func (a *API) abandon(ctx context.Context, id string) {
+func (a *Service) abandon(ctx context.Context, id string) {
 	if _, err := a.Approvals.Abandon(ctx, id, "the audit log cannot be written"); err != nil && a.Log != nil {
 		a.Log.Error("could not close a request whose creation was not audited; it stays pending until it expires", "approval", id, "err", err)
 	}
 }
 
-func (a *API) requestElevation(_ http.ResponseWriter, r *http.Request) (any, error) {
-	var in ElevationRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		return nil, errors.Join(ErrInvalid, errors.New(`malformed body: want {"role", "duration", "reason", "ticket"}`))
-	}
-	return a.RequestElevation(r.Context(), a.Caller(r), in)
-}
-
 // RequestElevation asks for a time-bound role for who; the request is audited once stored,
 // and abandoned if the audit log cannot take it.
-func (a *API) RequestElevation(ctx context.Context, who *policy.Subject, in ElevationRequest) (*View, error) {
+func (a *Service) RequestElevation(ctx context.Context, who *policy.Subject, in ElevationRequest) (*View, error) {
 	ev := &audit.Event{Type: audit.TypeElevationRequested, Actor: who.User, Action: in.Role, Reason: in.Reason,
 		Details: map[string]any{"duration": in.Duration, "ticket": in.Ticket}}
 	req, err := a.Approvals.RequestElevation(ctx, a.Config, who, in)
@@ -365,19 +261,14 @@ func (a *API) RequestElevation(ctx context.Context, who *policy.Subject, in Elev
 	return a.view(req, who), nil
 }
 
-func (a *API) listElevations(_ http.ResponseWriter, r *http.Request) (any, error) {
-	out, err := a.Elevations(r.Context(), a.Caller(r))
-	return map[string]any{"elevations": out}, err
-}
-
 // Elevations lists the elevation requests who may see: their own, or all for admins.
-func (a *API) Elevations(ctx context.Context, who *policy.Subject) ([]*View, error) {
+func (a *Service) Elevations(ctx context.Context, who *policy.Subject) ([]*View, error) {
 	return a.listType(ctx, who, TypeElevation, nil)
 }
 
 // listType lists the requests of one type the caller may see: their own, or all for admins
 // and for whom also says yes.
-func (a *API) listType(ctx context.Context, who *policy.Subject, typ string, also func(*policy.Subject) bool) ([]*View, error) {
+func (a *Service) listType(ctx context.Context, who *policy.Subject, typ string, also func(*policy.Subject) bool) ([]*View, error) {
 	all, err := a.Approvals.List(ctx)
 	if err != nil {
 		return nil, err
@@ -393,16 +284,12 @@ func (a *API) listType(ctx context.Context, who *policy.Subject, typ string, als
 }
 
 // IsAdmin reports whether who sees and may revoke every elevation.
-func (a *API) IsAdmin(who *policy.Subject) bool { return a.Admin != nil && a.Admin(who) }
-
-func (a *API) revoke(_ http.ResponseWriter, r *http.Request) (any, error) {
-	return a.Revoke(r.Context(), a.Caller(r), mux.Vars(r)["id"])
-}
+func (a *Service) IsAdmin(who *policy.Subject) bool { return a.Admin != nil && a.Admin(who) }
 
 // Revoke ends an elevation early: its requester, an approver or an admin.
 // A break-glass session is ended only through EndBreakGlass, which says who may end it
 // and flags the end.
-func (a *API) Revoke(ctx context.Context, who *policy.Subject, id string) (*View, error) {
+func (a *Service) Revoke(ctx context.Context, who *policy.Subject, id string) (*View, error) {
 	cur, err := a.Approvals.Get(ctx, id)
 	if err != nil {
 		return nil, err
@@ -419,12 +306,8 @@ func (a *API) Revoke(ctx context.Context, who *policy.Subject, id string) (*View
 	return a.view(req, who), nil
 }
 
-func (a *API) cancel(_ http.ResponseWriter, r *http.Request) (any, error) {
-	return a.Cancel(r.Context(), a.Caller(r), mux.Vars(r)["id"])
-}
-
 // Cancel withdraws who's own pending request.
-func (a *API) Cancel(ctx context.Context, who *policy.Subject, id string) (*View, error) {
+func (a *Service) Cancel(ctx context.Context, who *policy.Subject, id string) (*View, error) {
 	req, err := a.Approvals.Cancel(ctx, id, who)
 	if err != nil {
 		return nil, err
