@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/internal/human"
 	"github.com/portcullis/portcullis/policy"

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 
-
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/policy"

@@ -183,4 +183,3 @@ func (s *Server) answer(w http.ResponseWriter) func(*elevation.View, error) erro
 		return writeJSON(w, http.StatusOK, v)
 	}
 }
-
