@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/policy"
@@ -19,9 +20,12 @@ import (
 // Gate decides. Its fields are set once and read concurrently.
 type Gate struct {
 	Config *configs.Config
-	// Approvals holds grants and break-glass sessions; nil decides on the policies alone.
+	// Approvals holds grants and break-glass sessions, and the requests Hold makes; nil
+	// decides on the policies alone (and cannot hold).
 	Approvals *elevation.Approvals
-	Log       *slog.Logger
+	// Audit takes the events Hold and Await write.
+	Audit *audit.Log
+	Log   *slog.Logger
 }
 
 // Verdict is what the gate decided.
@@ -56,8 +60,8 @@ func (g *Gate) Subject(ctx context.Context, who *policy.Subject, now time.Time) 
 		return who // no grants without an approvals service
 	}
 	roles, err := g.Approvals.Roles(ctx, who.User, now)
-	if err != nil && g.Log != nil {
-		g.Log.Error("could not read elevation grants; deciding without them", "user", who.User, "err", err)
+	if err != nil {
+		g.log().Error("could not read elevation grants; deciding without them", "user", who.User, "err", err)
 	}
 	if len(roles) == 0 {
 		return who

@@ -2,9 +2,11 @@ package gate
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/policy"
@@ -92,5 +94,76 @@ func TestDecide(t *testing.T) {
 	g.Approvals = nil
 	if v, _ := decide("alice"); v.Effect != policy.RequireApproval {
 		t.Errorf("without an approvals service, alice's grant still counted: %v", v.Effect)
+	}
+}
+
+// TestHoldAndAwait: a held action's request is made and its event written "waiting";
+// approved, it is consumed once and the close audited; denied, ErrNotApproved; a wait
+// the front end ends is Withdrawn and abandons the request; a closed audit log refuses.
+func TestHoldAndAwait(t *testing.T) {
+	cfg, err := configs.Parse("gate.yaml", []byte(config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := elevation.OpenFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	log, err := audit.Open(audit.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &Gate{Config: cfg, Approvals: elevation.NewApprovals(store, nil), Audit: log}
+	ctx := context.Background()
+	who := func(name string) *policy.Subject { s, _ := cfg.StaticSubject(name); return s }
+	q, _ := policy.CompileQuorum(&policy.QuorumSpec{RequiredTeams: []string{"sre"}})
+	hold := func(what string) *elevation.Request {
+		t.Helper()
+		ev := &audit.Event{Type: "test.held", Actor: "alice", Action: what}
+		req, err := g.Hold(ctx, who("alice"), "s1", elevation.Artifact{Resource: "orders", Statement: what, Quorum: q, Snapshot: cfg.Engine.Snapshot()}, ev)
+		if err != nil || ev.Result != "waiting" || ev.Details["approval"] != req.ID {
+			t.Fatalf("hold: %v %+v", err, ev)
+		}
+		return req
+	}
+	closed := func() *Closed { return &Closed{Type: "test.closed", Actor: "alice", Resource: "orders"} }
+
+	req := hold("approve me")
+	go g.Approvals.Approve(ctx, req.ID, who("bob"), "")
+	c := closed()
+	r, err := g.Await(ctx, req, c)
+	if err != nil || r.ID != req.ID || c.Result != "approved" {
+		t.Fatalf("approved: %v, closed %+v", err, c)
+	}
+	if got, _ := g.Approvals.Get(ctx, req.ID); got.State != elevation.StateExecuted {
+		t.Errorf("an approved, awaited request is %s, want executed (consumed)", got.State)
+	}
+
+	req = hold("deny me")
+	go g.Approvals.Deny(ctx, req.ID, who("bob"), "no")
+	if r, err := g.Await(ctx, req, closed()); !errors.Is(err, ErrNotApproved) || r.State != elevation.StateDenied {
+		t.Errorf("denied: %v", err)
+	}
+
+	req = hold("withdraw me")
+	wctx, cancel := context.WithCancelCause(ctx)
+	cause := errors.New("the client went away")
+	cancel(cause)
+	var w *Withdrawn
+	if _, err := g.Await(wctx, req, closed()); !errors.As(err, &w) || !errors.Is(err, cause) {
+		t.Errorf("withdrawn: %v", err)
+	}
+	if got, _ := g.Approvals.Get(ctx, req.ID); got.State != elevation.StateAbandoned {
+		t.Errorf("a withdrawn request is %s, want abandoned", got.State)
+	}
+
+	log.Close()
+	if _, err := g.Hold(ctx, who("alice"), "s1", elevation.Artifact{Resource: "orders", Statement: "unaudited", Quorum: q}, &audit.Event{Type: "test.held"}); !errors.Is(err, ErrAudit) {
+		t.Errorf("hold with the audit log closed: %v", err)
+	}
+	all, _ := g.Approvals.List(ctx)
+	if all[0].Artifact.Statement != "unaudited" || all[0].State != elevation.StateAbandoned {
+		t.Errorf("the unaudited request is %s, want abandoned", all[0].State)
 	}
 }

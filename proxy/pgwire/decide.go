@@ -21,6 +21,7 @@ import (
 	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/internal/human"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy/gate"
 )
 
 var errClientGone = errors.New("the client went away")
@@ -162,13 +163,6 @@ func (ss *session) auditLoudly(ev *audit.Event) {
 	}
 }
 
-// abandon closes an approval request this session will not wait for; a failure is logged.
-func (ss *session) abandon(id, why string) {
-	if _, err := ss.srv.Approvals.Abandon(context.Background(), id, why); err != nil {
-		ss.srv.Log.Error("could not close an abandoned approval request; it stays pending until it expires", "approval", id, "session", ss.id, "err", err)
-	}
-}
-
 func (ss *session) statementEvent(act *policy.Action, params [][]byte, formats []int16, d *policy.Decision) *audit.Event {
 	sum := sha256.Sum256([]byte(act.Statement))
 	details := map[string]any{
@@ -232,8 +226,9 @@ func paramsDigest(params [][]byte) string {
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
-// awaitApproval creates an approval request for the statement, tells the client, and
-// waits — this session only — for the decision.
+// awaitApproval has the gate hold the statement for approval, tells the client, and
+// waits — this session only — for the decision. The gate audits and binds; this
+// translates its answers into the protocol's.
 func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []int16, d *policy.Decision, ev *audit.Event, simple bool) (*stmtResult, bool) {
 	ss.stats.approvals++
 	ctx := context.Background()
@@ -253,16 +248,13 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 	for _, r := range d.Matched {
 		art.Rules = append(art.Rules, elevation.RuleRef{Name: r.Name, Effect: r.Effect.String(), Tier: r.Tier.String(), Description: r.Description})
 	}
-	req, err := ss.srv.Approvals.Create(ctx, &ss.who.Subject, ss.id, art)
-	if err != nil {
-		ss.srv.Log.Error("could not create an approval request", "session", ss.id, "err", err)
-		ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: Portcullis could not record the approval request", "", ""))
-		return nil, false
-	}
-	ev.Result, ev.Details["approval"] = "waiting", req.ID
-	if err := ss.audit(ev, false); err != nil {
-		ss.abandon(req.ID, "the audit log cannot be written")
+	req, err := ss.srv.gate.Hold(ctx, &ss.who.Subject, ss.id, art, ev)
+	switch {
+	case errors.Is(err, gate.ErrAudit):
 		ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: the audit log cannot be written", "", ""))
+		return nil, false
+	case err != nil:
+		ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: Portcullis could not record the approval request", "", ""))
 		return nil, false
 	}
 	// Everything forwarded before this statement gets its answers now, so that the notice,
@@ -282,66 +274,44 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 		Hint:    "Cancel (Ctrl-C) to withdraw the request."}), false)
 
 	stop := ss.watchClient(cancel)
-	r, err := ss.srv.Approvals.Wait(wctx, req.ID)
+	r, err := ss.srv.gate.Await(wctx, req, &gate.Closed{Type: audit.TypePGApprovalClosed, Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id})
 	stop()
 	ss.waitCancel.Store(nil)
-	if err != nil {
-		cause := context.Cause(wctx)
-		if cause == nil { // the store failed, not the client
-			ss.srv.Log.Error("waiting for an approval failed", "session", ss.id, "approval", req.ID, "err", err)
-			cause = fmt.Errorf("Portcullis could not read the approval request: %w", err)
-			ss.abandon(req.ID, cause.Error())
-			ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: Portcullis could not follow its approval request", "", ""))
-			return nil, false
-		}
-		ss.abandon(req.ID, cause.Error())
-		ss.auditLoudly(&audit.Event{Type: audit.TypePGApprovalClosed, Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: elevation.StateAbandoned, Reason: cause.Error(), Details: map[string]any{"approval": req.ID}})
-		if errors.Is(cause, errCancelRequested) {
+	var withdrawn *gate.Withdrawn
+	switch {
+	case err == nil:
+		return &stmtResult{start: ss.srv.Now(), approval: r.ID, act: act}, true
+	case errors.As(err, &withdrawn):
+		if errors.Is(err, errCancelRequested) {
 			ss.fail(simple, errorResponse("ERROR", codeQueryCanceled, "canceling statement due to user request; approval request "+req.ID+" withdrawn", "", ""))
 		} else {
 			ss.client.Close()
 		}
-		return nil, false
-	}
-	var approvers []string
-	for _, v := range r.Votes {
-		if v.Approve {
-			approvers = append(approvers, v.Approver.User)
-		}
-	}
-	closed := &audit.Event{Type: audit.TypePGApprovalClosed, Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: r.State,
-		PolicyHash: d.Snapshot, Details: map[string]any{"approval": r.ID, "approvers": approvers}}
-	if r.State == elevation.StateApproved {
-		if _, err := ss.srv.Approvals.Consume(ctx, r.ID, req.ArtifactHash, ss.srv.Config.Engine.Snapshot()); err != nil {
-			closed.Result, closed.Reason = "refused", err.Error()
-			ss.auditLoudly(closed)
-			ss.outcome(r.ID, elevation.Outcome{Result: elevation.OutcomeNotRun, Message: "refused: " + err.Error()})
-			ss.fail(simple, errorResponse("ERROR", codeInsufficientPrivilege, "permission denied by Portcullis: "+err.Error(), "", "Run the statement again to ask for a new approval."))
-			return nil, false
-		}
-		closed.Result, closed.Decision = "approved", "allow"
-		if err := ss.audit(closed, false); err != nil {
-			ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: the audit log cannot be written", "", ""))
-			return nil, false
-		}
-		return &stmtResult{start: ss.srv.Now(), approval: r.ID, act: act}, true
-	}
-	ss.auditLoudly(closed)
-	msg := fmt.Sprintf("permission denied by Portcullis: approval request %s was %s", r.ID, r.State)
-	for _, v := range r.Votes {
-		if !v.Approve {
-			msg += " by " + v.Approver.User
-			if v.Comment != "" {
-				msg += ": " + v.Comment
+	case errors.Is(err, gate.ErrRefused):
+		why := strings.TrimPrefix(err.Error(), gate.ErrRefused.Error()+": ")
+		ss.outcome(r.ID, elevation.Outcome{Result: elevation.OutcomeNotRun, Message: "refused: " + why})
+		ss.fail(simple, errorResponse("ERROR", codeInsufficientPrivilege, "permission denied by Portcullis: "+why, "", "Run the statement again to ask for a new approval."))
+	case errors.Is(err, gate.ErrNotApproved):
+		msg := fmt.Sprintf("permission denied by Portcullis: approval request %s was %s", r.ID, r.State)
+		for _, v := range r.Votes {
+			if !v.Approve {
+				msg += " by " + v.Approver.User
+				if v.Comment != "" {
+					msg += ": " + v.Comment
+				}
 			}
 		}
+		code := codeInsufficientPrivilege
+		if r.State == elevation.StateExpired {
+			code = codeQueryCanceled
+			msg += fmt.Sprintf(" (nobody decided within %s)", human.Duration(d.Quorum.Timeout))
+		}
+		ss.fail(simple, errorResponse("ERROR", code, msg, "", ""))
+	case errors.Is(err, gate.ErrAudit):
+		ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: the audit log cannot be written", "", ""))
+	default:
+		ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: Portcullis could not follow its approval request", "", ""))
 	}
-	code := codeInsufficientPrivilege
-	if r.State == elevation.StateExpired {
-		code = codeQueryCanceled
-		msg += fmt.Sprintf(" (nobody decided within %s)", human.Duration(d.Quorum.Timeout))
-	}
-	ss.fail(simple, errorResponse("ERROR", code, msg, "", ""))
 	return nil, false
 }
 

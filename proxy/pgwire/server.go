@@ -72,7 +72,7 @@ func (s *Server) init() {
 			s.Log = slog.New(slog.DiscardHandler)
 		}
 		s.cache = newClassCache(50_000)
-		s.gate = &gate.Gate{Config: s.Config, Approvals: s.Approvals, Log: s.Log}
+		s.gate = &gate.Gate{Config: s.Config, Approvals: s.Approvals, Audit: s.Audit, Log: s.Log}
 		s.sessions = map[uint32]*session{}
 	})
 }
