@@ -46,6 +46,9 @@ type Server struct {
 	Listen string `yaml:"listen"`
 	// PostgresListen is the address of the PostgreSQL front end; empty disables it.
 	PostgresListen string `yaml:"postgres_listen"`
+	// HTTPListen is the address of the HTTP front end, shared by every resource of kind
+	// http and routed by the request's Host; empty disables it.
+	HTTPListen string `yaml:"http_listen"`
 	// PublicURL is how users reach the console; links in notices and notifications use it.
 	PublicURL string `yaml:"public_url"`
 	TLS       TLS    `yaml:"tls"`
@@ -122,6 +125,18 @@ type Resource struct {
 	// AuditParams records statement parameter values in the audit log (off: only the
 	// statement text and a digest of the parameters).
 	AuditParams bool `yaml:"audit_params"`
+	// Hosts are the host names an http resource is served on (the HTTP front end routes
+	// by Host); HTTP sets its limits.
+	Hosts []string     `yaml:"hosts"`
+	HTTP  HTTPResource `yaml:"http"`
+}
+
+// HTTPResource sets the limits of an http resource.
+type HTTPResource struct {
+	// MaxRequestBytes bounds a request body (default 1 MiB); larger ones get 413.
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// Timeout bounds a request to the upstream, response included (default 30s).
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Credentials says where the upstream credentials of a resource come from.
@@ -130,10 +145,15 @@ type Credentials struct {
 	Vault  *VaultCredentials  `yaml:"vault"`
 }
 
-// StaticCredentials are fixed upstream credentials held in the configuration.
+// StaticCredentials are fixed upstream credentials held in the configuration: a user name
+// and password (postgres), or a header Portcullis adds to each request (http).
 type StaticCredentials struct {
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
+	// Header and Value: for http, the header the upstream authenticates by (for example
+	// Authorization with "Bearer ...", or X-Api-Key), never shown to clients.
+	Header string `yaml:"header"`
+	Value  string `yaml:"value"`
 }
 
 // VaultCredentials names the Vault secret that mints upstream credentials.

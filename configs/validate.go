@@ -27,6 +27,9 @@ const (
 	DefaultVaultTimeout    = 10 * time.Second
 	DefaultMaxMessageBytes = 64 << 20
 	DefaultStartupTimeout  = 10 * time.Second
+	// An http resource's limits when it sets none.
+	DefaultHTTPMaxRequestBytes = 1 << 20
+	DefaultHTTPTimeout         = 30 * time.Second
 )
 
 func (c *Config) applyDefaults() {
@@ -54,8 +57,17 @@ func (c *Config) applyDefaults() {
 		}
 	}
 	for i := range c.Resources {
-		if r := &c.Resources[i]; r.Kind == "postgres" && r.Database == "" {
+		r := &c.Resources[i]
+		if r.Kind == "postgres" && r.Database == "" {
 			r.Database = r.Name
+		}
+		if r.Kind == "http" {
+			if r.HTTP.MaxRequestBytes == 0 {
+				r.HTTP.MaxRequestBytes = DefaultHTTPMaxRequestBytes
+			}
+			if r.HTTP.Timeout == 0 {
+				r.HTTP.Timeout = Duration(DefaultHTTPTimeout)
+			}
 		}
 	}
 	if c.Audit.Dir == "" {
@@ -158,6 +170,7 @@ func (c *Config) validate(o origin, errs *Error) {
 	// Resources.
 	resources := names(errs, o, "resources", c.Resources, func(r *Resource) string { return r.Name })
 	usesVault := false
+	hosts := map[string]string{} // host -> resource, for kind http
 	for i, r := range c.Resources {
 		at := func(path ...any) int { return o.line(append([]any{"resources", i}, path...)...) }
 		if !slices.Contains(policy.ResourceKinds, r.Kind) {
@@ -172,6 +185,24 @@ func (c *Config) validate(o origin, errs *Error) {
 			}
 		case r.Kind == "postgres" && !strings.Contains(r.Upstream, ":"):
 			errs.add(o.file, at("upstream"), "resources[%d].upstream: want host:port, got %q", i, r.Upstream)
+		}
+		if r.Kind == "http" {
+			if len(r.Hosts) == 0 {
+				errs.add(o.file, at(), "resources[%d] (%s): hosts is required for kind http (the host names it is served on)", i, r.Name)
+			}
+			for j, h := range r.Hosts {
+				h = strings.ToLower(h)
+				if prev, dup := hosts[h]; dup {
+					errs.add(o.file, at("hosts", j), "resources[%d].hosts: %q is also a host of %s", i, h, prev)
+				}
+				hosts[h] = r.Name
+			}
+			if st := r.Credentials.Static; st != nil && (st.Header == "") != (st.Value == "") {
+				errs.add(o.file, at("credentials", "static"), "resources[%d].credentials.static: give header and value together", i)
+			}
+			if r.HTTP.MaxRequestBytes < 0 || r.HTTP.Timeout < 0 {
+				errs.add(o.file, at("http"), "resources[%d].http: limits must not be negative", i)
+			}
 		}
 		cr := r.Credentials
 		if cr.Static != nil && cr.Vault != nil {
