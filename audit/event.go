@@ -36,6 +36,13 @@ const (
 	// session was ended. Always flagged (Alert "mismatch").
 	TypePGMismatch = "pg.mismatch"
 
+	// TypeHTTPRequest: an HTTP request decided, before it is forwarded.
+	TypeHTTPRequest = "http.request"
+	// TypeHTTPResult: how a forwarded HTTP request ended (status, bytes, duration).
+	TypeHTTPResult = "http.result"
+	// TypeHTTPApprovalClosed: a held HTTP request's wait (Prefer: wait) or re-send ended.
+	TypeHTTPApprovalClosed = "http.approval.closed"
+
 	TypeApprovalVote = "approval.vote"
 
 	TypeElevationRequested = "elevation.requested"

@@ -20,6 +20,8 @@ import (
 	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/elevation/redisstore"
 	"github.com/portcullis/portcullis/elevation/vault"
+	"github.com/portcullis/portcullis/proxy/gate"
+	"github.com/portcullis/portcullis/proxy/httpfront"
 	"github.com/portcullis/portcullis/proxy/identity"
 	"github.com/portcullis/portcullis/proxy/pgwire"
 	"github.com/portcullis/portcullis/web"
@@ -85,7 +87,7 @@ func sweepGrants(ctx context.Context, a *elevation.Approvals, log *audit.Log, lo
 }
 
 // listening holds the addresses the server accepts connections on.
-type listening struct{ api, postgres string }
+type listening struct{ api, postgres, http string }
 
 // serve runs the server for cfg until ctx ends. ready is called with the listen addresses
 // once the server accepts connections.
@@ -161,6 +163,20 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		go func() { errc <- pg.Serve(pln) }()
 		defer pg.Close()
 	}
+	var hsrv *http.Server
+	if cfg.Server.HTTPListen != "" {
+		hln, err := net.Listen("tcp", cfg.Server.HTTPListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("could not listen on %s: %w", cfg.Server.HTTPListen, err)
+		}
+		addrs.http = hln.Addr().String()
+		front := &httpfront.Server{Config: cfg, Auth: auth, Audit: log, Log: logger,
+			Gate: &gate.Gate{Config: cfg, Approvals: approvals, Audit: log, Log: logger}}
+		hsrv = &http.Server{Handler: front, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
+			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+		go func() { errc <- hsrv.Serve(hln) }()
+	}
 	ws := &web.Server{Config: cfg, Auth: auth, Approvals: approvals, Audit: log, Log: logger}
 	if pg != nil {
 		ws.ClassifySQL = pg.Classify // the decisions API decides SQL as the proxy does
@@ -194,6 +210,9 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	srv.Shutdown(shutdown)
+	if hsrv != nil {
+		hsrv.Shutdown(shutdown)
+	}
 	if pg != nil {
 		pg.Close()
 	}

@@ -1,0 +1,318 @@
+package httpfront
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/proxy/gate"
+	"github.com/portcullis/portcullis/proxy/identity"
+)
+
+const upstreamSecret = "Bearer upstream-secret-xyz"
+
+const testConfig = `version: 1
+server: {public_url: http://portcullis.test}
+identity:
+  static_tokens:
+    - {subject: alice, groups: [engineering], token_sha256: %x}
+    - {subject: bob, groups: [sre], token_sha256: %x}
+teams:
+  - {name: engineering, groups: [engineering]}
+  - {name: sre, groups: [sre]}
+resources:
+  - name: admin
+    kind: http
+    upstream: %s
+    hosts: [admin.test]
+    http: {max_request_bytes: 1024, timeout: 1s}
+    credentials: {static: {header: Authorization, value: "` + upstreamSecret + `"}}
+  - name: down
+    kind: http
+    upstream: http://127.0.0.1:%d
+    hosts: [down.test]
+policies:
+  - name: admin-read
+    match: {resources: {names: [admin, down]}, actions: [read]}
+    effect: allow
+  - name: admin-write
+    description: writes need SRE
+    match: {resources: {names: [admin]}, actions: [write]}
+    effect: require_approval
+    quorum: {required_teams: [sre], timeout: 1m}
+  - name: admin-delete
+    description: no deletes through Portcullis
+    match: {resources: {names: [admin]}, actions: [delete]}
+    effect: deny
+`
+
+// seen is what the upstream received.
+type seen struct {
+	method, path, auth, cookie, body string
+}
+
+type env struct {
+	t         *testing.T
+	front     *httptest.Server
+	approvals *elevation.Approvals
+	cfg       *configs.Config
+	mu        sync.Mutex
+	got       []seen
+	slow      atomic.Bool
+}
+
+func newEnv(t *testing.T) *env {
+	e := &env{t: t}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		e.mu.Lock()
+		e.got = append(e.got, seen{r.Method, r.URL.RequestURI(), r.Header.Get("Authorization"), r.Header.Get("Cookie"), string(b)})
+		e.mu.Unlock()
+		if e.slow.Load() {
+			time.Sleep(2 * time.Second)
+		}
+		// An upstream that echoes its credential must not leak it.
+		w.Header().Set("X-Echo-Auth", r.Header.Get("Authorization"))
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"ok": true, "method": %q}`, r.Method)
+	}))
+	t.Cleanup(up.Close)
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := closed.Addr().(*net.TCPAddr).Port
+	closed.Close()
+	cfg, err := configs.Parse("http.yaml", []byte(fmt.Sprintf(testConfig, sha256.Sum256([]byte("alice-token")), sha256.Sum256([]byte("bob-token")), up.URL, port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cfg = cfg
+	log, err := audit.Open(audit.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	store, err := elevation.OpenFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.approvals = elevation.NewApprovals(store, nil)
+	auth, err := identity.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Config: cfg, Auth: auth, Gate: &gate.Gate{Config: cfg, Approvals: e.approvals, Audit: log}, Audit: log}
+	e.front = httptest.NewServer(s)
+	t.Cleanup(e.front.Close)
+	return e
+}
+
+// do sends a request for host as user (no token when user is "").
+func (e *env) do(host, user, method, path, body string, header ...string) (*http.Response, map[string]any) {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.front.URL+path, strings.NewReader(body))
+	req.Host = host
+	if user != "" {
+		req.Header.Set("Authorization", "Bearer "+user+"-token")
+	}
+	req.Header.Set("Cookie", "console=secret-session")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp, out
+}
+
+func (e *env) upstreamSaw() []seen {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]seen(nil), e.got...)
+}
+
+func TestAllowDenyAndCredentials(t *testing.T) {
+	e := newEnv(t)
+	resp, out := e.do("admin.test", "alice", "GET", "/orders?status=new", "")
+	if resp.StatusCode != 200 || out["method"] != "GET" {
+		t.Fatalf("allowed read: %d %v", resp.StatusCode, out)
+	}
+	got := e.upstreamSaw()
+	if len(got) != 1 || got[0].path != "/orders?status=new" || got[0].auth != upstreamSecret || got[0].cookie != "" {
+		t.Errorf("the upstream saw %+v: want the resource's credential, not the caller's token or cookie", got)
+	}
+	if v := resp.Header.Get("X-Echo-Auth"); v != "" {
+		t.Errorf("the injected credential came back to the client: %q", v)
+	}
+
+	resp, out = e.do("admin.test", "alice", "DELETE", "/orders/7", "")
+	if resp.StatusCode != 403 || resp.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(out["detail"].(string), "admin-delete") {
+		t.Errorf("denied: %d %v", resp.StatusCode, out)
+	}
+	if len(e.upstreamSaw()) != 1 {
+		t.Error("a denied request reached the upstream")
+	}
+}
+
+func TestHeldRequestRunsOnceWhenResent(t *testing.T) {
+	e := newEnv(t)
+	const body = `{"amount": 12}`
+	resp, out := e.do("admin.test", "alice", "POST", "/orders/2/refund", body, "Content-Type", "application/json")
+	if resp.StatusCode != http.StatusAccepted || out["approval"] == nil || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("held write: %d %v", resp.StatusCode, out)
+	}
+	id := out["approval"].(string)
+	if !strings.HasSuffix(out["url"].(string), "/requests/"+id) {
+		t.Errorf("202 without the request page: %v", out)
+	}
+	if len(e.upstreamSaw()) != 0 {
+		t.Fatal("a held request reached the upstream")
+	}
+	// Re-sent before approval: 409, pending.
+	if resp, out := e.do("admin.test", "alice", "POST", "/orders/2/refund", body, "Content-Type", "application/json", ApprovalHeader, id); resp.StatusCode != 409 || !strings.Contains(out["type"].(string), "pending") {
+		t.Errorf("re-sent while pending: %d %v", resp.StatusCode, out)
+	}
+	alice, _ := e.cfg.StaticSubject("alice")
+	if _, err := e.approvals.Approve(context.Background(), id, alice, ""); err == nil {
+		t.Fatal("self-approval accepted")
+	}
+	bob, _ := e.cfg.StaticSubject("bob")
+	if _, err := e.approvals.Approve(context.Background(), id, bob, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	// Another body, or another caller, with the id: refused.
+	if resp, _ := e.do("admin.test", "alice", "POST", "/orders/2/refund", `{"amount": 1200}`, "Content-Type", "application/json", ApprovalHeader, id); resp.StatusCode != 409 {
+		t.Errorf("a different body under the approval: %d", resp.StatusCode)
+	}
+	if resp, _ := e.do("admin.test", "bob", "POST", "/orders/2/refund", body, "Content-Type", "application/json", ApprovalHeader, id); resp.StatusCode != 404 && resp.StatusCode != 202 {
+		t.Errorf("another caller presenting alice's approval: %d", resp.StatusCode)
+	}
+	resp, out = e.do("admin.test", "alice", "POST", "/orders/2/refund", body, "Content-Type", "application/json", ApprovalHeader, id)
+	if resp.StatusCode != 200 || out["method"] != "POST" {
+		t.Fatalf("re-sent after approval: %d %v", resp.StatusCode, out)
+	}
+	if resp, _ := e.do("admin.test", "alice", "POST", "/orders/2/refund", body, "Content-Type", "application/json", ApprovalHeader, id); resp.StatusCode != 409 {
+		t.Errorf("re-sent a second time: %d, want 409", resp.StatusCode)
+	}
+	got := e.upstreamSaw()
+	if len(got) != 1 || got[0].body != body {
+		t.Errorf("the upstream saw %+v, want the approved request once", got)
+	}
+}
+
+func TestPreferWaitResumesOnApproval(t *testing.T) {
+	e := newEnv(t)
+	bob, _ := e.cfg.StaticSubject("bob")
+	var approved time.Time
+	go func() {
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			all, _ := e.approvals.List(context.Background())
+			if len(all) == 1 && all[0].Pending() {
+				approved = time.Now()
+				e.approvals.Approve(context.Background(), all[0].ID, bob, "")
+				return
+			}
+		}
+	}()
+	resp, out := e.do("admin.test", "alice", "PUT", "/flags/checkout", `{"on": true}`, "Prefer", "wait=10")
+	if resp.StatusCode != 200 || out["method"] != "PUT" {
+		t.Fatalf("Prefer: wait: %d %v", resp.StatusCode, out)
+	}
+	if d := time.Since(approved); d > time.Second {
+		t.Errorf("resumed %v after the approval, want within 1s", d)
+	}
+	// A wait that ends first answers 202: still pending, redeemable later.
+	resp, out = e.do("admin.test", "alice", "PUT", "/flags/search", `{"on": true}`, "Prefer", "wait=1")
+	if resp.StatusCode != http.StatusAccepted || out["state"] != "pending" {
+		t.Errorf("a wait that ran out: %d %v", resp.StatusCode, out)
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	e := newEnv(t)
+	if resp, _ := e.do("admin.test", "", "GET", "/orders", ""); resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") == "" {
+		t.Errorf("no token: %d", resp.StatusCode)
+	}
+	if resp, _ := e.do("admin.test", "mallory", "GET", "/orders", ""); resp.StatusCode != 401 {
+		t.Errorf("a bad token: %d", resp.StatusCode)
+	}
+	if resp, _ := e.do("nowhere.test", "alice", "GET", "/orders", ""); resp.StatusCode != 404 {
+		t.Errorf("an unknown host: %d", resp.StatusCode)
+	}
+	if resp, _ := e.do("admin.test", "alice", "POST", "/orders", strings.Repeat("x", 2048)); resp.StatusCode != 413 {
+		t.Errorf("an oversized body: %d", resp.StatusCode)
+	}
+	if resp, _ := e.do("down.test", "alice", "GET", "/", ""); resp.StatusCode != 502 {
+		t.Errorf("upstream down: %d", resp.StatusCode)
+	}
+	e.slow.Store(true)
+	if resp, _ := e.do("admin.test", "alice", "GET", "/slow", ""); resp.StatusCode != 504 {
+		t.Errorf("slow upstream: %d", resp.StatusCode)
+	}
+	e.slow.Store(false)
+	// Absolute-form and CONNECT, over a raw connection.
+	// (Conflicting Content-Length and Transfer-Encoding: net/http lets Transfer-Encoding
+	// win and drops Content-Length, as RFC 9112 allows; Portcullis forwards the body it
+	// read with its own length. Refusing them outright needs the raw header: to do.)
+	for _, raw := range []string{
+		"GET http://admin.test/orders HTTP/1.1\r\nHost: admin.test\r\nAuthorization: Bearer alice-token\r\n\r\n",
+		"CONNECT admin.test:443 HTTP/1.1\r\nHost: admin.test:443\r\nAuthorization: Bearer alice-token\r\n\r\n",
+	} {
+		c, err := net.Dial("tcp", strings.TrimPrefix(e.front.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, raw)
+		b := make([]byte, 64)
+		n, _ := c.Read(b)
+		c.Close()
+		if !strings.HasPrefix(string(b[:n]), "HTTP/1.1 400") {
+			t.Errorf("%q: answered %q, want 400", strings.SplitN(raw, "\r\n", 2)[0], b[:n])
+		}
+	}
+	for _, s := range e.upstreamSaw() {
+		if s.path == "/orders" && s.method == "POST" {
+			t.Error("a refused request reached the upstream")
+		}
+	}
+}
+
+// FuzzClassify: any method and request target classify without panic, into a known
+// class, and the statement names the method and the target as sent.
+func FuzzClassify(f *testing.F) {
+	for _, s := range [][2]string{{"GET", "/orders?x=1"}, {"POST", "/orders/2/refund"}, {"DELETE", "/a/%2e%2e/b"}, {"BREW", "*"}, {"get", "//x"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, method, target string) {
+		u, err := url.ParseRequestURI(target)
+		if err != nil {
+			return
+		}
+		act := Classify(method, u)
+		if act.Method != method || !strings.HasPrefix(act.Statement, method+" ") {
+			t.Fatalf("%q %q: %+v", method, target, act)
+		}
+		switch act.Class.String() {
+		case "read", "write", "delete", "unknown":
+		default:
+			t.Fatalf("%q: class %s", method, act.Class)
+		}
+	})
+}

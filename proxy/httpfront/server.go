@@ -1,0 +1,442 @@
+package httpfront
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy/gate"
+	"github.com/portcullis/portcullis/proxy/identity"
+)
+
+// Authenticator turns a bearer token into an identity.
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (*identity.Identity, error)
+}
+
+// ApprovalHeader carries, on a re-sent request, the id of its approved request.
+const ApprovalHeader = "Portcullis-Approval"
+
+// maxWait bounds Prefer: wait.
+const maxWait = 15 * time.Minute
+
+// Server is the HTTP front end; it is an http.Handler. Set the fields, then serve it.
+type Server struct {
+	Config *configs.Config
+	Auth   Authenticator
+	Gate   *gate.Gate
+	Audit  *audit.Log
+	Log    *slog.Logger
+	// Transport reaches the upstreams (default: a clone of http.DefaultTransport).
+	Transport http.RoundTripper
+	Now       func() time.Time
+
+	once    sync.Once
+	byHost  map[string]*configs.Resource
+	proxies map[string]*httputil.ReverseProxy
+}
+
+func (s *Server) init() {
+	s.once.Do(func() {
+		if s.Log == nil {
+			s.Log = slog.New(slog.DiscardHandler)
+		}
+		if s.Now == nil {
+			s.Now = time.Now
+		}
+		if s.Transport == nil {
+			s.Transport = http.DefaultTransport.(*http.Transport).Clone()
+		}
+		s.byHost, s.proxies = map[string]*configs.Resource{}, map[string]*httputil.ReverseProxy{}
+		for i := range s.Config.Resources {
+			res := &s.Config.Resources[i]
+			if res.Kind != "http" {
+				continue
+			}
+			for _, h := range res.Hosts {
+				s.byHost[strings.ToLower(h)] = res
+			}
+			s.proxies[res.Name] = s.reverseProxy(res)
+		}
+	})
+}
+
+// ServeHTTP authenticates, classifies, decides and forwards (or holds, or refuses) one
+// request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.init()
+	// Only origin-form requests to a configured host: no CONNECT, no absolute-form.
+	if r.Method == http.MethodConnect || !strings.HasPrefix(r.RequestURI, "/") {
+		problem(w, http.StatusBadRequest, "bad-request", "Portcullis serves origin-form requests to a configured host only", nil)
+		return
+	}
+	res := s.byHost[hostOnly(r.Host)]
+	if res == nil {
+		problem(w, http.StatusNotFound, "unknown-host", fmt.Sprintf("no resource is served on host %q", hostOnly(r.Host)), nil)
+		return
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis"`)
+		problem(w, http.StatusUnauthorized, "unauthenticated", "a Portcullis token is required: Authorization: Bearer <token>", nil)
+		return
+	}
+	who, err := s.Auth.Authenticate(r.Context(), tok)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis", error="invalid_token"`)
+		problem(w, http.StatusUnauthorized, "unauthenticated", "the token is not a valid Portcullis token", nil)
+		return
+	}
+	body, err := readBody(w, r, res.HTTP.MaxRequestBytes)
+	if err != nil {
+		problem(w, http.StatusRequestEntityTooLarge, "too-large", fmt.Sprintf("the request body is larger than %d bytes", res.HTTP.MaxRequestBytes), nil)
+		return
+	}
+	x := &exchange{srv: s, w: w, r: r, res: res, who: who, body: body, id: "htx_" + rand.Text()[:12], start: s.Now()}
+	x.serve()
+}
+
+// exchange is one request through the front end.
+type exchange struct {
+	srv   *Server
+	w     http.ResponseWriter
+	r     *http.Request
+	res   *configs.Resource
+	who   *identity.Identity
+	body  []byte
+	id    string
+	start time.Time
+	act   *policy.Action
+	dec   policy.Decision
+}
+
+func (x *exchange) serve() {
+	s, r := x.srv, x.r
+	x.act = Classify(r.Method, r.URL)
+	v := s.Gate.Decide(r.Context(), &x.who.Subject, x.res.Name, x.act, x.start, &x.dec)
+	ev := x.event()
+	if bg := v.BreakGlass; bg != nil {
+		ev.BreakGlass, ev.Decision = bg.ID, policy.Allow.String()
+		ev.Details["original_decision"] = x.dec.Effect.String()
+		ev.Reason = "break-glass " + bg.ID + " bypassed: " + ev.Reason
+	}
+	switch v.Effect {
+	case policy.Allow:
+		if err := s.Audit.Append(r.Context(), ev); err != nil {
+			s.Log.Error("audit write failed; request refused", "exchange", x.id, "err", err)
+			problem(x.w, http.StatusServiceUnavailable, "audit-unavailable", "not forwarded: the audit log cannot be written", nil)
+			return
+		}
+		x.forward("")
+	case policy.Deny:
+		ev.Result = "denied"
+		x.auditLoudly(ev)
+		problem(x.w, http.StatusForbidden, "denied", "denied by Portcullis: "+x.dec.Reason(), map[string]any{"rules": x.dec.RuleNames(), "policy_snapshot": x.dec.Snapshot})
+	default:
+		x.held(ev)
+	}
+}
+
+// held answers a request that needs approval: redeemed when it carries an approved
+// request's id, else made into a request and answered 202 — or, with Prefer: wait,
+// held until it is decided.
+func (x *exchange) held(ev *audit.Event) {
+	s, r := x.srv, x.r
+	art := x.artifact()
+	closed := &gate.Closed{Type: audit.TypeHTTPApprovalClosed, Actor: x.who.User, Resource: x.res.Name, Session: x.id, Action: art.Statement}
+	if id := r.Header.Get(ApprovalHeader); id != "" {
+		req, err := s.Gate.Redeem(r.Context(), &x.who.Subject, id, art, closed)
+		if err != nil {
+			x.redeemFailed(id, req, err)
+			return
+		}
+		ev.Decision, ev.Result = policy.Allow.String(), "approved"
+		ev.Details["approval"] = req.ID
+		x.auditLoudly(ev)
+		x.forward(req.ID)
+		return
+	}
+	req, err := s.Gate.Hold(r.Context(), &x.who.Subject, x.id, art, ev)
+	if err != nil {
+		problem(x.w, http.StatusServiceUnavailable, "not-recorded", "not forwarded: "+err.Error(), nil)
+		return
+	}
+	wait := preferWait(r.Header)
+	if wait <= 0 {
+		x.accepted(req)
+		return
+	}
+	// Prefer: wait=N — hold the request until it is decided or N seconds pass; the
+	// request stays valid for a re-send either way.
+	ctx, cancel := context.WithTimeout(r.Context(), min(wait, maxWait))
+	defer cancel()
+	got, err := s.Gate.Approvals.Wait(ctx, req.ID)
+	switch {
+	case err != nil:
+		x.accepted(req) // still pending
+	case got.State == elevation.StateApproved:
+		red, err := s.Gate.Redeem(r.Context(), &x.who.Subject, req.ID, art, closed)
+		if err != nil {
+			x.redeemFailed(req.ID, red, err)
+			return
+		}
+		x.forward(req.ID)
+	default:
+		x.notApproved(got)
+	}
+}
+
+// accepted answers 202 with the pending request: its id, where to approve it, how far its
+// quorum is, and how to run it once approved.
+func (x *exchange) accepted(req *elevation.Request) {
+	url := x.srv.Config.Server.RequestURL(req.ID)
+	var terms []string
+	for _, t := range req.Progress().Terms {
+		terms = append(terms, t.String())
+	}
+	x.w.Header().Set("Retry-After", "5")
+	x.w.Header().Set("Location", url)
+	writeJSON(x.w, http.StatusAccepted, map[string]any{
+		"approval": req.ID, "state": req.State, "url": url, "progress": terms, "expires_at": req.ExpiresAt,
+		"detail": fmt.Sprintf("This request needs approval (%s). Once approved, send the identical request again with the header %s: %s; it runs once.",
+			x.dec.Reason(), ApprovalHeader, req.ID),
+	})
+}
+
+// redeemFailed answers a re-sent request whose approval cannot run it.
+func (x *exchange) redeemFailed(id string, req *elevation.Request, err error) {
+	ext := map[string]any{"approval": id}
+	switch {
+	case errors.Is(err, gate.ErrPending):
+		ext["progress"] = req.Progress().Terms
+		problem(x.w, http.StatusConflict, "pending", "approval request "+id+" is still pending", ext)
+	case errors.Is(err, gate.ErrNotApproved):
+		x.notApproved(req)
+	case errors.Is(err, gate.ErrUsed), errors.Is(err, gate.ErrRefused):
+		problem(x.w, http.StatusConflict, "used", "approval request "+id+" has run its request already; an approval runs once", ext)
+	case errors.Is(err, gate.ErrDiffers):
+		problem(x.w, http.StatusConflict, "differs", "this request is not the one approved in "+id+" (method, path, query, body or content type differ, or the policies changed since)", ext)
+	case errors.Is(err, elevation.ErrNotFound):
+		problem(x.w, http.StatusNotFound, "no-approval", fmt.Sprintf("no approval request %q of yours", id), ext)
+	default:
+		x.srv.Log.Error("redeeming an approval failed", "exchange", x.id, "approval", id, "err", err)
+		problem(x.w, http.StatusServiceUnavailable, "unavailable", "not forwarded: Portcullis could not check the approval", ext)
+	}
+}
+
+func (x *exchange) notApproved(req *elevation.Request) {
+	detail := fmt.Sprintf("approval request %s was %s", req.ID, req.State)
+	for _, v := range req.Votes {
+		if !v.Approve {
+			detail += " by " + v.Approver.User
+			if v.Comment != "" {
+				detail += ": " + v.Comment
+			}
+		}
+	}
+	problem(x.w, http.StatusForbidden, "not-approved", detail, map[string]any{"approval": req.ID, "state": req.State})
+}
+
+// forward sends the request upstream with the resource's credential and audits its
+// result. approval names the approval it runs under, if any.
+func (x *exchange) forward(approval string) {
+	r := x.r.Clone(x.r.Context())
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(x.body)), int64(len(x.body))
+	ctx, cancel := context.WithTimeout(r.Context(), x.res.HTTP.Timeout.D())
+	defer cancel()
+	rec := &recorder{ResponseWriter: x.w, status: http.StatusOK}
+	x.srv.proxies[x.res.Name].ServeHTTP(rec, r.WithContext(ctx))
+	ev := &audit.Event{Type: audit.TypeHTTPResult, Actor: x.who.User, Resource: x.res.Name, Session: x.id, Action: x.act.Statement,
+		Result: "ok", Details: map[string]any{"status": rec.status, "bytes": rec.bytes, "duration_us": x.srv.Now().Sub(x.start).Microseconds()}}
+	if rec.status >= 500 {
+		ev.Result = "error"
+	}
+	if approval != "" {
+		ev.Details["approval"] = approval
+	}
+	x.srv.Audit.Enqueue(ev)
+}
+
+// event is the audit event of the decided request, before anything is forwarded.
+func (x *exchange) event() *audit.Event {
+	sum := sha256.Sum256(x.body)
+	d := map[string]any{"class": x.act.Class.String(), "method": x.act.Method, "path": x.act.Path, "body_sha256": hex.EncodeToString(sum[:]),
+		"body_bytes": len(x.body), "client_addr": x.r.RemoteAddr, "host": x.r.Host}
+	if q := x.r.URL.RawQuery; q != "" {
+		d["query"] = q
+	}
+	return &audit.Event{Type: audit.TypeHTTPRequest, Actor: x.who.User, Resource: x.res.Name, Session: x.id, Action: x.act.Statement,
+		Decision: x.dec.Effect.String(), Rules: x.dec.RuleNames(), PolicyHash: x.dec.Snapshot, Reason: x.dec.Reason(), Details: d}
+}
+
+// artifact is exactly what an approval of this request approves: method, path, query,
+// the body's digest and its content type, under the decision's policies.
+func (x *exchange) artifact() elevation.Artifact {
+	sum := sha256.Sum256(x.body)
+	art := elevation.Artifact{Resource: x.res.Name, Statement: x.act.Statement, Class: x.act.Class.String(), Kind: x.act.Kind,
+		Params:        []string{"body-sha256=" + hex.EncodeToString(sum[:]), "content-type=" + x.r.Header.Get("Content-Type")},
+		EstimatedRows: -1, Quorum: x.dec.Quorum, Snapshot: x.dec.Snapshot, Requester: x.who.User}
+	for _, r := range x.dec.Matched {
+		art.Rules = append(art.Rules, elevation.RuleRef{Name: r.Name, Effect: r.Effect.String(), Tier: r.Tier.String(), Description: r.Description})
+	}
+	return art
+}
+
+func (x *exchange) auditLoudly(ev *audit.Event) {
+	if err := x.srv.Audit.Append(context.Background(), ev); err != nil {
+		x.srv.Log.Error("AUDIT WRITE FAILED; the event is lost", "type", ev.Type, "exchange", x.id, "user", x.who.User, "err", err)
+	}
+}
+
+// reverseProxy forwards to res's upstream: the caller's credentials and Portcullis's own
+// headers stay here, the resource's credential is added, and the credential never comes
+// back in a response or an error.
+func (s *Server) reverseProxy(res *configs.Resource) *httputil.ReverseProxy {
+	target, _ := url.Parse(res.Upstream) // validated by configs
+	var header, secret string
+	if st := res.Credentials.Static; st != nil {
+		header, secret = st.Header, st.Value
+	}
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.SetXForwarded()
+			for _, h := range []string{"Authorization", "Cookie", ApprovalHeader, "Prefer", "Proxy-Authorization"} {
+				pr.Out.Header.Del(h)
+			}
+			if header != "" {
+				pr.Out.Header.Set(header, secret)
+			}
+		},
+		Transport: s.Transport,
+		ModifyResponse: func(resp *http.Response) error {
+			if secret == "" {
+				return nil
+			}
+			for k, vs := range resp.Header {
+				for _, v := range vs {
+					if strings.Contains(v, secret) {
+						resp.Header.Del(k)
+					}
+				}
+			}
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			s.Log.Warn("upstream request failed", "resource", res.Name, "err", redact(err.Error(), secret))
+			var ne net.Error
+			if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+				problem(w, http.StatusGatewayTimeout, "upstream-timeout", fmt.Sprintf("%s did not answer within %s", res.Name, res.HTTP.Timeout), nil)
+				return
+			}
+			problem(w, http.StatusBadGateway, "upstream-unavailable", res.Name+" could not be reached", nil)
+		},
+	}
+}
+
+// Classify returns what an HTTP request does: its method gives the class (GET, HEAD and
+// OPTIONS read; POST, PUT and PATCH write; DELETE deletes; anything else is unknown).
+func Classify(method string, u *url.URL) *policy.Action {
+	act := &policy.Action{Kind: method, Method: method, Path: u.EscapedPath(), EstimatedRows: -1}
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		act.Class = policy.ClassRead
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+		act.Class = policy.ClassWrite
+	case http.MethodDelete:
+		act.Class = policy.ClassDelete
+	default:
+		act.Class = policy.ClassUnknown
+	}
+	act.Statement = method + " " + u.RequestURI()
+	return act
+}
+
+// readBody reads a request body of at most limit bytes.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, errors.New("too large")
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// preferWait reads Prefer: wait=N (RFC 7240).
+func preferWait(h http.Header) time.Duration {
+	for _, v := range h.Values("Prefer") {
+		for _, p := range strings.Split(v, ",") {
+			if k, val, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(k, "wait") {
+				if n, err := strconv.Atoi(strings.TrimSpace(val)); err == nil && n > 0 {
+					return time.Duration(n) * time.Second
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func hostOnly(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	}
+	return strings.ToLower(strings.TrimSuffix(h, "."))
+}
+
+func redact(s, secret string) string {
+	if secret == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, secret, "[redacted]")
+}
+
+// recorder notes the status and size of a response as it passes.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	wrote  bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.status, r.wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.wrote = true
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Flush lets streamed responses through as they come.
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
