@@ -64,6 +64,7 @@ func startConsoleEnv(t *testing.T) *consoleEnv {
 		"listen: 127.0.0.1:8080":            "listen: " + web,
 		"public_url: http://127.0.0.1:8080": "public_url: http://" + web,
 		"postgres_listen: 127.0.0.1:6432":   "postgres_listen: 127.0.0.1:0",
+		"http_listen: 127.0.0.1:8081":       "http_listen: 127.0.0.1:0",
 		"identity:\n": "identity:\n  oidc:\n    issuer: " + idp.Issuer + "\n    client_id: portcullis-console\n    client_secret: " + idp.ConsoleSecret +
 			"\n    cli_client_id: portcullis-cli\n    user_claim: preferred_username\n",
 	} {

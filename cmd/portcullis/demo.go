@@ -101,6 +101,17 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string) error {
 		return fmt.Errorf("could not seed the orders database: %w", err)
 	}
 	started := []string{fmt.Sprintf("PostgreSQL (orders, 127.0.0.1:%d)", port)}
+	adminAddr, adminKey, err := startOrdersAdmin(ctx, fmt.Sprintf("postgres://portcullis:%s@127.0.0.1:%d/orders?sslmode=disable", password, port))
+	if err != nil {
+		return fmt.Errorf("could not start the orders admin API: %w", err)
+	}
+	for i := range cfg.Resources {
+		if r := &cfg.Resources[i]; r.Name == "orders-admin" {
+			r.Upstream = "http://" + adminAddr
+			r.Credentials.Static.Value = adminKey
+		}
+	}
+	started = append(started, "the orders admin API ("+adminAddr+", behind orders-admin.localhost)")
 	var notStarted []string
 
 	// Redis and Vault when this machine has them (make tools builds Vault).
@@ -346,12 +357,25 @@ Break-glass: dave (oncall) in an emergency; DDL is denied by a medium-tier polic
   or in the console's Break glass page; carol (security) reviews it once it ends at
     http://%[1]s/reviews, and replays any session at http://%[1]s/sessions
 
+Admin HTTP API (orders-admin, through Portcullis; it never sees your token, you never see its key):
+  curl -s -H 'Authorization: Bearer alice-demo-token' http://orders-admin.localhost:%[2]s/orders          -- allowed
+  curl -s -H 'Authorization: Bearer alice-demo-token' -X POST http://orders-admin.localhost:%[2]s/orders/3/refund
+      -- 202 with an approval id: bob approves, then alice sends it again with -H 'Portcullis-Approval: <id>'
+      (or adds -H 'Prefer: wait=60' to wait for the approval), and it runs once
+  curl -s -H 'Authorization: Bearer alice-demo-token' -X DELETE http://orders-admin.localhost:%[2]s/orders/3  -- 403
+
 API:
   curl -s -H 'Authorization: Bearer alice-demo-token' http://%[1]s/api/v1/whoami
   curl -s -H 'Authorization: Bearer bob-demo-token' http://%[1]s/api/v1/approvals
   curl -s -H 'Authorization: Bearer carol-demo-token' http://%[1]s/api/v1/sessions
 
-`, a.api)
+`, a.api, httpPort(a.http))
+}
+
+// httpPort is the port of the HTTP front end's address.
+func httpPort(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return port
 }
 
 func envOr(name, def string) string {

@@ -35,6 +35,7 @@ func TestDemo(t *testing.T) {
 	demo, _ := os.ReadFile("../../configs/demo.yaml")
 	demo = bytes.Replace(demo, []byte("listen: 127.0.0.1:8080"), []byte("listen: 127.0.0.1:0"), 1)
 	demo = bytes.Replace(demo, []byte("postgres_listen: 127.0.0.1:6432"), []byte("postgres_listen: 127.0.0.1:0"), 1)
+	demo = bytes.Replace(demo, []byte("http_listen: 127.0.0.1:8081"), []byte("http_listen: 127.0.0.1:0"), 1)
 	os.WriteFile(filepath.Join(cfgDir, "demo.yaml"), demo, 0o644)
 	pol, _ := os.ReadFile("../../configs/policies/orders.yaml")
 	os.WriteFile(filepath.Join(cfgDir, "policies", "orders.yaml"), pol, 0o644)
@@ -130,6 +131,46 @@ func TestDemo(t *testing.T) {
 		}
 		return v
 	}
+	// The orders admin API through the HTTP front end: a read, a refund held for bob's
+	// approval and then run once when alice sends it again, a delete denied.
+	hp := regexp.MustCompile(`orders-admin\.localhost:(\d+)`).FindStringSubmatch(out.String())
+	if hp == nil {
+		t.Fatalf("the demo does not print the admin API's address:\n%s", out)
+	}
+	admin := func(user, method, path, approval string) (int, map[string]any) {
+		req, _ := http.NewRequest(method, "http://127.0.0.1:"+hp[1]+path, nil)
+		req.Host = "orders-admin.localhost" // what curl sends for http://orders-admin.localhost:PORT
+		req.Header.Set("Authorization", "Bearer "+user+"-demo-token")
+		if approval != "" {
+			req.Header.Set("Portcullis-Approval", approval)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v map[string]any
+		json.NewDecoder(resp.Body).Decode(&v)
+		return resp.StatusCode, v
+	}
+	if code, o := admin("alice", "GET", "/orders/1", ""); code != 200 || o["customer"] != "acme" {
+		t.Errorf("admin API read: %d %v", code, o)
+	}
+	code, held := admin("alice", "POST", "/orders/3/refund", "")
+	if code != http.StatusAccepted || held["approval"] == nil {
+		t.Fatalf("admin API refund: %d %v", code, held)
+	}
+	post("bob-demo-token", "/api/v1/approvals/"+held["approval"].(string)+"/approve", `{"comment": "refund ok"}`)
+	if code, o := admin("alice", "POST", "/orders/3/refund", held["approval"].(string)); code != 200 || o["status"] != "refunded" {
+		t.Errorf("the approved refund, sent again: %d %v", code, o)
+	}
+	if code, _ := admin("alice", "POST", "/orders/3/refund", held["approval"].(string)); code != http.StatusConflict {
+		t.Errorf("the approved refund, sent a third time: %d, want 409", code)
+	}
+	if code, o := admin("alice", "DELETE", "/orders/3", ""); code != http.StatusForbidden || !strings.Contains(fmt.Sprint(o["detail"]), "orders-admin-delete") {
+		t.Errorf("admin API delete: %d %v", code, o)
+	}
+
 	// Per-statement approval with Vault: alice's session runs as the reader, which cannot
 	// write; her UPDATE waits, bob approves, and it runs (psql's simple protocol and pgx's
 	// extended one).
