@@ -62,6 +62,8 @@ type Rule struct {
 	Quorum *Quorum
 
 	classes    classSet
+	methods    []string      // upper case; empty: any
+	paths      []pathPattern // empty: any
 	principals Principals
 	anyone     bool
 	except     Principals
@@ -203,6 +205,19 @@ func compilePolicy(set *Set, p *Policy) (*Rule, []*FieldError) {
 			fail(err, "match", "actions", i)
 		}
 		r.classes |= 1 << c
+	}
+	for i, m := range p.Match.Methods {
+		if m == "" || strings.ToUpper(m) != m || strings.ContainsAny(m, " /") {
+			fail(fmt.Errorf("method %q: want an HTTP method in upper case, such as POST", m), "match", "methods", i)
+		}
+		r.methods = append(r.methods, m)
+	}
+	for i, pat := range p.Match.Paths {
+		pp, err := compilePath(pat)
+		if err != nil {
+			fail(err, "match", "paths", i)
+		}
+		r.paths = append(r.paths, pp)
 	}
 	for i, n := range p.Match.Resources.Names {
 		if !slices.ContainsFunc(set.Resources, func(r Resource) bool { return r.Name == n }) {

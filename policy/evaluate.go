@@ -30,6 +30,9 @@ func (e *Engine) Evaluate(req *Request, d *Decision) {
 		if r.schedule != nil && !r.schedule.contains(req.Time) {
 			continue
 		}
+		if len(r.methods) > 0 && !contains(r.methods, req.Action.Method) || len(r.paths) > 0 && !r.matchesPath(req.Action.Path) {
+			continue
+		}
 		if r.when != nil {
 			ok, err := r.when.eval(req, &cr.Resource)
 			if err != nil {
@@ -78,4 +81,13 @@ func (e *Engine) Evaluate(req *Request, d *Decision) {
 			d.Tier = r.Tier
 		}
 	}
+}
+
+func (r *Rule) matchesPath(path string) bool {
+	for _, p := range r.paths {
+		if p.matches(path) {
+			return true
+		}
+	}
+	return false
 }

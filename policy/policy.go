@@ -17,10 +17,16 @@ type Policy struct {
 // any of its entries matches; a policy applies when resources, actions and principals all
 // match and the subject is not one of Except.
 type Match struct {
-	Resources  ResourceSelector `yaml:"resources" json:"resources"`
-	Actions    []string         `yaml:"actions" json:"actions,omitempty"`
-	Principals Principals       `yaml:"principals" json:"principals"`
-	Except     Principals       `yaml:"except" json:"except"`
+	Resources ResourceSelector `yaml:"resources" json:"resources"`
+	Actions   []string         `yaml:"actions" json:"actions,omitempty"`
+	// Methods and Paths narrow a policy to HTTP requests (resources of kind http): the
+	// request's method is one of Methods, and its path fits one of Paths, whose segments
+	// are literals, * or {name} (one segment) or ** (any number). A policy with either
+	// never matches a request without a method or path (a SQL statement).
+	Methods    []string   `yaml:"methods" json:"methods,omitempty"`
+	Paths      []string   `yaml:"paths" json:"paths,omitempty"`
+	Principals Principals `yaml:"principals" json:"principals"`
+	Except     Principals `yaml:"except" json:"except"`
 }
 
 // ResourceSelector selects configured resources by name, kind and labels. Names and kinds

@@ -21,6 +21,8 @@ func snapshotHash(set *Set) string {
 	slices.SortFunc(d.Resources, func(a, b Resource) int { return strings.Compare(a.Name, b.Name) })
 	for i, p := range set.Policies {
 		p.Match.Actions = sortedCopy(p.Match.Actions)
+		p.Match.Methods = sortedCopy(p.Match.Methods)
+		p.Match.Paths = sortedCopy(p.Match.Paths)
 		p.Match.Resources.Names = sortedCopy(p.Match.Resources.Names)
 		p.Match.Resources.Kinds = sortedCopy(p.Match.Resources.Kinds)
 		p.Match.Principals = normalizePrincipals(p.Match.Principals)

@@ -255,6 +255,11 @@ func TestBadRequests(t *testing.T) {
 	if resp, _ := e.do("nowhere.test", "alice", "GET", "/orders", ""); resp.StatusCode != 404 {
 		t.Errorf("an unknown host: %d", resp.StatusCode)
 	}
+	for _, p := range []string{"/x/../orders", "/orders/%2e%2e/admin", "/orders//2", "/orders%2F2", "/a/./b"} {
+		if resp, _ := e.do("admin.test", "alice", "GET", p, ""); resp.StatusCode != 400 {
+			t.Errorf("non-canonical path %s: %d, want 400", p, resp.StatusCode)
+		}
+	}
 	if resp, _ := e.do("admin.test", "alice", "POST", "/orders", strings.Repeat("x", 2048)); resp.StatusCode != 413 {
 		t.Errorf("an oversized body: %d", resp.StatusCode)
 	}

@@ -88,6 +88,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "bad-request", "Portcullis serves origin-form requests to a configured host only", nil)
 		return
 	}
+	if !canonical(r.URL.EscapedPath()) {
+		problem(w, http.StatusBadRequest, "non-canonical-path", "the path has dot segments, empty segments or an encoded slash or backslash; send it in canonical form", nil)
+		return
+	}
 	res := s.byHost[hostOnly(r.Host)]
 	if res == nil {
 		problem(w, http.StatusNotFound, "unknown-host", fmt.Sprintf("no resource is served on host %q", hostOnly(r.Host)), nil)
@@ -355,7 +359,9 @@ func (s *Server) reverseProxy(res *configs.Resource) *httputil.ReverseProxy {
 // Classify returns what an HTTP request does: its method gives the class (GET, HEAD and
 // OPTIONS read; POST, PUT and PATCH write; DELETE deletes; anything else is unknown).
 func Classify(method string, u *url.URL) *policy.Action {
-	act := &policy.Action{Kind: method, Method: method, Path: u.EscapedPath(), EstimatedRows: -1}
+	// Policies see the decoded path: with encoded slashes refused (canonical), decoding
+	// is unambiguous, and /orders/%32/refund is /orders/2/refund to them as upstream.
+	act := &policy.Action{Kind: method, Method: method, Path: u.Path, EstimatedRows: -1}
 	switch method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 		act.Class = policy.ClassRead
@@ -368,6 +374,30 @@ func Classify(method string, u *url.URL) *policy.Action {
 	}
 	act.Statement = method + " " + u.RequestURI()
 	return act
+}
+
+// canonical reports whether an escaped request path is in canonical form: no "." or ".."
+// segments (encoded or not), no empty segments but a trailing one, no encoded "/" or "\",
+// no backslash. A policy on /admin/** must not be walked around by /x/../admin.
+func canonical(p string) bool {
+	if !strings.HasPrefix(p, "/") || strings.Contains(p, `\`) {
+		return false
+	}
+	lower := strings.ToLower(p)
+	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") {
+		return false
+	}
+	segs := strings.Split(p[1:], "/")
+	for i, seg := range segs {
+		dec, err := url.PathUnescape(seg)
+		switch {
+		case err != nil, dec == ".", dec == "..":
+			return false
+		case seg == "" && i != len(segs)-1:
+			return false
+		}
+	}
+	return true
 }
 
 // readBody reads a request body of at most limit bytes.
