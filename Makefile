@@ -15,7 +15,7 @@ FUZZTIME      ?= 60s
 APT_PACKAGES  := postgresql redis-server
 OIDC_DIR      := web/testdata/oidc
 
-.PHONY: all build demo test fuzz-smoke bench bench-pg tools servers vault browser check fmt vet clean
+.PHONY: all build demo test fuzz-smoke bench bench-pg bench-http tools servers vault browser check fmt vet clean
 
 all: build
 
@@ -62,6 +62,12 @@ bench-pg: servers
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; \
 		service pgbouncer stop >/dev/null 2>&1 || true; }
 	$(GO) test -tags benchpg -run '^TestBenchPG$$' -count=1 -v -timeout 60m ./proxy/pgwire | grep -v '^=== RUN\|^--- PASS\|^PASS'
+
+## bench-http: a small GET and a 16 KiB PUT at c=1/16/64 against the upstream directly, a bare
+## httputil.ReverseProxy and Portcullis's HTTP front end, interleaved, with ratios.
+## BENCH_SECONDS (5) per run, BENCH_ROUNDS (2); BENCH_OUT=FILE keeps the table.
+bench-http:
+	$(GO) test -tags benchhttp -run '^TestBenchHTTP$$' -count=1 -v -timeout 30m ./proxy/httpfront | grep -v '^=== RUN\|^--- PASS\|^PASS'
 
 ## tools: everything the tests need: the system's servers, Vault, Chromium and the OIDC provider.
 tools: servers vault browser

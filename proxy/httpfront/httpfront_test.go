@@ -73,9 +73,26 @@ type env struct {
 	mu        sync.Mutex
 	got       []seen
 	slow      atomic.Bool
+	upURL     string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvPolicies(t, "") }
+
+// benchEnv is newEnv with writes under /bench allowed, and the upstream's URL.
+type benchEnv struct {
+	*env
+	upstream string
+}
+
+func newBenchEnv(t *testing.T) *benchEnv {
+	e := newEnvPolicies(t, `  - name: bench-writes
+    match: {resources: {names: [admin]}, actions: [write], paths: ["/bench/**"]}
+    effect: allow
+`)
+	return &benchEnv{env: e, upstream: e.upURL}
+}
+
+func newEnvPolicies(t *testing.T, extra string) *env {
 	e := &env{t: t}
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -91,10 +108,11 @@ func newEnv(t *testing.T) *env {
 		fmt.Fprintf(w, `{"ok": true, "method": %q}`, r.Method)
 	}))
 	t.Cleanup(up.Close)
+	e.upURL = up.URL
 	closed, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := closed.Addr().(*net.TCPAddr).Port
 	closed.Close()
-	cfg, err := configs.Parse("http.yaml", []byte(fmt.Sprintf(testConfig, sha256.Sum256([]byte("alice-token")), sha256.Sum256([]byte("bob-token")), up.URL, port)))
+	cfg, err := configs.Parse("http.yaml", []byte(fmt.Sprintf(testConfig, sha256.Sum256([]byte("alice-token")), sha256.Sum256([]byte("bob-token")), up.URL, port)+extra))
 	if err != nil {
 		t.Fatal(err)
 	}
