@@ -19,7 +19,7 @@ import (
 	"time"
 )
 
-// TestBenchHTTP is `make bench-http`: a small GET and a 16 KiB POST (both allowed by
+// TestBenchHTTP is `make bench-http`: a small GET and a 16 KiB PUT (both allowed by
 // policy, so decided, audited and forwarded) at 1, 16 and 64 concurrent clients, against
 // the upstream directly, a bare httputil.ReverseProxy and Portcullis, interleaved, in one
 // run. It prints requests per second and p50/p99 latency, and Portcullis's ratios.
@@ -46,7 +46,7 @@ func TestBenchHTTP(t *testing.T) {
 		c      int
 	}{
 		{"GET small c=1", "GET", nil, 1}, {"GET small c=16", "GET", nil, 16}, {"GET small c=64", "GET", nil, 64},
-		{"POST 16KiB c=1", "PUT", post, 1}, {"POST 16KiB c=16", "PUT", post, 16}, {"POST 16KiB c=64", "PUT", post, 64},
+		{"PUT 16KiB c=1", "PUT", post, 1}, {"PUT 16KiB c=16", "PUT", post, 16}, {"PUT 16KiB c=64", "PUT", post, 64},
 	}
 	type result struct {
 		n   int

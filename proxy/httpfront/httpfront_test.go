@@ -76,7 +76,7 @@ type env struct {
 	upURL     string
 }
 
-func newEnv(t *testing.T) *env { return newEnvPolicies(t, "") }
+func newEnv(t *testing.T) *env { return newEnvConfig(t, nil) }
 
 // benchEnv is newEnv with writes under /bench allowed, and the upstream's URL.
 type benchEnv struct {
@@ -85,14 +85,20 @@ type benchEnv struct {
 }
 
 func newBenchEnv(t *testing.T) *benchEnv {
-	e := newEnvPolicies(t, `  - name: bench-writes
+	e := newEnvConfig(t, func(y string) string {
+		y = strings.Replace(y, "max_request_bytes: 1024, timeout: 1s", "max_request_bytes: 1048576, timeout: 10s", 1)
+		// Writes under /bench are allowed: the held-writes policy keeps to the rest.
+		y = strings.Replace(y, "match: {resources: {names: [admin]}, actions: [write]}", `match: {resources: {names: [admin]}, actions: [write], paths: ["/orders/**", "/flags/**"]}`, 1)
+		return y + `  - name: bench-writes
     match: {resources: {names: [admin]}, actions: [write], paths: ["/bench/**"]}
     effect: allow
-`)
+`
+	})
 	return &benchEnv{env: e, upstream: e.upURL}
 }
 
-func newEnvPolicies(t *testing.T, extra string) *env {
+// newEnvConfig is newEnv with the configuration changed by mutate first.
+func newEnvConfig(t *testing.T, mutate func(string) string) *env {
 	e := &env{t: t}
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -112,7 +118,11 @@ func newEnvPolicies(t *testing.T, extra string) *env {
 	closed, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := closed.Addr().(*net.TCPAddr).Port
 	closed.Close()
-	cfg, err := configs.Parse("http.yaml", []byte(fmt.Sprintf(testConfig, sha256.Sum256([]byte("alice-token")), sha256.Sum256([]byte("bob-token")), up.URL, port)+extra))
+	y := fmt.Sprintf(testConfig, sha256.Sum256([]byte("alice-token")), sha256.Sum256([]byte("bob-token")), up.URL, port)
+	if mutate != nil {
+		y = mutate(y)
+	}
+	cfg, err := configs.Parse("http.yaml", []byte(y))
 	if err != nil {
 		t.Fatal(err)
 	}
