@@ -349,3 +349,18 @@ func FuzzClassify(f *testing.F) {
 		}
 	})
 }
+
+func TestStripWait(t *testing.T) {
+	for in, want := range map[string]string{
+		"wait=10":                 "",
+		"return=minimal, wait=5":  "return=minimal",
+		"respond-async, Wait = 3": "respond-async",
+		"return=representation":   "return=representation",
+	} {
+		h := http.Header{"Prefer": {in}}
+		stripWait(h)
+		if got := h.Get("Prefer"); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}

@@ -329,9 +329,10 @@ func (s *Server) reverseProxy(res *configs.Resource) *httputil.ReverseProxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.SetXForwarded()
-			for _, h := range []string{"Authorization", "Cookie", ApprovalHeader, "Prefer", "Proxy-Authorization"} {
+			for _, h := range []string{"Authorization", "Cookie", ApprovalHeader, "Proxy-Authorization"} {
 				pr.Out.Header.Del(h)
 			}
+			stripWait(pr.Out.Header) // Portcullis's own preference; others go on
 			if header != "" {
 				pr.Out.Header.Set(header, secret)
 			}
@@ -422,7 +423,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 func preferWait(h http.Header) time.Duration {
 	for _, v := range h.Values("Prefer") {
 		for _, p := range strings.Split(v, ",") {
-			if k, val, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(k, "wait") {
+			if k, val, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(strings.TrimSpace(k), "wait") {
 				if n, err := strconv.Atoi(strings.TrimSpace(val)); err == nil && n > 0 {
 					return time.Duration(n) * time.Second
 				}
@@ -430,6 +431,27 @@ func preferWait(h http.Header) time.Duration {
 		}
 	}
 	return 0
+}
+
+// stripWait removes the wait preference from Prefer headers, keeping any others
+// (return=minimal, ...).
+func stripWait(h http.Header) {
+	vals := h.Values("Prefer")
+	if len(vals) == 0 {
+		return
+	}
+	var keep []string
+	for _, v := range vals {
+		for _, p := range strings.Split(v, ",") {
+			if k, _, _ := strings.Cut(strings.TrimSpace(p), "="); !strings.EqualFold(strings.TrimSpace(k), "wait") && strings.TrimSpace(p) != "" {
+				keep = append(keep, strings.TrimSpace(p))
+			}
+		}
+	}
+	h.Del("Prefer")
+	if len(keep) > 0 {
+		h.Set("Prefer", strings.Join(keep, ", "))
+	}
 }
 
 func hostOnly(h string) string {
