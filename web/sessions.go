@@ -12,7 +12,9 @@ import (
 
 // sessionView summarizes one proxied session, from the audit log.
 type sessionView struct {
-	ID         string    `json:"id"`
+	ID string `json:"id"`
+	// Kind is the front end: postgres (a session of statements) or http (one exchange).
+	Kind       string    `json:"kind"`
 	User       string    `json:"user"`
 	Resource   string    `json:"resource"`
 	ClientAddr any       `json:"client_addr,omitempty"`
@@ -49,13 +51,18 @@ func (s *Server) listSessions(all bool, me string) ([]*sessionView, error) {
 		v := byID[ev.Session]
 		switch {
 		case ev.Type == audit.TypePGSessionStart && ev.Result == "ok":
-			v = &sessionView{ID: ev.Session, User: ev.Actor, Resource: ev.Resource, ClientAddr: ev.Details["client_addr"], Started: ev.Time}
+			v = &sessionView{ID: ev.Session, Kind: "postgres", User: ev.Actor, Resource: ev.Resource, ClientAddr: ev.Details["client_addr"], Started: ev.Time}
+			byID[ev.Session] = v
+			order = append(order, ev.Session)
+		case ev.Type == audit.TypeHTTPRequest && v == nil:
+			// An HTTP exchange is a session of one request (and, once approved, its run).
+			v = &sessionView{ID: ev.Session, Kind: "http", User: ev.Actor, Resource: ev.Resource, ClientAddr: ev.Details["client_addr"], Started: ev.Time, Statements: 1}
 			byID[ev.Session] = v
 			order = append(order, ev.Session)
 		case v == nil:
 		case ev.Type == audit.TypePGStatement:
 			v.Statements++
-		case ev.Type == audit.TypePGSessionEnd:
+		case ev.Type == audit.TypePGSessionEnd, ev.Type == audit.TypeHTTPResult:
 			v.Ended, v.Result = ev.Time, ev.Result
 		}
 		return nil

@@ -21,6 +21,7 @@ import (
 	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/proxy/gate"
 	"github.com/portcullis/portcullis/proxy/identity"
+	"github.com/portcullis/portcullis/web"
 )
 
 const upstreamSecret = "Bearer upstream-secret-xyz"
@@ -74,6 +75,7 @@ type env struct {
 	got       []seen
 	slow      atomic.Bool
 	upURL     string
+	api       *httptest.Server // the console's API over the same audit log and approvals
 }
 
 func newEnv(t *testing.T) *env { return newEnvConfig(t, nil) }
@@ -127,7 +129,8 @@ func newEnvConfig(t *testing.T, mutate func(string) string) *env {
 		t.Fatal(err)
 	}
 	e.cfg = cfg
-	log, err := audit.Open(audit.Options{Dir: t.TempDir()})
+	cfg.Audit.Dir = t.TempDir()
+	log, err := audit.Open(audit.Options{Dir: cfg.Audit.Dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,6 +147,8 @@ func newEnvConfig(t *testing.T, mutate func(string) string) *env {
 	s := &Server{Config: cfg, Auth: auth, Gate: &gate.Gate{Config: cfg, Approvals: e.approvals, Audit: log}, Audit: log}
 	e.front = httptest.NewServer(s)
 	t.Cleanup(e.front.Close)
+	e.api = httptest.NewServer((&web.Server{Config: cfg, Auth: auth, Approvals: e.approvals, Audit: log}).Handler())
+	t.Cleanup(e.api.Close)
 	return e
 }
 
@@ -362,5 +367,47 @@ func TestStripWait(t *testing.T) {
 		if got := h.Get("Prefer"); got != want {
 			t.Errorf("%q: %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestExchangesAreSessions: each HTTP exchange is listed in the sessions API beside SQL
+// sessions, and its recording replays the decision and the result.
+func TestExchangesAreSessions(t *testing.T) {
+	e := newEnv(t)
+	if resp, _ := e.do("admin.test", "alice", "GET", "/orders/5", ""); resp.StatusCode != 200 {
+		t.Fatalf("read: %d", resp.StatusCode)
+	}
+	get := func(path string, out any) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", e.api.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer alice-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %v %v", path, resp, err)
+		}
+		defer resp.Body.Close()
+		json.NewDecoder(resp.Body).Decode(out)
+	}
+	var list struct {
+		Sessions []struct{ ID, Kind, Resource, Result string }
+	}
+	var id string
+	for deadline := time.Now().Add(5 * time.Second); id == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		get("/api/v1/sessions", &list) // the result event is queued, not waited for
+		for _, s := range list.Sessions {
+			if s.Kind == "http" && s.Resource == "admin" && s.Result == "ok" {
+				id = s.ID
+			}
+		}
+	}
+	if id == "" {
+		t.Fatalf("the exchange is not listed as a finished http session: %+v", list)
+	}
+	var rec struct {
+		Recording []struct{ Type, Statement, Decision string }
+	}
+	get("/api/v1/sessions/"+id+"/recording", &rec)
+	if len(rec.Recording) != 2 || rec.Recording[0].Type != "http.request" || rec.Recording[0].Statement != "GET /orders/5" || rec.Recording[0].Decision != "allow" || rec.Recording[1].Type != "http.result" {
+		t.Errorf("recording: %+v", rec.Recording)
 	}
 }
