@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"os"
+	"strconv"
 	"testing"
 
 	"github.com/portcullis/portcullis/internal/devserver"
@@ -53,4 +54,17 @@ func Vault(t testing.TB) *devserver.Vault {
 	}
 	t.Cleanup(func() { v.Stop() })
 	return v
+}
+
+// BenchSettings returns how long each benchmark run lasts and how many interleaved rounds
+// the end-to-end benchmarks make: BENCH_SECONDS (default 5) and BENCH_ROUNDS (default 2).
+func BenchSettings() (seconds, rounds int) {
+	seconds, rounds = 5, 2
+	if n, err := strconv.Atoi(os.Getenv("BENCH_SECONDS")); err == nil && n > 0 {
+		seconds = n
+	}
+	if n, err := strconv.Atoi(os.Getenv("BENCH_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
+	return seconds, rounds
 }

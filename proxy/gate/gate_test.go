@@ -44,9 +44,9 @@ policies:
     effect: allow
 `
 
-// TestDecide: the policies alone; with a grant's role; with break-glass, which allows
-// what the policies hold and says so; and without an approvals service.
-func TestDecide(t *testing.T) {
+// setup parses the test configuration and opens an embedded store.
+func setup(t *testing.T) (*configs.Config, *elevation.FileStore) {
+	t.Helper()
 	cfg, err := configs.Parse("gate.yaml", []byte(config))
 	if err != nil {
 		t.Fatal(err)
@@ -55,6 +55,13 @@ func TestDecide(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg, store
+}
+
+// TestDecide: the policies alone; with a grant's role; with break-glass, which allows
+// what the policies hold and says so; and without an approvals service.
+func TestDecide(t *testing.T) {
+	cfg, store := setup(t)
 	ctx := context.Background()
 	a := elevation.NewApprovals(store, nil)
 	g := &Gate{Config: cfg, Approvals: a}
@@ -101,14 +108,7 @@ func TestDecide(t *testing.T) {
 // approved, it is consumed once and the close audited; denied, ErrNotApproved; a wait
 // the front end ends is Withdrawn and abandons the request; a closed audit log refuses.
 func TestHoldAndAwait(t *testing.T) {
-	cfg, err := configs.Parse("gate.yaml", []byte(config))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := elevation.OpenFileStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, store := setup(t)
 	dir := t.TempDir()
 	log, err := audit.Open(audit.Options{Dir: dir})
 	if err != nil {

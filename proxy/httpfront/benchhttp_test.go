@@ -12,11 +12,12 @@ import (
 	"net/url"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portcullis/portcullis/internal/testenv"
 )
 
 // TestBenchHTTP is `make bench-http`: a small GET and a 16 KiB PUT (both allowed by
@@ -24,14 +25,7 @@ import (
 // the upstream directly, a bare httputil.ReverseProxy and Portcullis, interleaved, in one
 // run. It prints requests per second and p50/p99 latency, and Portcullis's ratios.
 func TestBenchHTTP(t *testing.T) {
-	seconds := 5
-	if s := os.Getenv("BENCH_SECONDS"); s != "" {
-		seconds, _ = strconv.Atoi(s)
-	}
-	rounds := 2
-	if s := os.Getenv("BENCH_ROUNDS"); s != "" {
-		rounds, _ = strconv.Atoi(s)
-	}
+	seconds, rounds := testenv.BenchSettings()
 	e := newBenchEnv(t)
 	upURL, _ := url.Parse(e.upstream)
 	bare := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(upURL); pr.SetXForwarded() }})

@@ -18,20 +18,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portcullis/portcullis/internal/testenv"
 )
 
 // TestBenchPG is `make bench-pg`: pgbench against the database directly, a bare relay,
 // PgBouncer (session pooling) and Portcullis (policy and audit on), interleaved, in one
 // run. It prints TPS and p50/p99 latency for each and Portcullis's ratios.
 func TestBenchPG(t *testing.T) {
-	seconds := 5
-	if s := os.Getenv("BENCH_SECONDS"); s != "" {
-		seconds, _ = strconv.Atoi(s)
-	}
-	rounds := 2
-	if s := os.Getenv("BENCH_ROUNDS"); s != "" {
-		rounds, _ = strconv.Atoi(s)
-	}
+	seconds, rounds := testenv.BenchSettings()
 	e := newEnv(t)
 	pgbench := findBin(t, "pgbench", "/usr/lib/postgresql/*/bin/pgbench")
 	host, pgPort, _ := net.SplitHostPort(e.pg.Addr())
