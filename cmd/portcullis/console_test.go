@@ -625,13 +625,16 @@ func TestCLILogin(t *testing.T) {
 				t.Errorf("approvals list with the kept token: %d %s", code, out)
 			}
 			// ...and so does the SQL proxy, as psql's password.
-			c, err := pgx.Connect(context.Background(), fmt.Sprintf("postgres://x:%s@%s/orders?sslmode=require", tok, e.proxy))
+			// Bounded, so that a stalled session fails here, not at the suite's timeout.
+			qctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c, err := pgx.Connect(qctx, fmt.Sprintf("postgres://x:%s@%s/orders?sslmode=require", tok, e.proxy))
 			if err != nil {
 				t.Fatalf("psql with the token: %v", err)
 			}
 			defer c.Close(context.Background())
 			var n int
-			if err := c.QueryRow(context.Background(), "SELECT count(*) FROM orders").Scan(&n); err != nil || n != 5 {
+			if err := c.QueryRow(qctx, "SELECT count(*) FROM orders").Scan(&n); err != nil || n != 5 {
 				t.Errorf("SELECT with the token: %d %v", n, err)
 			}
 		})

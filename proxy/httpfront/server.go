@@ -110,8 +110,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, err := readBody(w, r, res.HTTP.MaxRequestBytes)
-	if err != nil {
+	switch {
+	case errors.Is(err, errTooLarge):
 		problem(w, http.StatusRequestEntityTooLarge, "too-large", fmt.Sprintf("the request body is larger than %d bytes", res.HTTP.MaxRequestBytes), nil)
+		return
+	case err != nil: // the client stopped sending, or sent a broken chunked body
+		problem(w, http.StatusBadRequest, "bad-body", "the request body could not be read", nil)
 		return
 	}
 	x := &exchange{srv: s, w: w, r: r, res: res, who: who, body: body, id: "htx_" + rand.Text()[:12], start: s.Now()}
@@ -408,15 +412,18 @@ func canonical(p string) bool {
 }
 
 // readBody reads a request body of at most limit bytes.
+var errTooLarge = errors.New("request body too large")
+
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
-		return nil, errors.New("too large")
+		return nil, errTooLarge
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		return nil, err
+	var mb *http.MaxBytesError
+	if errors.As(err, &mb) {
+		return nil, errTooLarge
 	}
-	return b, nil
+	return b, err
 }
 
 // preferWait reads Prefer: wait=N (RFC 7240).

@@ -16,17 +16,16 @@ import (
 func TestApprovedStatementOutcome(t *testing.T) {
 	e := newEnv(t)
 	cases := []struct {
-		name, sql  string
-		args       []any
-		mode       pgx.QueryExecMode
-		status     string
-		note       string
-		withdrawal bool
+		name, sql string
+		args      []any
+		mode      pgx.QueryExecMode
+		status    string
+		note      string
 	}{
-		{"ran, simple", "UPDATE orders SET status = 'ok' WHERE id = 11", nil, pgx.QueryExecModeSimpleProtocol, "executed", "UPDATE 1", false},
-		{"ran, extended", "UPDATE orders SET status = 'ok' WHERE id = $1", []any{12}, pgx.QueryExecModeCacheStatement, "executed", "UPDATE 1", false},
-		{"failed, simple", "UPDATE orders SET status = NULL WHERE id = 13", nil, pgx.QueryExecModeSimpleProtocol, "failed", "23502: null value in column \"status\"", false},
-		{"failed, extended", "UPDATE orders SET id = $1 WHERE id = 14", []any{15}, pgx.QueryExecModeCacheStatement, "failed", "23505: duplicate key value", false},
+		{"ran, simple", "UPDATE orders SET status = 'ok' WHERE id = 11", nil, pgx.QueryExecModeSimpleProtocol, "executed", "UPDATE 1"},
+		{"ran, extended", "UPDATE orders SET status = 'ok' WHERE id = $1", []any{12}, pgx.QueryExecModeCacheStatement, "executed", "UPDATE 1"},
+		{"failed, simple", "UPDATE orders SET status = NULL WHERE id = 13", nil, pgx.QueryExecModeSimpleProtocol, "failed", "23502: null value in column \"status\""},
+		{"failed, extended", "UPDATE orders SET id = $1 WHERE id = 14", []any{15}, pgx.QueryExecModeCacheStatement, "failed", "23505: duplicate key value"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -51,7 +50,7 @@ func TestApprovedStatementOutcome(t *testing.T) {
 			var got map[string]any
 			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 				_, got = e.get(t, "alice", "GET", "/api/v1/approvals/"+req.ID, "")
-				if got["status"] != "executed" || tc.status == "executed" && got["outcome"] != nil {
+				if got["outcome"] != nil { // recorded a moment after the client has its answer
 					break
 				}
 			}
