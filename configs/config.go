@@ -137,12 +137,79 @@ type HTTPResource struct {
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
 	// Timeout bounds a request to the upstream, response included (default 30s).
 	Timeout Duration `yaml:"timeout"`
+	// Classes overrides the class a method gives a request, per route: for example
+	// Vault's LIST, or a POST that only reads. The first route that matches decides.
+	Classes []HTTPClass `yaml:"classes"`
+	// TLS configures how Portcullis verifies an https upstream and authenticates to it.
+	TLS UpstreamTLS `yaml:"tls"`
+	// ServerTLS, when set, serves this resource's hosts over TLS on the HTTP listener
+	// with this certificate (chosen by SNI).
+	ServerTLS *ServerCert `yaml:"server_tls"`
+	// Record keeps request and response bodies in the session recording (off: only their
+	// digest and size), with the named JSON fields and headers redacted.
+	Record HTTPRecord `yaml:"record"`
+}
+
+// HTTPClass gives requests that match methods and paths (policy path patterns) a class.
+type HTTPClass struct {
+	Methods []string `yaml:"methods"`
+	Paths   []string `yaml:"paths"`
+	Class   string   `yaml:"class"`
+}
+
+// UpstreamTLS is how Portcullis connects to an https upstream.
+type UpstreamTLS struct {
+	// CAFile is a PEM bundle of the CAs the upstream's certificate must chain to
+	// (default: the system's).
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a client certificate Portcullis presents.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName overrides the name the certificate is checked against.
+	ServerName string `yaml:"server_name"`
+}
+
+// ServerCert is a certificate and key in PEM files.
+type ServerCert struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// HTTPRecord says what of an exchange's bodies is recorded.
+type HTTPRecord struct {
+	// Bodies records request and response bodies up to MaxBytes each (default 64 KiB;
+	// longer ones are cut, and marked so).
+	Bodies   bool  `yaml:"bodies"`
+	MaxBytes int64 `yaml:"max_bytes"`
+	// RedactFields are JSON object keys whose values are replaced by "[redacted]" at any
+	// depth (in addition to password, token, secret and key-like names always redacted).
+	RedactFields []string `yaml:"redact_fields"`
+	// Headers are request and response headers recorded (never Authorization, Cookie
+	// or the injected credential).
+	Headers []string `yaml:"headers"`
 }
 
 // Credentials says where the upstream credentials of a resource come from.
 type Credentials struct {
 	Static *StaticCredentials `yaml:"static"`
 	Vault  *VaultCredentials  `yaml:"vault"`
+}
+
+// HasRole reports whether the credentials differ under an elevation role (or
+// BreakGlassCredentials).
+func (c Credentials) HasRole(role string) bool {
+	v := c.Vault
+	if v == nil {
+		return false
+	}
+	if _, ok := v.Roles[role]; ok {
+		return true
+	}
+	if v.Token != nil {
+		_, ok := v.Token.RolePolicies[role]
+		return ok
+	}
+	return false
 }
 
 // StaticCredentials are fixed upstream credentials held in the configuration: a user name
@@ -166,6 +233,39 @@ type VaultCredentials struct {
 	// statement and back after it, so that the session's own credential stays least
 	// privilege. Empty: approved statements run with the session's credential.
 	ApprovedRole string `yaml:"approved_role"`
+
+	// For http resources, the credential is either a Vault token Portcullis creates per
+	// caller (Token; for Vault's own API), or a field of the secret read at Path (Field;
+	// KV version 1 or 2). It is sent in Header (default X-Vault-Token for a token,
+	// Authorization for a field), after Prefix (for example "Bearer ").
+	Token  *VaultToken `yaml:"token"`
+	Field  string      `yaml:"field"`
+	Header string      `yaml:"header"`
+	Prefix string      `yaml:"prefix"`
+	// ApprovedPath is the secret an approved request runs with, for that request only
+	// (default: Path).
+	ApprovedPath string `yaml:"approved_path"`
+	// CacheTTL bounds how long a secret read at Path is reused (default 1m).
+	CacheTTL Duration `yaml:"cache_ttl"`
+}
+
+// VaultToken is a Vault token Portcullis creates for each caller of an http resource,
+// with the caller's name in its metadata (so Vault's own audit log names them).
+type VaultToken struct {
+	// Policies are the ordinary requests' token policies: keep them to what policy allows
+	// without approval.
+	Policies []string `yaml:"policies"`
+	// ApprovedPolicies are those of the token an approved request runs with: created for
+	// that request alone (one use), revoked after it.
+	ApprovedPolicies []string `yaml:"approved_policies"`
+	// RolePolicies maps an elevation role (or breakglass) to the policies its holders'
+	// requests run with while the grant is active.
+	RolePolicies map[string][]string `yaml:"role_policies"`
+	// TTL of a caller's token (default 5m); it is reused until half of it is left.
+	TTL Duration `yaml:"ttl"`
+	// Role is the token role to create tokens with (auth/token/create/<role>); with none,
+	// Portcullis's own token must be allowed to create children with these policies.
+	Role string `yaml:"role"`
 }
 
 // Role is an elevation role that can be requested for a time.

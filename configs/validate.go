@@ -30,6 +30,9 @@ const (
 	// An http resource's limits when it sets none.
 	DefaultHTTPMaxRequestBytes = 1 << 20
 	DefaultHTTPTimeout         = 30 * time.Second
+	DefaultHTTPRecordBytes     = 64 << 10
+	DefaultVaultCacheTTL       = time.Minute
+	DefaultVaultTokenTTL       = 5 * time.Minute
 )
 
 func (c *Config) applyDefaults() {
@@ -64,6 +67,23 @@ func (c *Config) applyDefaults() {
 		if r.Kind == "http" {
 			if r.HTTP.MaxRequestBytes == 0 {
 				r.HTTP.MaxRequestBytes = DefaultHTTPMaxRequestBytes
+			}
+			if r.HTTP.Record.MaxBytes == 0 {
+				r.HTTP.Record.MaxBytes = DefaultHTTPRecordBytes
+			}
+			if v := r.Credentials.Vault; v != nil {
+				if v.Header == "" {
+					v.Header = "Authorization"
+					if v.Token != nil {
+						v.Header = "X-Vault-Token"
+					}
+				}
+				if v.CacheTTL == 0 {
+					v.CacheTTL = Duration(DefaultVaultCacheTTL)
+				}
+				if v.Token != nil && v.Token.TTL == 0 {
+					v.Token.TTL = Duration(DefaultVaultTokenTTL)
+				}
 			}
 			if r.HTTP.Timeout == 0 {
 				r.HTTP.Timeout = Duration(DefaultHTTPTimeout)
@@ -200,8 +220,44 @@ func (c *Config) validate(o origin, errs *Error) {
 			if st := r.Credentials.Static; st != nil && (st.Header == "") != (st.Value == "") {
 				errs.add(o.file, at("credentials", "static"), "resources[%d].credentials.static: give header and value together", i)
 			}
-			if r.HTTP.MaxRequestBytes < 0 || r.HTTP.Timeout < 0 {
+			if r.HTTP.MaxRequestBytes < 0 || r.HTTP.Timeout < 0 || r.HTTP.Record.MaxBytes < 0 {
 				errs.add(o.file, at("http"), "resources[%d].http: limits must not be negative", i)
+			}
+			for j, c := range r.HTTP.Classes {
+				if _, err := policy.ParseClass(c.Class); err != nil {
+					errs.add(o.file, at("http", "classes", j, "class"), "resources[%d].http.classes[%d]: %v", i, j, err)
+				}
+				for k, p := range c.Paths {
+					if _, err := policy.CompilePath(p); err != nil {
+						errs.add(o.file, at("http", "classes", j, "paths", k), "resources[%d].http.classes[%d].paths: %v", i, j, err)
+					}
+				}
+				if len(c.Methods) == 0 && len(c.Paths) == 0 {
+					errs.add(o.file, at("http", "classes", j), "resources[%d].http.classes[%d]: give methods, paths or both", i, j)
+				}
+			}
+			if t := r.HTTP.TLS; (t.CertFile == "") != (t.KeyFile == "") {
+				errs.add(o.file, at("http", "tls"), "resources[%d].http.tls: give cert_file and key_file together", i)
+			}
+			if t := r.HTTP.ServerTLS; t != nil && (t.CertFile == "" || t.KeyFile == "") {
+				errs.add(o.file, at("http", "server_tls"), "resources[%d].http.server_tls: cert_file and key_file are required", i)
+			}
+			if v := r.Credentials.Vault; v != nil {
+				switch {
+				case v.Token != nil && (v.Path != "" || v.Field != ""):
+					errs.add(o.file, at("credentials", "vault"), "resources[%d].credentials.vault: give token, or path with field, not both", i)
+				case v.Token != nil && len(v.Token.Policies) == 0:
+					errs.add(o.file, at("credentials", "vault", "token"), "resources[%d].credentials.vault.token.policies is required", i)
+				case v.Token == nil && v.Field == "":
+					errs.add(o.file, at("credentials", "vault"), "resources[%d].credentials.vault: give token, or path with field (the secret's field that holds the credential)", i)
+				}
+				if v.Token != nil {
+					for role := range v.Token.RolePolicies {
+						if role != BreakGlassCredentials && !slices.Contains(roles, role) {
+							errs.add(o.file, at("credentials", "vault", "token", "role_policies", role), "resources[%d].credentials.vault.token.role_policies: unknown role %q", i, role)
+						}
+					}
+				}
 			}
 		}
 		cr := r.Credentials
@@ -210,7 +266,7 @@ func (c *Config) validate(o origin, errs *Error) {
 		}
 		if v := cr.Vault; v != nil {
 			usesVault = true
-			if v.Path == "" {
+			if v.Path == "" && v.Token == nil {
 				errs.add(o.file, at("credentials", "vault"), "resources[%d].credentials.vault.path is required", i)
 			}
 			for role := range v.Roles {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/portcullis/portcullis/configs"
@@ -39,18 +40,66 @@ type CredentialBroker interface {
 	Release(ctx context.Context, c Credentials) error
 }
 
+// HeaderCredential is the credential of one request to an http upstream: a header and
+// its value. Secret is the part of Value that must never reach a client or a log (the value
+// without its prefix); the front end strips it from responses.
+type HeaderCredential struct {
+	Header string
+	Value  string
+	Secret string
+	// Once marks a credential made for one request alone: ReleaseHeader revokes it once
+	// the request is done.
+	Once bool
+	// Accessor names a Vault token (to revoke it without holding it).
+	Accessor string
+	Expiry   time.Time
+}
+
+// String hides the secret.
+func (c HeaderCredential) String() string {
+	return "credential in header " + c.Header + " (value hidden)"
+}
+
+// GoString hides the secret from %#v as well.
+func (c HeaderCredential) GoString() string { return c.String() }
+
+// HeaderBroker supplies the credential each request to an http resource is sent with: for
+// user, under role (an elevation grant's role, BreakGlassCredentials, or "" for an
+// ordinary request), or, when approved is set, for the one approved request.
+type HeaderBroker interface {
+	HeaderCredential(ctx context.Context, resource, user, role string, approved bool) (HeaderCredential, error)
+	ReleaseHeader(ctx context.Context, c HeaderCredential) error
+}
+
 // StaticBroker serves the static credentials of the configuration's resources.
 type StaticBroker struct {
-	creds map[string]Credentials
+	creds   map[string]Credentials
+	headers map[string]HeaderCredential
 }
+
+var _ HeaderBroker = (*StaticBroker)(nil)
+
+// HeaderCredential returns the resource's static header; the same for every request.
+// A resource without one gets no credential (an upstream that needs none).
+func (b *StaticBroker) HeaderCredential(_ context.Context, resource, _, _ string, _ bool) (HeaderCredential, error) {
+	return b.headers[resource], nil
+}
+
+// ReleaseHeader does nothing: static credentials outlive requests.
+func (b *StaticBroker) ReleaseHeader(context.Context, HeaderCredential) error { return nil }
 
 var _ CredentialBroker = (*StaticBroker)(nil)
 
 // NewStaticBroker returns a broker for every resource of cfg with static credentials.
 func NewStaticBroker(cfg *configs.Config) *StaticBroker {
-	b := &StaticBroker{creds: map[string]Credentials{}}
+	b := &StaticBroker{creds: map[string]Credentials{}, headers: map[string]HeaderCredential{}}
 	for _, r := range cfg.Resources {
-		if s := r.Credentials.Static; s != nil {
+		s := r.Credentials.Static
+		switch {
+		case s == nil:
+		case r.Kind == "http" && s.Header != "":
+			b.headers[r.Name] = HeaderCredential{Header: s.Header, Value: s.Value, Secret: secretOf(s.Value)}
+		default:
 			b.creds[r.Name] = Credentials{Username: s.Username, Password: s.Password}
 		}
 	}
@@ -76,3 +125,12 @@ func (b *StaticBroker) Credentials(_ context.Context, resource, _ string) (Crede
 // ErrVaultUnavailable means Vault could not be reached or refused: new sessions that
 // need credentials from it fail; open ones keep theirs until they end.
 var ErrVaultUnavailable = errors.New("vault unavailable")
+
+// secretOf returns the part of a header value that is secret: the value without an
+// authorization scheme such as "Bearer " or "Basic ".
+func secretOf(value string) string {
+	if scheme, rest, ok := strings.Cut(value, " "); ok && rest != "" && !strings.ContainsAny(scheme, "=:") {
+		return rest
+	}
+	return value
+}

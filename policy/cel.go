@@ -1,8 +1,10 @@
 package policy
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,7 +41,7 @@ var (
 )
 
 // newCELEnv returns the shared environment conditions are checked in. The variables are
-// subject, resource, action and now; the string, list and set extensions are available.
+// subject, resource, action, now and request; the string, list and set extensions are available.
 func newCELEnv() (*cel.Env, error) {
 	celEnvOnce.Do(func() {
 		celEnv, celEnvErr = cel.NewEnv(
@@ -48,6 +50,7 @@ func newCELEnv() (*cel.Env, error) {
 			cel.Variable("resource", cel.ObjectType("policy.Resource")),
 			cel.Variable("action", cel.ObjectType("policy.celAction")),
 			cel.Variable("now", cel.TimestampType),
+			cel.Variable("request", cel.MapType(cel.StringType, cel.DynType)),
 			ext.Strings(),
 			ext.Lists(),
 			ext.Sets(),
@@ -91,12 +94,14 @@ func compileCondition(expr string) (*condition, error) {
 	return c, nil
 }
 
-// celActivation resolves the four variables of a condition for one request.
+// celActivation resolves the variables of a condition for one request.
 type celActivation struct {
 	subject  *Subject
 	resource *Resource
 	action   celAction
 	now      time.Time
+	act      *Action
+	params   map[string]string
 }
 
 func (a *celActivation) ResolveName(name string) (any, bool) {
@@ -112,16 +117,59 @@ func (a *celActivation) ResolveName(name string) (any, bool) {
 		return &a.action, true
 	case "now":
 		return a.now, true
+	case "request":
+		return a.request(), true
 	}
 	return nil, false
+}
+
+// request is the HTTP request as conditions see it: method, path, params (the {name}
+// segments of the policy's own path pattern), query and headers (first value of each;
+// header names in lower case), and body (parsed JSON, or null). Built only when a
+// condition reads it; for other front ends its maps are empty and body is null.
+func (a *celActivation) request() map[string]any {
+	m := map[string]any{"method": a.act.Method, "path": a.act.Path, "params": map[string]string{},
+		"query": map[string]string{}, "headers": map[string]string{}, "body": nil}
+	if a.params != nil {
+		m["params"] = a.params
+	}
+	h := a.act.HTTP
+	if h == nil {
+		return m
+	}
+	q := make(map[string]string, len(h.Query))
+	for k, v := range h.Query {
+		if len(v) > 0 {
+			q[k] = v[0]
+		}
+	}
+	hd := make(map[string]string, len(h.Header))
+	for k, v := range h.Header {
+		if len(v) > 0 {
+			hd[strings.ToLower(k)] = v[0]
+		}
+	}
+	m["query"], m["headers"] = q, hd
+	if len(h.Body) > 0 && len(h.Body) <= MaxCELBody && isJSON(h.ContentType) {
+		var body any
+		if json.Unmarshal(h.Body, &body) == nil {
+			m["body"] = body
+		}
+	}
+	return m
+}
+
+// isJSON reports whether a media type is JSON (application/json, or any +json).
+func isJSON(mediaType string) bool {
+	return mediaType == "application/json" || strings.HasSuffix(mediaType, "+json")
 }
 
 func (a *celActivation) Parent() cel.Activation { return nil }
 
 // eval reports whether the condition holds for the request.
-func (c *condition) eval(req *Request, res *Resource) (bool, error) {
+func (c *condition) eval(req *Request, res *Resource, params map[string]string) (bool, error) {
 	act := req.Action
-	a := &celActivation{subject: req.Subject, resource: res, now: req.Time}
+	a := &celActivation{subject: req.Subject, resource: res, now: req.Time, act: act, params: params}
 	a.action = celAction{
 		Class: act.Class.String(), Kind: act.Kind, Statement: act.Statement, Tables: act.Tables,
 		Schemas: act.Schemas, Functions: act.Functions, EstimatedRows: act.EstimatedRows,

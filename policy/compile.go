@@ -63,7 +63,7 @@ type Rule struct {
 
 	classes    classSet
 	methods    []string      // upper case; empty: any
-	paths      []pathPattern // empty: any
+	paths      []PathPattern // empty: any
 	principals Principals
 	anyone     bool
 	except     Principals
@@ -213,7 +213,7 @@ func compilePolicy(set *Set, p *Policy) (*Rule, []*FieldError) {
 		r.methods = append(r.methods, m)
 	}
 	for i, pat := range p.Match.Paths {
-		pp, err := compilePath(pat)
+		pp, err := CompilePath(pat)
 		if err != nil {
 			fail(err, "match", "paths", i)
 		}

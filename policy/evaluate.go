@@ -34,7 +34,7 @@ func (e *Engine) Evaluate(req *Request, d *Decision) {
 			continue
 		}
 		if r.when != nil {
-			ok, err := r.when.eval(req, &cr.Resource)
+			ok, err := r.when.eval(req, &cr.Resource, r.params(req.Action.Path))
 			if err != nil {
 				if d.Err == nil {
 					d.Err = fmt.Errorf("condition of policy %s: %w", r.Name, err)
@@ -85,9 +85,20 @@ func (e *Engine) Evaluate(req *Request, d *Decision) {
 
 func (r *Rule) matchesPath(path string) bool {
 	for _, p := range r.paths {
-		if p.matches(path) {
+		if p.Match(path) {
 			return true
 		}
 	}
 	return false
+}
+
+// params returns the {name} segments of the first of r's paths that fits path (nil when r
+// has no paths).
+func (r *Rule) params(path string) map[string]string {
+	for _, p := range r.paths {
+		if params, ok := p.Params(path); ok {
+			return params
+		}
+	}
+	return nil
 }

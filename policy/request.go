@@ -46,7 +46,26 @@ type Action struct {
 	Method         string   `cel:"method" json:"method,omitempty"`
 	Path           string   `cel:"path" json:"path,omitempty"`
 	Namespace      string   `cel:"namespace" json:"namespace,omitempty"`
+	// HTTP is the rest of an HTTP request, for conditions (request.query, .headers, .body).
+	HTTP *HTTPRequest `json:"-"`
 }
+
+// HTTPRequest is what conditions see of an HTTP request besides its method and path.
+type HTTPRequest struct {
+	// Query is the decoded query string.
+	Query map[string][]string
+	// Header holds the request's headers as forwarded (the caller's credentials are
+	// never among them).
+	Header map[string][]string
+	// ContentType is the media type of Body, without parameters.
+	ContentType string
+	// Body is the request body; conditions see it parsed when it is JSON of at most
+	// MaxCELBody bytes.
+	Body []byte
+}
+
+// MaxCELBody bounds the JSON bodies conditions see (larger ones are null to them).
+const MaxCELBody = 256 << 10
 
 // Request is one thing to decide: who, on which resource, does what, when.
 type Request struct {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -79,6 +80,14 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string) error {
 			return err
 		}
 	}
+	// Vault first, when this machine has it (make tools builds it): the configuration
+	// names its address.
+	v, vaultErr := devserver.StartVault(mkdir(filepath.Join(dir, "vault")))
+	if vaultErr == nil {
+		defer v.Stop()
+		os.Setenv("DEMO_VAULT_ADDR", v.Address())
+		os.Setenv("DEMO_VAULT_TOKEN", devserver.VaultRootToken)
+	}
 	cfg, err := configs.Load(cfgPath)
 	if err != nil {
 		return fmt.Errorf("demo configuration %s:\n%w", cfgPath, err)
@@ -122,14 +131,16 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string) error {
 	} else {
 		notStarted = append(notStarted, "Redis ("+firstLine(err)+"; the embedded store holds approvals)")
 	}
-	if v, err := devserver.StartVault(mkdir(filepath.Join(dir, "vault"))); err == nil {
-		defer v.Stop()
+	if vaultErr == nil {
 		if err := demoVault(ctx, cfg, v, pg); err != nil {
 			return fmt.Errorf("could not set up Vault for the demo: %w", err)
 		}
-		started = append(started, "Vault ("+v.Address()+", orders credentials from its database engine)")
+		started = append(started, "Vault ("+v.Address()+", orders credentials from its database engine; its own API behind vault.localhost)")
 	} else {
-		notStarted = append(notStarted, "Vault ("+firstLine(err)+"; static orders credentials)")
+		// Without Vault: static orders credentials, and no vault resource.
+		cfg.Vault = configs.Vault{}
+		cfg.Resources = slices.DeleteFunc(cfg.Resources, func(r configs.Resource) bool { return r.Credentials.Vault != nil })
+		notStarted = append(notStarted, "Vault ("+firstLine(vaultErr)+"; static orders credentials, no vault resource)")
 	}
 
 	return serve(ctx, cfg, logger, func(a listening) {
@@ -194,6 +205,22 @@ func demoVault(ctx context.Context, cfg *configs.Config, v *devserver.Vault, pg 
 		}); err != nil {
 			return err
 		}
+	}
+	// Vault's own API behind the vault resource: each caller gets a token of demo-sys-read
+	// (what policy allows without approval); an approved request, one of demo-sys-admin
+	// for that request alone. Portcullis makes them through a token role.
+	for name, hcl := range map[string]string{
+		"demo-sys-read": `path "sys/*" { capabilities = ["read", "list"] }`,
+		"demo-sys-admin": `path "sys/policies/acl/*" { capabilities = ["create", "update", "delete", "read", "list"] }
+path "sys/mounts/*" { capabilities = ["create", "update", "delete", "read"] }`,
+	} {
+		if err := vc.Sys().PutPolicyWithContext(ctx, name, hcl); err != nil {
+			return err
+		}
+	}
+	if _, err := vc.Logical().WriteWithContext(ctx, "auth/token/roles/portcullis-http", map[string]any{
+		"allowed_policies": "demo-sys-read,demo-sys-admin", "orphan": true, "token_explicit_max_ttl": "1h"}); err != nil {
+		return err
 	}
 	cfg.Vault.Address, cfg.Vault.Token = v.Address(), devserver.VaultRootToken
 	for i := range cfg.Resources {
@@ -363,13 +390,28 @@ Admin HTTP API (orders-admin, through Portcullis; it never sees your token, you 
       -- 202 with an approval id: bob approves, then alice sends it again with -H 'Portcullis-Approval: <id>'
       (or adds -H 'Prefer: wait=60' to wait for the approval), and it runs once
   curl -s -H 'Authorization: Bearer alice-demo-token' -X DELETE http://orders-admin.localhost:%[2]s/orders/3  -- 403
-
+%[3]s
 API:
   curl -s -H 'Authorization: Bearer alice-demo-token' http://%[1]s/api/v1/whoami
   curl -s -H 'Authorization: Bearer bob-demo-token' http://%[1]s/api/v1/approvals
   curl -s -H 'Authorization: Bearer carol-demo-token' http://%[1]s/api/v1/sessions
 
-`, a.api, httpPort(a.http))
+`, a.api, httpPort(a.http), vaultDemo(cfg, httpPort(a.http)))
+}
+
+// vaultDemo is the banner's part for the vault resource, when the demo runs Vault.
+func vaultDemo(cfg *configs.Config, port string) string {
+	if !slices.ContainsFunc(cfg.Resources, func(r configs.Resource) bool { return r.Name == "vault" }) {
+		return ""
+	}
+	return fmt.Sprintf(`
+Vault's own API (resource vault; Portcullis makes each caller a 5-minute token of demo-sys-read):
+  curl -s -H 'Authorization: Bearer alice-demo-token' http://vault.localhost:%[1]s/v1/sys/mounts       -- allowed (engineering)
+  curl -s -H 'Authorization: Bearer alice-demo-token' -X PUT http://vault.localhost:%[1]s/v1/sys/policies/acl/app \
+      -d '{"policy": "path \"secret/data/app\" { capabilities = [\"read\"] }"}'
+      -- 202: carol (security) approves; re-sent with -H 'Portcullis-Approval: <id>', it runs once with a
+      one-use token of demo-sys-admin
+`, port)
 }
 
 // httpPort is the port of the HTTP front end's address.

@@ -125,6 +125,21 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		Details: map[string]any{"config": cfg.Path, "listen": cfg.Server.Listen, "version": version}}); err != nil {
 		return fmt.Errorf("could not write the audit log: %w", err)
 	}
+	static := elevation.NewStaticBroker(cfg)
+	var (
+		broker  elevation.CredentialBroker = static
+		headers elevation.HeaderBroker     = static
+	)
+	if cfg.Vault.Address != "" {
+		vctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		vb, err := vault.NewBroker(vctx, cfg, logger)
+		cancel()
+		if err != nil {
+			return err
+		}
+		defer vb.Close()
+		broker, headers = vb, vb
+	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("could not listen on %s: %w", cfg.Server.Listen, err)
@@ -145,25 +160,12 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 			return fmt.Errorf("could not listen on %s: %w", cfg.Server.PostgresListen, err)
 		}
 		addrs.postgres = pln.Addr().String()
-		var broker elevation.CredentialBroker = elevation.NewStaticBroker(cfg)
-		if cfg.Vault.Address != "" {
-			vctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			vb, err := vault.NewBroker(vctx, cfg, logger)
-			cancel()
-			if err != nil {
-				ln.Close()
-				pln.Close()
-				return err
-			}
-			defer vb.Close()
-			broker = vb
-		}
 		pg = &pgwire.Server{Config: cfg, Auth: auth, Broker: broker, Approvals: approvals, Audit: log, Log: logger, TLS: tlsCfg,
 			MaxMessageSize: cfg.Server.MaxMessageBytes, StartupTimeout: cfg.Server.StartupTimeout.D()}
 		go func() { errc <- pg.Serve(pln) }()
 		defer pg.Close()
 	}
-	var hsrv *http.Server
+	var hfront *httpfront.Server
 	if cfg.Server.HTTPListen != "" {
 		hln, err := net.Listen("tcp", cfg.Server.HTTPListen)
 		if err != nil {
@@ -171,11 +173,10 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 			return fmt.Errorf("could not listen on %s: %w", cfg.Server.HTTPListen, err)
 		}
 		addrs.http = hln.Addr().String()
-		front := &httpfront.Server{Config: cfg, Auth: auth, Audit: log, Log: logger,
+		front := &httpfront.Server{Config: cfg, Auth: auth, Audit: log, Log: logger, Credentials: headers,
 			Gate: &gate.Gate{Config: cfg, Approvals: approvals, Audit: log, Log: logger}}
-		hsrv = &http.Server{Handler: front, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
-			ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
-		go func() { errc <- hsrv.Serve(hln) }()
+		hfront = front
+		go func() { errc <- front.Serve(hln) }()
 	}
 	ws := &web.Server{Config: cfg, Auth: auth, Approvals: approvals, Audit: log, Log: logger}
 	if pg != nil {
@@ -210,8 +211,8 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	srv.Shutdown(shutdown)
-	if hsrv != nil {
-		hsrv.Shutdown(shutdown)
+	if hfront != nil {
+		hfront.Shutdown(shutdown)
 	}
 	if pg != nil {
 		pg.Close()

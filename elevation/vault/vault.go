@@ -27,6 +27,8 @@ type Broker struct {
 	log    *slog.Logger
 	now    func() time.Time
 
+	headers headerCache
+
 	mu        sync.Mutex
 	renew     map[string]context.CancelFunc // lease id -> stop renewing
 	closed    bool
@@ -95,8 +97,10 @@ func (b *Broker) keepToken(ctx context.Context) {
 	}
 }
 
-// Close stops renewing the token and every lease.
+// Close revokes the tokens made for callers of http resources and stops renewing
+// Portcullis's own token and every lease.
 func (b *Broker) Close() {
+	b.revokeCached()
 	b.stopToken()
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -36,6 +36,23 @@ type Verdict struct {
 	Subject *policy.Subject
 	// BreakGlass is the break-glass session that allowed a request the policies did not.
 	BreakGlass *elevation.Request
+	// Grants are the roles of the caller's active elevation grants.
+	Grants []string
+}
+
+// CredentialRole is the role whose upstream credentials the decided request runs with on
+// res: break-glass's when a break-glass session allowed it, else the first active grant's
+// that res has credentials for, else "" (the ordinary ones).
+func (v *Verdict) CredentialRole(res *configs.Resource) string {
+	if v.BreakGlass != nil {
+		return configs.BreakGlassCredentials
+	}
+	for _, r := range v.Grants {
+		if res.Credentials.HasRole(r) {
+			return r
+		}
+	}
+	return ""
 }
 
 // Decide decides act on resource for who at now, filling d with the policies' decision.
@@ -43,6 +60,9 @@ type Verdict struct {
 // grants, and no break-glass session applies.
 func (g *Gate) Decide(ctx context.Context, who *policy.Subject, resource string, act *policy.Action, now time.Time, d *policy.Decision) Verdict {
 	v := Verdict{Subject: g.Subject(ctx, who, now)}
+	if n := len(who.Roles); len(v.Subject.Roles) > n {
+		v.Grants = v.Subject.Roles[n:]
+	}
 	g.Config.Engine.Evaluate(&policy.Request{Subject: v.Subject, Resource: resource, Action: act, Time: now}, d)
 	v.Effect = d.Effect
 	if d.Effect != policy.Allow && g.Approvals != nil {

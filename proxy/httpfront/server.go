@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,6 +16,8 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,13 +49,35 @@ type Server struct {
 	Gate   *gate.Gate
 	Audit  *audit.Log
 	Log    *slog.Logger
-	// Transport reaches the upstreams (default: a clone of http.DefaultTransport).
+	// Credentials supplies each request's upstream credential (default: the
+	// configuration's static headers).
+	Credentials elevation.HeaderBroker
+	// Transport reaches the upstreams, for resources without TLS settings of their own
+	// (default: a clone of http.DefaultTransport).
 	Transport http.RoundTripper
 	Now       func() time.Time
 
-	once    sync.Once
-	byHost  map[string]*configs.Resource
-	proxies map[string]*httputil.ReverseProxy
+	once   sync.Once
+	byHost map[string]*route
+	mu     sync.Mutex
+	hs     *http.Server // set by Serve
+	shut   bool         // Shutdown was called
+}
+
+// route is one http resource as the front end serves it.
+type route struct {
+	res     *configs.Resource
+	classes []class
+	proxy   *httputil.ReverseProxy
+	cert    *tls.Certificate // served by SNI on a TLS listener, when configured
+	err     error            // the resource could not be set up (its files): answered 502
+}
+
+// class is a compiled resources[].http.classes entry.
+type class struct {
+	methods []string
+	paths   []policy.PathPattern
+	class   policy.Class
 }
 
 func (s *Server) init() {
@@ -65,24 +91,94 @@ func (s *Server) init() {
 		if s.Transport == nil {
 			s.Transport = http.DefaultTransport.(*http.Transport).Clone()
 		}
-		s.byHost, s.proxies = map[string]*configs.Resource{}, map[string]*httputil.ReverseProxy{}
+		if s.Credentials == nil {
+			s.Credentials = elevation.NewStaticBroker(s.Config)
+		}
+		s.byHost = map[string]*route{}
 		for i := range s.Config.Resources {
 			res := &s.Config.Resources[i]
 			if res.Kind != "http" {
 				continue
 			}
-			for _, h := range res.Hosts {
-				s.byHost[strings.ToLower(h)] = res
+			rt, err := s.newRoute(res)
+			if err != nil {
+				s.Log.Error("http resource cannot be served", "resource", res.Name, "err", err)
+				rt = &route{res: res, err: err}
 			}
-			s.proxies[res.Name] = s.reverseProxy(res)
+			for _, h := range res.Hosts {
+				s.byHost[strings.ToLower(h)] = rt
+			}
 		}
 	})
+}
+
+// newRoute compiles res's classes and builds its reverse proxy, with a transport of its
+// own when it has TLS settings.
+func (s *Server) newRoute(res *configs.Resource) (*route, error) {
+	rt := &route{res: res}
+	for _, c := range res.HTTP.Classes {
+		cl, err := policy.ParseClass(c.Class)
+		if err != nil {
+			return nil, err
+		}
+		k := class{methods: c.Methods, class: cl}
+		for _, p := range c.Paths {
+			pp, err := policy.CompilePath(p)
+			if err != nil {
+				return nil, err
+			}
+			k.paths = append(k.paths, pp)
+		}
+		rt.classes = append(rt.classes, k)
+	}
+	transport := s.Transport
+	if t := res.HTTP.TLS; t != (configs.UpstreamTLS{}) {
+		tc, err := upstreamTLS(t)
+		if err != nil {
+			return nil, err
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tc
+		transport = tr
+	}
+	if st := res.HTTP.ServerTLS; st != nil {
+		cert, err := tls.LoadX509KeyPair(st.CertFile, st.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("server_tls: %w", err)
+		}
+		rt.cert = &cert
+	}
+	rt.proxy = s.reverseProxy(res, transport)
+	return rt, nil
+}
+
+// classify classifies a request and applies the resource's class overrides.
+func (rt *route) classify(r *http.Request) *policy.Action {
+	act := Classify(r.Method, r.URL)
+	for _, c := range rt.classes {
+		if len(c.methods) > 0 && !slices.Contains(c.methods, r.Method) {
+			continue
+		}
+		if len(c.paths) > 0 && !slices.ContainsFunc(c.paths, func(p policy.PathPattern) bool { return p.Match(act.Path) }) {
+			continue
+		}
+		act.Class = c.class
+		break
+	}
+	return act
 }
 
 // ServeHTTP authenticates, classifies, decides and forwards (or holds, or refuses) one
 // request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.init()
+	if err := checkFraming(r); err != nil {
+		// Content-Length with Transfer-Encoding, or repeated framing fields: a request that
+		// two servers could split differently (smuggling). Refused, and the connection closed.
+		w.Header().Set("Connection", "close")
+		problem(w, http.StatusBadRequest, "ambiguous-framing", "the request has both Content-Length and Transfer-Encoding (or repeats them); send one", nil)
+		return
+	}
 	// Only origin-form requests to a configured host: no CONNECT, no absolute-form.
 	if r.Method == http.MethodConnect || !strings.HasPrefix(r.RequestURI, "/") {
 		problem(w, http.StatusBadRequest, "bad-request", "Portcullis serves origin-form requests to a configured host only", nil)
@@ -92,11 +188,31 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "non-canonical-path", "the path has dot segments, empty segments or an encoded slash or backslash; send it in canonical form", nil)
 		return
 	}
-	res := s.byHost[hostOnly(r.Host)]
-	if res == nil {
-		problem(w, http.StatusNotFound, "unknown-host", fmt.Sprintf("no resource is served on host %q", hostOnly(r.Host)), nil)
+	if r.Header.Get("Upgrade") != "" {
+		// A WebSocket (or other upgraded) stream would carry any number of actions under one
+		// decision; each request is decided on its own, so upgrades are refused.
+		problem(w, http.StatusNotImplemented, "upgrade-refused", "Portcullis does not forward protocol upgrades (WebSocket); each request is decided on its own", nil)
 		return
 	}
+	host := hostOnly(r.Host)
+	rt := s.byHost[host]
+	st := tlsOf(r)
+	switch {
+	case rt == nil:
+		problem(w, http.StatusNotFound, "unknown-host", fmt.Sprintf("no resource is served on host %q", host), nil)
+		return
+	case rt.cert != nil && st == nil:
+		problem(w, http.StatusBadRequest, "https-required", fmt.Sprintf("%s is served over https only: https://%s", host, r.Host), nil)
+		return
+	case st != nil && !strings.EqualFold(strings.TrimSuffix(st.ServerName, "."), host):
+		// The connection was set up for another host (SNI): a request must not ride it elsewhere.
+		problem(w, http.StatusMisdirectedRequest, "misdirected", fmt.Sprintf("this connection was opened for %q, not %q", st.ServerName, host), nil)
+		return
+	case rt.err != nil:
+		problem(w, http.StatusBadGateway, "misconfigured", rt.res.Name+" is not set up correctly; see Portcullis's log", nil)
+		return
+	}
+	res := rt.res
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || tok == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis"`)
@@ -118,8 +234,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "bad-body", "the request body could not be read", nil)
 		return
 	}
-	x := &exchange{srv: s, w: w, r: r, res: res, who: who, body: body, id: "htx_" + rand.Text()[:12], start: s.Now()}
+	x := &exchange{srv: s, w: w, r: r, rt: rt, res: res, who: who, body: body, id: "htx_" + rand.Text()[:12], start: s.Now()}
 	x.serve()
+}
+
+// GetCertificate chooses the certificate of the resource whose host a TLS client names
+// (SNI), for a tls.Config on the HTTP listener.
+func (s *Server) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	s.init()
+	if rt := s.byHost[hostOnly(hello.ServerName)]; rt != nil && rt.cert != nil {
+		return rt.cert, nil
+	}
+	return nil, fmt.Errorf("no certificate for %q", hello.ServerName)
+}
+
+// ServesTLS reports whether any resource is served over TLS.
+func (s *Server) ServesTLS() bool {
+	s.init()
+	for _, rt := range s.byHost {
+		if rt.cert != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // exchange is one request through the front end.
@@ -127,6 +264,7 @@ type exchange struct {
 	srv   *Server
 	w     http.ResponseWriter
 	r     *http.Request
+	rt    *route
 	res   *configs.Resource
 	who   *identity.Identity
 	body  []byte
@@ -134,12 +272,15 @@ type exchange struct {
 	start time.Time
 	act   *policy.Action
 	dec   policy.Decision
+	role  string // the credentials' role: an active grant's, or break-glass
 }
 
 func (x *exchange) serve() {
 	s, r := x.srv, x.r
-	x.act = Classify(r.Method, r.URL)
+	x.act = x.rt.classify(r)
+	x.act.HTTP = &policy.HTTPRequest{Query: r.URL.Query(), Header: r.Header, ContentType: mediaType(r.Header.Get("Content-Type")), Body: x.body}
 	v := s.Gate.Decide(r.Context(), &x.who.Subject, x.res.Name, x.act, x.start, &x.dec)
+	x.role = v.CredentialRole(x.res)
 	ev := x.event()
 	if bg := v.BreakGlass; bg != nil {
 		ev.BreakGlass, ev.Decision = bg.ID, policy.Allow.String()
@@ -272,12 +413,27 @@ func (x *exchange) notApproved(req *elevation.Request) {
 // forward sends the request upstream with the resource's credential and audits its
 // result. approval names the approval it runs under, if any.
 func (x *exchange) forward(approval string) {
-	r := x.r.Clone(x.r.Context())
-	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(x.body)), int64(len(x.body))
-	ctx, cancel := context.WithTimeout(r.Context(), x.res.HTTP.Timeout.D())
+	ctx, cancel := context.WithTimeout(x.r.Context(), x.res.HTTP.Timeout.D())
 	defer cancel()
 	rec := &recorder{ResponseWriter: x.w, status: http.StatusOK}
-	x.srv.proxies[x.res.Name].ServeHTTP(rec, r.WithContext(ctx))
+	cred, err := x.srv.Credentials.HeaderCredential(ctx, x.res.Name, x.who.User, x.role, approval != "")
+	if err != nil {
+		x.srv.Log.Error("no upstream credential; request not forwarded", "exchange", x.id, "resource", x.res.Name, "err", err)
+		problem(rec, http.StatusServiceUnavailable, "credential-unavailable", "not forwarded: Portcullis could not get the credential for "+x.res.Name, nil)
+	} else {
+		if cred.Once {
+			defer func() {
+				rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if err := x.srv.Credentials.ReleaseHeader(rctx, cred); err != nil {
+					x.srv.Log.Error("could not revoke an approved request's credential; it expires with its TTL", "exchange", x.id, "err", err)
+				}
+			}()
+		}
+		r := x.r.Clone(context.WithValue(ctx, credKey{}, cred))
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(x.body)), int64(len(x.body))
+		x.rt.proxy.ServeHTTP(rec, r)
+	}
 	ev := &audit.Event{Type: audit.TypeHTTPResult, Actor: x.who.User, Resource: x.res.Name, Session: x.id, Action: x.act.Statement,
 		Result: "ok", Details: map[string]any{"status": rec.status, "bytes": rec.bytes, "duration_us": x.srv.Now().Sub(x.start).Microseconds()}}
 	if rec.status >= 500 {
@@ -320,15 +476,23 @@ func (x *exchange) auditLoudly(ev *audit.Event) {
 	}
 }
 
+// credKey carries a request's upstream credential from forward to the reverse proxy.
+type credKey struct{}
+
+func credentialOf(r *http.Request) elevation.HeaderCredential {
+	c, _ := r.Context().Value(credKey{}).(elevation.HeaderCredential)
+	return c
+}
+
+// errEncoded: the upstream answered in a content coding Portcullis cannot read to check
+// it for the credential.
+var errEncoded = errors.New("the response is in a content coding Portcullis cannot check")
+
 // reverseProxy forwards to res's upstream: the caller's credentials and Portcullis's own
-// headers stay here, the resource's credential is added, and the credential never comes
-// back in a response or an error.
-func (s *Server) reverseProxy(res *configs.Resource) *httputil.ReverseProxy {
+// headers stay here, the request's credential is added, and the credential never comes
+// back in a response's headers or body, nor in an error.
+func (s *Server) reverseProxy(res *configs.Resource, transport http.RoundTripper) *httputil.ReverseProxy {
 	target, _ := url.Parse(res.Upstream) // validated by configs
-	var header, secret string
-	if st := res.Credentials.Static; st != nil {
-		header, secret = st.Header, st.Value
-	}
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
@@ -337,12 +501,16 @@ func (s *Server) reverseProxy(res *configs.Resource) *httputil.ReverseProxy {
 				pr.Out.Header.Del(h)
 			}
 			stripWait(pr.Out.Header) // Portcullis's own preference; others go on
-			if header != "" {
-				pr.Out.Header.Set(header, secret)
+			if c := credentialOf(pr.In); c.Header != "" {
+				pr.Out.Header.Set(c.Header, c.Value)
+				// The body must be readable to be checked for the credential: let the
+				// transport ask for gzip and decode it, rather than pass the client's codings.
+				pr.Out.Header.Del("Accept-Encoding")
 			}
 		},
-		Transport: s.Transport,
+		Transport: transport,
 		ModifyResponse: func(resp *http.Response) error {
+			secret := credentialOf(resp.Request).Secret
 			if secret == "" {
 				return nil
 			}
@@ -353,18 +521,54 @@ func (s *Server) reverseProxy(res *configs.Resource) *httputil.ReverseProxy {
 					}
 				}
 			}
+			if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+				return errEncoded
+			}
+			resp.Body = newRedactReader(resp.Body, secret)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			s.Log.Warn("upstream request failed", "resource", res.Name, "err", redact(err.Error(), secret))
+			s.Log.Warn("upstream request failed", "resource", res.Name, "err", redact(err.Error(), credentialOf(r).Secret))
 			var ne net.Error
-			if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+			switch {
+			case errors.Is(err, errEncoded):
+				problem(w, http.StatusBadGateway, "upstream-encoding", res.Name+" answered in a content coding Portcullis cannot check for its credential", nil)
+			case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 				problem(w, http.StatusGatewayTimeout, "upstream-timeout", fmt.Sprintf("%s did not answer within %s", res.Name, res.HTTP.Timeout), nil)
-				return
+			default:
+				problem(w, http.StatusBadGateway, "upstream-unavailable", res.Name+" could not be reached", nil)
 			}
-			problem(w, http.StatusBadGateway, "upstream-unavailable", res.Name+" could not be reached", nil)
 		},
 	}
+}
+
+// upstreamTLS is the client TLS configuration of an https upstream.
+func upstreamTLS(t configs.UpstreamTLS) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.ca_file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.ca_file %s holds no PEM certificate", t.CAFile)
+		}
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// mediaType returns a Content-Type's media type, in lower case, without parameters.
+func mediaType(ct string) string {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.ToLower(strings.TrimSpace(mt))
 }
 
 // Classify returns what an HTTP request does: its method gives the class (GET, HEAD and
