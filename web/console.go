@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/portcullis/portcullis/internal/human"
+	"github.com/portcullis/portcullis/internal/signed"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/identity"
 	"github.com/portcullis/portcullis/proxy/pgsql"
@@ -150,7 +151,10 @@ func securityHeaders(next http.Handler) http.Handler {
 // registerConsole mounts the console's pages on r.
 func (s *Server) registerConsole(r *mux.Router) {
 	s.templates = parseTemplates()
-	s.cookies = newSigner(s.Config.Console.SessionKey)
+	if s.Keys == nil {
+		s.Keys = signed.New(s.Config.Console.SessionKey)
+	}
+	s.cookies = &signer{s.Keys}
 	c := r.NewRoute().Subrouter()
 	// Two CSRF defences on every state-changing request: the browser's own origin headers
 	// (Sec-Fetch-Site / Origin) and a per-session token in every form.
@@ -163,6 +167,7 @@ func (s *Server) registerConsole(r *mux.Router) {
 	c.Handle("/login/token", s.anon(s.loginToken)).Methods(http.MethodPost)
 	c.Handle("/auth/callback", s.anon(s.callback)).Methods(http.MethodGet)
 	c.Handle("/logout", s.anon(s.logout)).Methods(http.MethodPost)
+	c.Handle("/http-login", s.console(s.httpLogin)).Methods(http.MethodGet)
 	if s.Approvals == nil {
 		return
 	}

@@ -3,13 +3,12 @@ package web
 import (
 	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/portcullis/portcullis/internal/signed"
 )
 
 // Cookie names. The session cookie holds who signed in; the login cookie holds one
@@ -40,47 +39,14 @@ type loginState struct {
 	Expires  time.Time `json:"exp"`
 }
 
-// signer signs and checks cookie values: base64url(json) "." base64url(HMAC-SHA256).
-type signer struct{ key []byte }
+// signer signs and checks cookie values with the key shared with the HTTP front end.
+type signer struct{ *signed.Signer }
 
-func newSigner(key string) *signer {
-	if key != "" {
-		return &signer{key: []byte(key)}
-	}
-	k := make([]byte, 32)
-	rand.Read(k)
-	return &signer{key: k}
-}
+func (s *signer) encode(purpose string, v any) string { return s.Encode(purpose, v) }
 
-func (s *signer) mac(purpose string, b []byte) []byte {
-	m := hmac.New(sha256.New, s.key)
-	m.Write([]byte(purpose))
-	m.Write([]byte{0})
-	m.Write(b)
-	return m.Sum(nil)
-}
+func (s *signer) decode(purpose, value string, v any) error { return s.Decode(purpose, value, v) }
 
-func (s *signer) encode(purpose string, v any) string {
-	b, _ := json.Marshal(v)
-	enc := base64.RawURLEncoding
-	return enc.EncodeToString(b) + "." + enc.EncodeToString(s.mac(purpose, b))
-}
-
-var errBadCookie = errors.New("bad cookie")
-
-func (s *signer) decode(purpose, value string, v any) error {
-	p, sig, ok := strings.Cut(value, ".")
-	if !ok {
-		return errBadCookie
-	}
-	enc := base64.RawURLEncoding
-	b, err1 := enc.DecodeString(p)
-	got, err2 := enc.DecodeString(sig)
-	if err1 != nil || err2 != nil || !hmac.Equal(got, s.mac(purpose, b)) {
-		return errBadCookie
-	}
-	return json.Unmarshal(b, v)
-}
+func (s *signer) mac(purpose string, b []byte) []byte { return s.MAC(purpose, b) }
 
 // csrfToken is the form token of a session: a MAC of its id, so it needs no storage and
 // changes with every new session.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/internal/signed"
 	"github.com/portcullis/portcullis/proxy/identity"
 )
 
@@ -42,21 +42,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request, c *consoleCtx
 
 // localPath returns p if it is a path on this site, and "/" otherwise: the sign-in never
 // sends anyone to another site.
-func localPath(p string) string {
-	// Browsers drop tabs and newlines from URLs and read a backslash as a slash, so
-	// "/\t/evil.example" is "//evil.example" to them: any such character refuses the path.
-	// Escaped ones are refused too, though browsers leave them be.
-	bad := func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsFunc(p, bad) {
-		return "/"
-	}
-	u, err := url.Parse(p)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") ||
-		strings.HasPrefix(u.Path, "//") || strings.ContainsFunc(u.Path, bad) {
-		return "/"
-	}
-	return p
-}
+func localPath(p string) string { return signed.LocalPath(p) }
 
 func (s *Server) oauthConfig(ctx context.Context) (*oauth2.Config, oidcSignIn, error) {
 	oc := s.Config.Identity.OIDC

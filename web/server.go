@@ -16,6 +16,7 @@ import (
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/internal/signed"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/gate"
 	"github.com/portcullis/portcullis/proxy/identity"
@@ -39,6 +40,9 @@ type Server struct {
 	// the upstream declares about its functions, the row estimate); nil classifies the
 	// text alone. ok is false when the proxy has no such resource.
 	ClassifySQL func(resource, sql string) (act *policy.Action, ok bool)
+	// Keys sign the console's cookies and the tickets that sign a browser in to an admin
+	// API on the HTTP front end (shared with it); nil: from console.session_key.
+	Keys *signed.Signer
 
 	// svc is the approvals service layer both the API and the console call.
 	svc       *elevation.Service

@@ -33,6 +33,7 @@ import (
 // real OIDC provider, a real PostgreSQL behind it, and headless Chromium in front.
 type consoleEnv struct {
 	web, proxy string
+	http       string // the HTTP front end's address
 	browser    context.Context
 	shots      string
 }
@@ -75,8 +76,10 @@ func startConsoleEnv(t *testing.T) *consoleEnv {
 	}
 	os.MkdirAll(filepath.Join(dir, "policies"), 0o755)
 	os.WriteFile(filepath.Join(dir, "demo.yaml"), demo, 0o644)
-	pol, _ := os.ReadFile("../../configs/policies/orders.yaml")
-	os.WriteFile(filepath.Join(dir, "policies", "orders.yaml"), pol, 0o644)
+	for _, f := range []string{"orders.yaml", "vault.yaml"} {
+		pol, _ := os.ReadFile("../../configs/policies/" + f)
+		os.WriteFile(filepath.Join(dir, "policies", f), pol, 0o644)
+	}
 	t.Setenv("DEMO_DIR", dir)
 	t.Setenv("DEMO_PG_PORT", fmt.Sprint(pg.Port))
 	t.Setenv("DEMO_PG_PASSWORD", "upstream-pw")
@@ -103,7 +106,7 @@ func startConsoleEnv(t *testing.T) *consoleEnv {
 		shots = filepath.Join(testenv.ModuleRoot(t), ".artifacts", "screenshots")
 	}
 	os.MkdirAll(shots, 0o755)
-	return &consoleEnv{web: "http://" + a.api, proxy: a.postgres, browser: testenv.Browser(t), shots: shots}
+	return &consoleEnv{web: "http://" + a.api, proxy: a.postgres, http: a.http, browser: testenv.Browser(t), shots: shots}
 }
 
 // user opens a browser context of its own (its own cookies) and signs in through the

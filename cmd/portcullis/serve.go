@@ -20,6 +20,7 @@ import (
 	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/elevation/redisstore"
 	"github.com/portcullis/portcullis/elevation/vault"
+	"github.com/portcullis/portcullis/internal/signed"
 	"github.com/portcullis/portcullis/proxy/gate"
 	"github.com/portcullis/portcullis/proxy/httpfront"
 	"github.com/portcullis/portcullis/proxy/identity"
@@ -125,6 +126,9 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		Details: map[string]any{"config": cfg.Path, "listen": cfg.Server.Listen, "version": version}}); err != nil {
 		return fmt.Errorf("could not write the audit log: %w", err)
 	}
+	// One key signs the console's cookies and the tickets that carry a console sign-in to
+	// the admin APIs of the HTTP front end.
+	keys := signed.New(cfg.Console.SessionKey)
 	static := elevation.NewStaticBroker(cfg)
 	var (
 		broker  elevation.CredentialBroker = static
@@ -173,12 +177,12 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 			return fmt.Errorf("could not listen on %s: %w", cfg.Server.HTTPListen, err)
 		}
 		addrs.http = hln.Addr().String()
-		front := &httpfront.Server{Config: cfg, Auth: auth, Audit: log, Log: logger, Credentials: headers,
+		front := &httpfront.Server{Config: cfg, Auth: auth, Audit: log, Log: logger, Credentials: headers, Keys: keys,
 			Gate: &gate.Gate{Config: cfg, Approvals: approvals, Audit: log, Log: logger}}
 		hfront = front
 		go func() { errc <- front.Serve(hln) }()
 	}
-	ws := &web.Server{Config: cfg, Auth: auth, Approvals: approvals, Audit: log, Log: logger}
+	ws := &web.Server{Config: cfg, Auth: auth, Approvals: approvals, Audit: log, Log: logger, Keys: keys}
 	if pg != nil {
 		ws.ClassifySQL = pg.Classify // the decisions API decides SQL as the proxy does
 	}

@@ -176,7 +176,7 @@ func (e *env) do(host, user, method, path, body string, header ...string) (*http
 	if user != "" {
 		req.Header.Set("Authorization", "Bearer "+user+"-token")
 	}
-	req.Header.Set("Cookie", "console=secret-session")
+	req.Header.Set("Cookie", "theirs=1; portcullis_session=console-secret; portcullis_http=front-secret")
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
@@ -203,8 +203,8 @@ func TestAllowDenyAndCredentials(t *testing.T) {
 		t.Fatalf("allowed read: %d %v", resp.StatusCode, out)
 	}
 	got := e.upstreamSaw()
-	if len(got) != 1 || got[0].path != "/orders?status=new" || got[0].auth != upstreamSecret || got[0].cookie != "" {
-		t.Errorf("the upstream saw %+v: want the resource's credential, not the caller's token or cookie", got)
+	if len(got) != 1 || got[0].path != "/orders?status=new" || got[0].auth != upstreamSecret || got[0].cookie != "theirs=1" {
+		t.Errorf("the upstream saw %+v: want the resource's credential and its own cookie, not the caller's token or Portcullis's cookies", got)
 	}
 	if v := resp.Header.Get("X-Echo-Auth"); v != "" {
 		t.Errorf("the injected credential came back to the client: %q", v)

@@ -26,6 +26,7 @@ import (
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/internal/signed"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/gate"
 	"github.com/portcullis/portcullis/proxy/identity"
@@ -57,11 +58,17 @@ type Server struct {
 	Transport http.RoundTripper
 	Now       func() time.Time
 
-	once   sync.Once
-	byHost map[string]*route
-	mu     sync.Mutex
-	hs     *http.Server // set by Serve
-	shut   bool         // Shutdown was called
+	// Keys check the console's sign-in tickets and sign the front end's own session
+	// cookies (shared with the console); nil: browsers cannot sign in, tokens only.
+	Keys *signed.Signer
+
+	once    sync.Once
+	byHost  map[string]*route
+	cop     *http.CrossOriginProtection
+	tickets usedTickets
+	mu      sync.Mutex
+	hs      *http.Server // set by Serve
+	shut    bool         // Shutdown was called
 }
 
 // route is one http resource as the front end serves it.
@@ -94,7 +101,7 @@ func (s *Server) init() {
 		if s.Credentials == nil {
 			s.Credentials = elevation.NewStaticBroker(s.Config)
 		}
-		s.byHost = map[string]*route{}
+		s.byHost, s.cop = map[string]*route{}, http.NewCrossOriginProtection()
 		for i := range s.Config.Resources {
 			res := &s.Config.Resources[i]
 			if res.Kind != "http" {
@@ -213,16 +220,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res := rt.res
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || tok == "" {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis"`)
-		problem(w, http.StatusUnauthorized, "unauthenticated", "a Portcullis token is required: Authorization: Bearer <token>", nil)
+	if r.URL.Path == callbackPath {
+		s.callback(w, r, host)
 		return
 	}
-	who, err := s.Auth.Authenticate(r.Context(), tok)
-	if err != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis", error="invalid_token"`)
-		problem(w, http.StatusUnauthorized, "unauthenticated", "the token is not a valid Portcullis token", nil)
+	who := s.authenticate(w, r, host)
+	if who == nil {
 		return
 	}
 	body, err := readBody(w, r, res.HTTP.MaxRequestBytes)
@@ -236,6 +239,36 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	x := &exchange{srv: s, w: w, r: r, rt: rt, res: res, who: who, body: body, id: "htx_" + rand.Text()[:12], start: s.Now()}
 	x.serve()
+}
+
+// authenticate returns who sent r — by bearer token, or by the host's session cookie
+// for a browser — or answers the request and returns nil.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, host string) *identity.Identity {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if ok && tok != "" {
+		who, err := s.Auth.Authenticate(r.Context(), tok)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis", error="invalid_token"`)
+			problem(w, http.StatusUnauthorized, "unauthenticated", "the token is not a valid Portcullis token", nil)
+			return nil
+		}
+		return who
+	}
+	if who := s.fromCookie(r, host); who != nil {
+		// A cookie rides along on requests other sites make: refuse cross-origin ones
+		// (the browser's Sec-Fetch-Site / Origin) for anything but safe methods.
+		if err := s.cop.Check(r); err != nil {
+			problem(w, http.StatusForbidden, "cross-origin", "a cross-origin request cannot use your Portcullis session", nil)
+			return nil
+		}
+		return who
+	}
+	if s.signIn(w, r) {
+		return nil
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis"`)
+	problem(w, http.StatusUnauthorized, "unauthenticated", "a Portcullis token is required: Authorization: Bearer <token>", nil)
+	return nil
 }
 
 // GetCertificate chooses the certificate of the resource whose host a TLS client names
@@ -416,6 +449,9 @@ func (x *exchange) forward(approval string) {
 	ctx, cancel := context.WithTimeout(x.r.Context(), x.res.HTTP.Timeout.D())
 	defer cancel()
 	rec := &recorder{ResponseWriter: x.w, status: http.StatusOK}
+	if x.res.HTTP.Record.Bodies {
+		rec.keep = x.res.HTTP.Record.MaxBytes + 1 // one more: over the limit shows
+	}
 	cred, err := x.srv.Credentials.HeaderCredential(ctx, x.res.Name, x.who.User, x.role, approval != "")
 	if err != nil {
 		x.srv.Log.Error("no upstream credential; request not forwarded", "exchange", x.id, "resource", x.res.Name, "err", err)
@@ -439,6 +475,15 @@ func (x *exchange) forward(approval string) {
 	if rec.status >= 500 {
 		ev.Result = "error"
 	}
+	if r := &x.res.HTTP.Record; r.Bodies {
+		h := x.w.Header()
+		if b := recordBody(rec.kept, mediaType(h.Get("Content-Type")), r); b != "" {
+			ev.Details["response_body"] = b
+		}
+		if hs := recordHeaders(h, r.Headers, x.injectedHeader()); hs != nil {
+			ev.Details["response_headers"] = hs
+		}
+	}
 	if approval != "" {
 		ev.Details["approval"] = approval
 	}
@@ -452,6 +497,14 @@ func (x *exchange) event() *audit.Event {
 		"body_bytes": len(x.body), "client_addr": x.r.RemoteAddr, "host": x.r.Host}
 	if q := x.r.URL.RawQuery; q != "" {
 		d["query"] = q
+	}
+	if rec := &x.res.HTTP.Record; rec.Bodies {
+		if b := recordBody(x.body, mediaType(x.r.Header.Get("Content-Type")), rec); b != "" {
+			d["request_body"] = b
+		}
+		if h := recordHeaders(x.r.Header, rec.Headers, x.injectedHeader()); h != nil {
+			d["request_headers"] = h
+		}
 	}
 	return &audit.Event{Type: audit.TypeHTTPRequest, Actor: x.who.User, Resource: x.res.Name, Session: x.id, Action: x.act.Statement,
 		Decision: x.dec.Effect.String(), Rules: x.dec.RuleNames(), PolicyHash: x.dec.Snapshot, Reason: x.dec.Reason(), Details: d}
@@ -468,6 +521,17 @@ func (x *exchange) artifact() elevation.Artifact {
 		art.Rules = append(art.Rules, elevation.RuleRef{Name: r.Name, Effect: r.Effect.String(), Tier: r.Tier.String(), Description: r.Description})
 	}
 	return art
+}
+
+// injectedHeader is the header the resource's credential goes in, if any.
+func (x *exchange) injectedHeader() string {
+	switch c := x.res.Credentials; {
+	case c.Vault != nil:
+		return c.Vault.Header
+	case c.Static != nil:
+		return c.Static.Header
+	}
+	return ""
 }
 
 func (x *exchange) auditLoudly(ev *audit.Event) {
@@ -497,10 +561,11 @@ func (s *Server) reverseProxy(res *configs.Resource, transport http.RoundTripper
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.SetXForwarded()
-			for _, h := range []string{"Authorization", "Cookie", ApprovalHeader, "Proxy-Authorization"} {
+			for _, h := range []string{"Authorization", ApprovalHeader, "Proxy-Authorization"} {
 				pr.Out.Header.Del(h)
 			}
-			stripWait(pr.Out.Header) // Portcullis's own preference; others go on
+			stripOwnCookies(pr.Out.Header) // the upstream's own cookies go on
+			stripWait(pr.Out.Header)       // Portcullis's own preference; others go on
 			if c := credentialOf(pr.In); c.Header != "" {
 				pr.Out.Header.Set(c.Header, c.Value)
 				// The body must be readable to be checked for the credential: let the
@@ -679,12 +744,15 @@ func redact(s, secret string) string {
 	return strings.ReplaceAll(s, secret, "[redacted]")
 }
 
-// recorder notes the status and size of a response as it passes.
+// recorder notes the status and size of a response as it passes, and keeps its first
+// keep bytes for the recording.
 type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
 	wrote  bool
+	keep   int64
+	kept   []byte
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -696,6 +764,9 @@ func (r *recorder) WriteHeader(code int) {
 
 func (r *recorder) Write(b []byte) (int, error) {
 	r.wrote = true
+	if room := r.keep - int64(len(r.kept)); room > 0 {
+		r.kept = append(r.kept, b[:min(int64(len(b)), room)]...)
+	}
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
 	return n, err

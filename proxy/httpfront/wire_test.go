@@ -21,6 +21,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portcullis/portcullis/audit"
 )
 
 // rawExchange writes raw to the front end on one connection and reads every response
@@ -295,5 +297,59 @@ func TestConditionsOnTheRequest(t *testing.T) {
 		if tc.want == http.StatusForbidden && !strings.Contains(fmt.Sprint(out["detail"]), "big-refunds") {
 			t.Errorf("%s: the denial does not name the policy: %v", tc.path, out)
 		}
+	}
+}
+
+// TestBodiesRecorded: with record.bodies, the exchange's request and response bodies and
+// chosen headers are in its recording, with secret-looking and configured fields
+// redacted, and credentials never among the headers.
+func TestBodiesRecorded(t *testing.T) {
+	e := newEnvConfig(t, func(y string) string {
+		y = strings.Replace(y, "http: {max_request_bytes: 1024, timeout: 1s}",
+			"http: {max_request_bytes: 1024, timeout: 1s, record: {bodies: true, headers: [X-Request-Id, Authorization, Content-Type], redact_fields: [card]}}", 1)
+		y = strings.Replace(y, "match: {resources: {names: [admin]}, actions: [write]}", `match: {resources: {names: [admin]}, actions: [write], paths: ["/orders/**"]}`, 1)
+		return y + `  - name: bench-writes
+    match: {resources: {names: [admin]}, actions: [write], paths: ["/bench/**"]}
+    effect: allow
+`
+	})
+	const body = `{"amount": 12, "password": "hunter2", "card": "4111", "nested": {"api_key": "k-1", "note": "ok"}}`
+	resp, _ := e.do("admin.test", "alice", "POST", "/bench/refund", body, "Content-Type", "application/json", "X-Request-Id", "req-9")
+	if resp.StatusCode != 200 {
+		t.Fatalf("allowed write: %d", resp.StatusCode)
+	}
+	var req, res *audit.Event
+	for deadline := time.Now().Add(3 * time.Second); res == nil && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		// The result event is queued after the response: wait for it.
+		if err := audit.Scan(e.cfg.Audit.Dir, audit.Filter{}, func(ev *audit.Event) error {
+			switch ev.Type {
+			case audit.TypeHTTPRequest:
+				req = ev
+			case audit.TypeHTTPResult:
+				res = ev
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if req == nil || res == nil {
+		t.Fatal("no request and result events")
+	}
+	rb := fmt.Sprint(req.Details["request_body"])
+	for _, secret := range []string{"hunter2", "4111", "k-1"} {
+		if strings.Contains(rb, secret) {
+			t.Errorf("the recorded request body keeps %q: %s", secret, rb)
+		}
+	}
+	if !strings.Contains(rb, `"amount":12`) || !strings.Contains(rb, `"note":"ok"`) || !strings.Contains(rb, `"password":"[redacted]"`) {
+		t.Errorf("recorded request body: %s", rb)
+	}
+	hs := fmt.Sprint(req.Details["request_headers"])
+	if !strings.Contains(hs, "req-9") || strings.Contains(hs, "alice-token") || strings.Contains(hs, "Authorization") {
+		t.Errorf("recorded request headers: %s", hs)
+	}
+	if got := fmt.Sprint(res.Details["response_body"]); !strings.Contains(got, `"method":"POST"`) {
+		t.Errorf("recorded response body: %s", got)
 	}
 }
