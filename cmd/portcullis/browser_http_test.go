@@ -21,6 +21,10 @@ func TestBrowserUsesAnAdminAPI(t *testing.T) {
 	var mu sync.Mutex
 	var saw []string
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/favicon.ico" {
+			http.NotFound(w, r)
+			return
+		}
 		mu.Lock()
 		saw = append(saw, fmt.Sprintf("%s %s key=%s cookie=%q", r.Method, r.URL.Path, r.Header.Get("X-Api-Key"), r.Header.Get("Cookie")))
 		mu.Unlock()

@@ -76,10 +76,7 @@ func startConsoleEnv(t *testing.T) *consoleEnv {
 	}
 	os.MkdirAll(filepath.Join(dir, "policies"), 0o755)
 	os.WriteFile(filepath.Join(dir, "demo.yaml"), demo, 0o644)
-	for _, f := range []string{"orders.yaml", "vault.yaml"} {
-		pol, _ := os.ReadFile("../../configs/policies/" + f)
-		os.WriteFile(filepath.Join(dir, "policies", f), pol, 0o644)
-	}
+	copyPolicies(t, filepath.Join(dir, "policies"))
 	t.Setenv("DEMO_DIR", dir)
 	t.Setenv("DEMO_PG_PORT", fmt.Sprint(pg.Port))
 	t.Setenv("DEMO_PG_PASSWORD", "upstream-pw")
@@ -111,6 +108,23 @@ func startConsoleEnv(t *testing.T) *consoleEnv {
 
 // user opens a browser context of its own (its own cookies) and signs in through the
 // OIDC provider's login and consent pages.
+// copyPolicies copies the shipped policy files into dir.
+func copyPolicies(t *testing.T, dir string) {
+	t.Helper()
+	files, _ := filepath.Glob("../../configs/policies/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no policy files in configs/policies")
+	}
+	os.MkdirAll(dir, 0o755)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644)
+	}
+}
+
 func (e *consoleEnv) user(t *testing.T, name string) context.Context {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(e.browser, chromedp.WithNewBrowserContext())

@@ -37,8 +37,7 @@ func TestDemo(t *testing.T) {
 	demo = bytes.Replace(demo, []byte("postgres_listen: 127.0.0.1:6432"), []byte("postgres_listen: 127.0.0.1:0"), 1)
 	demo = bytes.Replace(demo, []byte("http_listen: 127.0.0.1:8081"), []byte("http_listen: 127.0.0.1:0"), 1)
 	os.WriteFile(filepath.Join(cfgDir, "demo.yaml"), demo, 0o644)
-	pol, _ := os.ReadFile("../../configs/policies/orders.yaml")
-	os.WriteFile(filepath.Join(cfgDir, "policies", "orders.yaml"), pol, 0o644)
+	copyPolicies(t, filepath.Join(cfgDir, "policies"))
 
 	port, _ := devserver.FreePort()
 	t.Setenv("DEMO_DIR", filepath.Join(dir, "state"))
@@ -137,9 +136,9 @@ func TestDemo(t *testing.T) {
 	if hp == nil {
 		t.Fatalf("the demo does not print the admin API's address:\n%s", out)
 	}
-	admin := func(user, method, path, approval string) (int, map[string]any) {
-		req, _ := http.NewRequest(method, "http://127.0.0.1:"+hp[1]+path, nil)
-		req.Host = "orders-admin.localhost" // what curl sends for http://orders-admin.localhost:PORT
+	send := func(host, user, method, path, body, approval string) (int, map[string]any) {
+		req, _ := http.NewRequest(method, "http://127.0.0.1:"+hp[1]+path, strings.NewReader(body))
+		req.Host = host // what curl sends for http://HOST:PORT
 		req.Header.Set("Authorization", "Bearer "+user+"-demo-token")
 		if approval != "" {
 			req.Header.Set("Portcullis-Approval", approval)
@@ -152,6 +151,9 @@ func TestDemo(t *testing.T) {
 		var v map[string]any
 		json.NewDecoder(resp.Body).Decode(&v)
 		return resp.StatusCode, v
+	}
+	admin := func(user, method, path, approval string) (int, map[string]any) {
+		return send("orders-admin.localhost", user, method, path, "", approval)
 	}
 	if code, o := admin("alice", "GET", "/orders/1", ""); code != 200 || o["customer"] != "acme" {
 		t.Errorf("admin API read: %d %v", code, o)
@@ -169,6 +171,26 @@ func TestDemo(t *testing.T) {
 	}
 	if code, o := admin("alice", "DELETE", "/orders/3", ""); code != http.StatusForbidden || !strings.Contains(fmt.Sprint(o["detail"]), "orders-admin-delete") {
 		t.Errorf("admin API delete: %d %v", code, o)
+	}
+	// Vault's own API behind vault.localhost, with a token Portcullis makes for alice: a
+	// read of sys/ runs; a policy write waits for security (carol), then runs once.
+	if !strings.Contains(out.String(), "vault.localhost") {
+		t.Fatalf("the demo does not print the vault resource:\n%s", out)
+	}
+	if code, o := send("vault.localhost", "alice", "GET", "/v1/sys/mounts", "", ""); code != 200 || o["secret/"] == nil {
+		t.Errorf("vault read through Portcullis: %d %v", code, o)
+	}
+	const vaultPolicy = `{"policy": "path \"secret/data/app\" { capabilities = [\"read\"] }"}`
+	code, held = send("vault.localhost", "alice", "PUT", "/v1/sys/policies/acl/app", vaultPolicy, "")
+	if code != http.StatusAccepted || held["approval"] == nil {
+		t.Fatalf("vault write: %d %v", code, held)
+	}
+	post("carol-demo-token", "/api/v1/approvals/"+held["approval"].(string)+"/approve", `{"comment": "ok"}`)
+	if code, o := send("vault.localhost", "alice", "PUT", "/v1/sys/policies/acl/app", vaultPolicy, held["approval"].(string)); code != http.StatusNoContent {
+		t.Errorf("the approved vault write, sent again: %d %v", code, o)
+	}
+	if code, o := send("vault.localhost", "alice", "GET", "/v1/sys/policies/acl/app", "", ""); code != 200 || !strings.Contains(fmt.Sprint(o["data"]), "secret/data/app") {
+		t.Errorf("the written policy, read back: %d %v", code, o)
 	}
 
 	// Per-statement approval with Vault: alice's session runs as the reader, which cannot

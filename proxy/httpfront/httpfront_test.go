@@ -19,6 +19,7 @@ import (
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/internal/signed"
 	"github.com/portcullis/portcullis/proxy/gate"
 	"github.com/portcullis/portcullis/proxy/identity"
 	"github.com/portcullis/portcullis/web"
@@ -76,6 +77,7 @@ type env struct {
 	slow      atomic.Bool
 	upURL     string
 	api       *httptest.Server // the console's API over the same audit log and approvals
+	keys      *signed.Signer   // shared with the console: its sign-in tickets
 }
 
 func newEnv(t *testing.T) *env { return newEnvConfig(t, nil) }
@@ -161,7 +163,8 @@ func newEnvConfig(t *testing.T, mutate func(string) string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Config: cfg, Auth: auth, Gate: &gate.Gate{Config: cfg, Approvals: e.approvals, Audit: log}, Audit: log}
+	e.keys = signed.New("test-session-key")
+	s := &Server{Config: cfg, Auth: auth, Gate: &gate.Gate{Config: cfg, Approvals: e.approvals, Audit: log}, Audit: log, Keys: e.keys}
 	e.front = serveFront(t, s)
 	e.api = httptest.NewServer((&web.Server{Config: cfg, Auth: auth, Approvals: e.approvals, Audit: log}).Handler())
 	t.Cleanup(e.api.Close)

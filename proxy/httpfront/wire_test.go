@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/internal/signed"
 )
 
 // rawExchange writes raw to the front end on one connection and reads every response
@@ -351,5 +352,74 @@ func TestBodiesRecorded(t *testing.T) {
 	}
 	if got := fmt.Sprint(res.Details["response_body"]); !strings.Contains(got, `"method":"POST"`) {
 		t.Errorf("recorded response body: %s", got)
+	}
+}
+
+// TestBrowserSession: a page request without a token is sent to the console to sign in;
+// an API call gets 401. A console ticket for this host becomes a session cookie once;
+// a ticket for another host, an expired one, or one used already is refused; with the
+// cookie, reads run and cross-origin writes are refused.
+func TestBrowserSession(t *testing.T) {
+	e := newEnv(t)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(path string, header ...string) *http.Response {
+		req, _ := http.NewRequest("GET", e.front.URL+path, nil)
+		req.Host = "admin.test"
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	resp := get("/orders?x=1", "Accept", "text/html,application/xhtml+xml")
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound ||
+		loc != "http://portcullis.test/http-login?next=%2Forders%3Fx%3D1&origin=http%3A%2F%2Fadmin.test" {
+		t.Errorf("a page without a session: %d %q", resp.StatusCode, loc)
+	}
+	if resp := get("/orders", "Accept", "application/json"); resp.StatusCode != 401 {
+		t.Errorf("an API call without a token: %d, want 401", resp.StatusCode)
+	}
+	ticket := func(host string, ttl time.Duration) string {
+		return e.keys.Encode(signed.TicketPurpose, signed.Ticket{User: "alice", Groups: []string{"engineering"}, Host: host,
+			Nonce: rand.Text(), Expires: time.Now().Add(ttl), Session: time.Now().Add(time.Hour)})
+	}
+	for name, tk := range map[string]string{"another host": ticket("other.test", time.Minute), "expired": ticket("admin.test", -time.Second), "forged": "eyJ1IjoiYWxpY2UifQ.AAAA"} {
+		if resp := get(callbackPath + "?next=/orders&ticket=" + tk); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s ticket: %d, want 403", name, resp.StatusCode)
+		}
+	}
+	good := ticket("admin.test", time.Minute)
+	resp = get(callbackPath + "?next=/orders&ticket=" + good)
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == sessionCookie {
+			cookie = c
+		}
+	}
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/orders" || cookie == nil || !cookie.HttpOnly {
+		t.Fatalf("a good ticket: %d %q cookie %v", resp.StatusCode, resp.Header.Get("Location"), cookie)
+	}
+	if resp := get(callbackPath + "?next=/orders&ticket=" + good); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a ticket used twice: %d, want 403", resp.StatusCode)
+	}
+	if resp := get("/orders", "Cookie", sessionCookie+"="+cookie.Value); resp.StatusCode != 200 {
+		t.Errorf("a read with the session cookie: %d", resp.StatusCode)
+	}
+	// The cookie is for admin.test alone.
+	req, _ := http.NewRequest("GET", e.front.URL+"/", nil)
+	req.Host = "down.test"
+	req.Header.Set("Cookie", sessionCookie+"="+cookie.Value)
+	if resp, _ := noRedirect.Do(req); resp.StatusCode != 401 {
+		t.Errorf("the cookie on another host: %d, want 401", resp.StatusCode)
+	}
+	if resp, out := e.do("admin.test", "", "POST", "/orders/2/refund", "{}", "Cookie", sessionCookie+"="+cookie.Value, "Sec-Fetch-Site", "cross-site"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a cross-site write with the cookie: %d %v", resp.StatusCode, out)
+	}
+	if resp, out := e.do("admin.test", "", "POST", "/orders/2/refund", "{}", "Cookie", sessionCookie+"="+cookie.Value, "Sec-Fetch-Site", "same-origin"); resp.StatusCode != http.StatusAccepted {
+		t.Errorf("a same-origin write with the cookie: %d %v", resp.StatusCode, out)
 	}
 }
