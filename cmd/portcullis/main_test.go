@@ -75,6 +75,21 @@ func TestPolicyExplain(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "decision:  deny") {
 		t.Errorf("explain --action ddl: exit %d\n%s", code, out)
 	}
+	// An HTTP request, classified as the front end does (Vault's LIST is a read by the
+	// resource's classes).
+	for req, want := range map[string]string{
+		"LIST /v1/sys/policies/acl":      "allowed by policy vault-sys-read",
+		"PUT /v1/sys/policies/acl/app":   "approval required by policy vault-sys-change",
+		"GET /v1/auth/token/lookup-self": "the default for resource vault is deny",
+	} {
+		code, out = runCLI(t, "policy", "explain", "--config", "../../configs/demo.yaml", "--as", "alice", "--resource", "vault", "--http", req)
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("explain --http %q: exit %d\n%s", req, code, out)
+		}
+	}
+	if code, _ := runCLI(t, "policy", "explain", "--config", "../../configs/demo.yaml", "--as", "alice", "--resource", "orders", "--http", "GET /"); code == 0 {
+		t.Error("explain --http on a postgres resource succeeded")
+	}
 	if code, _ := runCLI(t, "policy", "explain", "--config", "../../configs/demo.yaml", "--as", "nobody", "--resource", "orders", "--action", "read"); code == 0 {
 		t.Error("explain for an unknown identity succeeded")
 	}

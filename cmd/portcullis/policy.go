@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/internal/human"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy/httpfront"
 )
 
 func policyCmd() *cobra.Command {
@@ -146,19 +149,19 @@ func indent(s string) string { return "        " + strings.ReplaceAll(s, "\n", "
 
 func policyExplainCmd() *cobra.Command {
 	var (
-		cfgPath, as, resource, sql, action, at string
+		cfgPath, as, resource, sql, action, at, req string
 		tables                                 []string
 		rows                                   int64
 		roles                                  []string
 	)
 	cmd := &cobra.Command{
-		Use:   "explain --config FILE --as USER --resource NAME (--sql STATEMENT | --action CLASS)",
+		Use:   "explain --config FILE --as USER --resource NAME (--sql STATEMENT | --action CLASS | --http 'METHOD /path')",
 		Short: "Show the decision for one request and why",
 		Long: "Explain evaluates one request against the configuration and prints the decision, every\n" +
 			"matched policy with its effect and tier, the combined quorum and the policy snapshot.\n" +
 			"USER is a static identity of the configuration. --sql classifies a statement with the\n" +
-			"PostgreSQL parser; --action gives the class directly (read, write, delete, ddl, admin,\n" +
-			"exec, unknown).",
+			"PostgreSQL parser; --http classifies a request to an http resource as the HTTP front end\n" +
+			"does; --action gives the class directly (read, write, delete, ddl, admin, exec, unknown).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadForPolicy(cmd, cfgPath)
@@ -171,8 +174,18 @@ func policyExplainCmd() *cobra.Command {
 			}
 			var act *policy.Action
 			switch {
-			case sql != "" && action != "":
-				return fmt.Errorf("give --sql or --action, not both")
+			case (sql != "") && (action != "") || (sql != "" || action != "") && req != "":
+				return fmt.Errorf("give one of --sql, --action and --http")
+			case req != "":
+				i := slices.IndexFunc(cfg.Resources, func(r configs.Resource) bool { return r.Name == resource && r.Kind == "http" })
+				method, target, ok := strings.Cut(req, " ")
+				u, err := url.ParseRequestURI(target)
+				if !ok || err != nil || i < 0 {
+					return fmt.Errorf(`--http: want "METHOD /path?query" on an http resource`)
+				}
+				if act, err = httpfront.ClassifyFor(&cfg.Resources[i], method, u); err != nil {
+					return err
+				}
 			case sql != "":
 				if act, err = classifySQL(sql); err != nil {
 					return err
@@ -184,7 +197,7 @@ func policyExplainCmd() *cobra.Command {
 				}
 				act = &policy.Action{Class: c, Tables: tables, EstimatedRows: -1}
 			default:
-				return fmt.Errorf("give --sql or --action")
+				return fmt.Errorf("give --sql, --action or --http")
 			}
 			if cmd.Flags().Changed("rows") {
 				act.EstimatedRows = rows
@@ -210,6 +223,7 @@ func policyExplainCmd() *cobra.Command {
 	f.StringVar(&resource, "resource", "", "resource name (required)")
 	f.StringVar(&sql, "sql", "", "SQL statement to classify and decide")
 	f.StringVar(&action, "action", "", "action class, instead of --sql")
+	f.StringVar(&req, "http", "", `an HTTP request on an http resource, "METHOD /path?query", instead of --sql`)
 	f.StringSliceVar(&tables, "table", nil, "tables the action touches (with --action)")
 	f.Int64Var(&rows, "rows", -1, "estimated rows affected")
 	f.StringSliceVar(&roles, "role", nil, "extra roles, as an active elevation grant would give")

@@ -122,22 +122,11 @@ func (s *Server) init() {
 // newRoute compiles res's classes and builds its reverse proxy, with a transport of its
 // own when it has TLS settings.
 func (s *Server) newRoute(res *configs.Resource) (*route, error) {
-	rt := &route{res: res}
-	for _, c := range res.HTTP.Classes {
-		cl, err := policy.ParseClass(c.Class)
-		if err != nil {
-			return nil, err
-		}
-		k := class{methods: c.Methods, class: cl}
-		for _, p := range c.Paths {
-			pp, err := policy.CompilePath(p)
-			if err != nil {
-				return nil, err
-			}
-			k.paths = append(k.paths, pp)
-		}
-		rt.classes = append(rt.classes, k)
+	classes, err := compileClasses(res)
+	if err != nil {
+		return nil, err
 	}
+	rt := &route{res: res, classes: classes}
 	transport := s.Transport
 	if t := res.HTTP.TLS; t != (configs.UpstreamTLS{}) {
 		tc, err := upstreamTLS(t)
@@ -159,11 +148,42 @@ func (s *Server) newRoute(res *configs.Resource) (*route, error) {
 	return rt, nil
 }
 
+// compileClasses compiles res's http.classes.
+func compileClasses(res *configs.Resource) ([]class, error) {
+	var out []class
+	for _, c := range res.HTTP.Classes {
+		cl, err := policy.ParseClass(c.Class)
+		if err != nil {
+			return nil, err
+		}
+		k := class{methods: c.Methods, class: cl}
+		for _, p := range c.Paths {
+			pp, err := policy.CompilePath(p)
+			if err != nil {
+				return nil, err
+			}
+			k.paths = append(k.paths, pp)
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// ClassifyFor classifies a request to res as the front end does: the method's class, or
+// the first of res's http.classes that matches.
+func ClassifyFor(res *configs.Resource, method string, u *url.URL) (*policy.Action, error) {
+	classes, err := compileClasses(res)
+	if err != nil {
+		return nil, err
+	}
+	return (&route{res: res, classes: classes}).classify(method, u), nil
+}
+
 // classify classifies a request and applies the resource's class overrides.
-func (rt *route) classify(r *http.Request) *policy.Action {
-	act := Classify(r.Method, r.URL)
+func (rt *route) classify(method string, u *url.URL) *policy.Action {
+	act := Classify(method, u)
 	for _, c := range rt.classes {
-		if len(c.methods) > 0 && !slices.Contains(c.methods, r.Method) {
+		if len(c.methods) > 0 && !slices.Contains(c.methods, method) {
 			continue
 		}
 		if len(c.paths) > 0 && !slices.ContainsFunc(c.paths, func(p policy.PathPattern) bool { return p.Match(act.Path) }) {
@@ -310,7 +330,7 @@ type exchange struct {
 
 func (x *exchange) serve() {
 	s, r := x.srv, x.r
-	x.act = x.rt.classify(r)
+	x.act = x.rt.classify(r.Method, r.URL)
 	x.act.HTTP = &policy.HTTPRequest{Query: r.URL.Query(), Header: r.Header, ContentType: mediaType(r.Header.Get("Content-Type")), Body: x.body}
 	v := s.Gate.Decide(r.Context(), &x.who.Subject, x.res.Name, x.act, x.start, &x.dec)
 	x.role = v.CredentialRole(x.res)
