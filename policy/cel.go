@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"reflect"
 	"strings"
 	"sync"
@@ -137,8 +138,9 @@ func (a *celActivation) request() map[string]any {
 	if h == nil {
 		return m
 	}
-	q := make(map[string]string, len(h.Query))
-	for k, v := range h.Query {
+	values, _ := url.ParseQuery(h.RawQuery) // what parses, even if some pairs do not
+	q := make(map[string]string, len(values))
+	for k, v := range values {
 		if len(v) > 0 {
 			q[k] = v[0]
 		}

@@ -52,8 +52,8 @@ type Action struct {
 
 // HTTPRequest is what conditions see of an HTTP request besides its method and path.
 type HTTPRequest struct {
-	// Query is the decoded query string.
-	Query map[string][]string
+	// RawQuery is the query string as sent (conditions see it decoded).
+	RawQuery string
 	// Header holds the request's headers as forwarded (the caller's credentials are
 	// never among them).
 	Header map[string][]string

@@ -170,7 +170,8 @@ func (c *frontConn) headOf(r *http.Request) (head, bool) {
 	for len(c.scan.heads) > 0 {
 		h := c.scan.heads[0]
 		c.scan.heads = c.scan.heads[1:]
-		if h.line == r.Method+" "+r.RequestURI {
+		m, target, _ := strings.Cut(h.line, " ")
+		if m == r.Method && target == r.RequestURI {
 			return h, true
 		}
 	}
@@ -276,47 +277,45 @@ func (f *framing) feed(b []byte) {
 
 // onHead notes a request head and sets up for its body.
 func (f *framing) onHead(raw []byte) {
-	text := strings.TrimLeft(string(raw), "\r\n") // empty lines may precede a request
-	lines := strings.Split(strings.TrimRight(text, "\r\n"), "\n")
-	var cls, tes []string
-	upgrade := strings.HasPrefix(lines[0], "CONNECT ")
-	for _, l := range lines[1:] {
-		name, val, ok := strings.Cut(strings.TrimRight(l, "\r"), ":")
+	raw = bytes.TrimLeft(raw, "\r\n") // empty lines may precede a request
+	first, rest, _ := bytes.Cut(raw, []byte("\n"))
+	method, target, _ := bytes.Cut(bytes.TrimRight(first, "\r"), []byte(" "))
+	target, _, _ = bytes.Cut(target, []byte(" "))
+	var cl, te []byte
+	ncl, nte, upgrade, ambiguous := 0, 0, string(method) == http.MethodConnect, false
+	for len(rest) > 0 {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
+		name, val, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
 			continue
 		}
-		switch strings.ToLower(strings.TrimSpace(name)) {
-		case "content-length":
-			cls = append(cls, strings.TrimSpace(val))
-		case "transfer-encoding":
-			tes = append(tes, strings.TrimSpace(val))
-		case "upgrade":
+		name, val = bytes.TrimSpace(name), bytes.TrimSpace(val)
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			ambiguous = ambiguous || ncl > 0 && !bytes.Equal(val, cl)
+			cl, ncl = val, ncl+1
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			te, nte = val, nte+1
+		case bytes.EqualFold(name, []byte("Upgrade")):
 			upgrade = true
 		}
 	}
-	method, rest, _ := strings.Cut(strings.TrimRight(lines[0], "\r"), " ")
-	target, _, _ := strings.Cut(rest, " ")
-	h := head{line: method + " " + target, ambiguous: len(tes) > 0 && len(cls) > 0 || len(tes) > 1}
-	for _, v := range cls[min(1, len(cls)):] {
-		h.ambiguous = h.ambiguous || v != cls[0]
-	}
-	f.heads = append(f.heads, h)
+	f.heads = append(f.heads, head{line: string(method) + " " + string(target), ambiguous: ambiguous || nte > 1 || nte > 0 && ncl > 0})
 	switch {
 	case upgrade:
 		f.state = fStopped // the stream is not HTTP after an upgrade (refused, but stop following)
-	case len(tes) > 0:
-		if !strings.EqualFold(strings.TrimSpace(tes[len(tes)-1]), "chunked") {
-			f.state = fStopped
-			return
-		}
+	case nte > 0:
 		f.state = fChunkSize
-	case len(cls) > 0:
-		n, err := strconv.ParseInt(cls[0], 10, 64)
-		if err != nil || n < 0 {
+		if !bytes.EqualFold(te, []byte("chunked")) {
 			f.state = fStopped
-			return
 		}
-		if n > 0 {
+	case ncl > 0:
+		n, err := strconv.ParseInt(string(cl), 10, 64)
+		switch {
+		case err != nil || n < 0:
+			f.state = fStopped
+		case n > 0:
 			f.state, f.remain = fBody, n
 		}
 	}

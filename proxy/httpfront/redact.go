@@ -3,6 +3,7 @@ package httpfront
 import (
 	"bytes"
 	"io"
+	"sync"
 )
 
 // redactReader passes a response body through with every occurrence of a secret replaced
@@ -15,6 +16,7 @@ type redactReader struct {
 	buf    []byte // read from r; buf[:ready] is checked and may be returned
 	ready  int
 	err    error
+	pooled *[]byte // the buffer's pool entry, given back at Close
 }
 
 func newRedactReader(r io.ReadCloser, secret string) *redactReader {
@@ -30,8 +32,12 @@ func (x *redactReader) Read(p []byte) (int, error) {
 			}
 			return 0, x.err
 		}
-		if cap(x.buf)-len(x.buf) < 4096 {
-			nb := make([]byte, len(x.buf), 2*cap(x.buf)+32<<10)
+		if x.buf == nil {
+			x.pooled = bufPool.Get().(*[]byte)
+			x.buf = (*x.pooled)[:0]
+		}
+		if cap(x.buf)-len(x.buf) < 4096 { // a held-back tail as long as the buffer: grow
+			nb := make([]byte, len(x.buf), 2*cap(x.buf))
 			copy(nb, x.buf)
 			x.buf = nb
 		}
@@ -48,7 +54,18 @@ func (x *redactReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (x *redactReader) Close() error { return x.r.Close() }
+// Close closes the body and gives the buffer back.
+func (x *redactReader) Close() error {
+	if x.pooled != nil {
+		bufPool.Put(x.pooled)
+		x.pooled, x.buf, x.ready = nil, nil, 0
+		x.err = io.ErrClosedPipe
+	}
+	return x.r.Close()
+}
+
+// bufPool holds the buffers response bodies are read through.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
 
 // heldBack returns the length of the longest tail of b that is a proper prefix of secret.
 func heldBack(b, secret []byte) int {

@@ -331,7 +331,7 @@ type exchange struct {
 func (x *exchange) serve() {
 	s, r := x.srv, x.r
 	x.act = x.rt.classify(r.Method, r.URL)
-	x.act.HTTP = &policy.HTTPRequest{Query: r.URL.Query(), Header: r.Header, ContentType: mediaType(r.Header.Get("Content-Type")), Body: x.body}
+	x.act.HTTP = &policy.HTTPRequest{RawQuery: r.URL.RawQuery, Header: r.Header, ContentType: mediaType(r.Header.Get("Content-Type")), Body: x.body}
 	v := s.Gate.Decide(r.Context(), &x.who.Subject, x.res.Name, x.act, x.start, &x.dec)
 	x.role = v.CredentialRole(x.res)
 	ev := x.event()
@@ -704,8 +704,18 @@ func canonical(p string) bool {
 var errTooLarge = errors.New("request body too large")
 
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	if r.ContentLength > limit {
+	switch {
+	case r.ContentLength > limit:
 		return nil, errTooLarge
+	case r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody:
+		return nil, nil
+	case r.ContentLength > 0:
+		// Known length: one allocation of exactly that size (net/http enforces the length).
+		b := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			return nil, err
+		}
+		return b, nil
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var mb *http.MaxBytesError
