@@ -33,9 +33,12 @@ const (
 // Artifact is exactly what a request asks to do. Its hash binds an approval to it: a
 // changed statement, parameter, estimate or policy needs a new request.
 type Artifact struct {
-	Resource      string         `json:"resource"`
-	Statement     string         `json:"statement"`
-	Params        []string       `json:"params,omitempty"` // as the client sent them (binary as \x hex)
+	Resource  string   `json:"resource"`
+	Statement string   `json:"statement"`
+	Params    []string `json:"params,omitempty"` // as the client sent them (binary as \x hex)
+	// Body is an HTTP request's body as approvers see it: secret-looking fields redacted,
+	// large or binary bodies described. Its exact bytes are bound by Params' body-sha256.
+	Body          string         `json:"body,omitempty"`
 	Class         string         `json:"class"`
 	Kind          string         `json:"kind,omitempty"`
 	Tables        []string       `json:"tables,omitempty"`

@@ -40,6 +40,15 @@ type Authenticator interface {
 // ApprovalHeader carries, on a re-sent request, the id of its approved request.
 const ApprovalHeader = "Portcullis-Approval"
 
+// ReasonHeader carries why a request is made: approvers see it, policies may require it.
+const ReasonHeader = "Portcullis-Reason"
+
+// maxReason bounds a reason, as for SQL sessions.
+const maxReason = 500
+
+// approverBodyBytes bounds the body shown to approvers.
+const approverBodyBytes = 16 << 10
+
 // maxWait bounds Prefer: wait.
 const maxWait = 15 * time.Minute
 
@@ -369,6 +378,14 @@ func (x *exchange) serve() {
 func (x *exchange) held(ev *audit.Event) {
 	s, r := x.srv, x.r
 	art := x.artifact()
+	switch {
+	case len(art.Reason) > maxReason:
+		problem(x.w, http.StatusBadRequest, "reason-too-long", fmt.Sprintf("%s is longer than %d characters", ReasonHeader, maxReason), nil)
+		return
+	case x.dec.Quorum != nil && x.dec.Quorum.RequireReason && art.Reason == "":
+		problem(x.w, http.StatusBadRequest, "reason-required", fmt.Sprintf("this request needs a reason before it can be sent for approval (%s): send the header %s: <why, and a ticket>", x.dec.Reason(), ReasonHeader), nil)
+		return
+	}
 	closed := &gate.Closed{Type: audit.TypeHTTPApprovalClosed, Actor: x.who.User, Resource: x.res.Name, Session: x.id, Action: art.Statement}
 	if id := r.Header.Get(ApprovalHeader); id != "" {
 		req, err := s.Gate.Redeem(r.Context(), &x.who.Subject, id, art, closed)
@@ -536,7 +553,8 @@ func (x *exchange) artifact() elevation.Artifact {
 	sum := sha256.Sum256(x.body)
 	art := elevation.Artifact{Resource: x.res.Name, Statement: x.act.Statement, Class: x.act.Class.String(), Kind: x.act.Kind,
 		Params:        []string{"body-sha256=" + hex.EncodeToString(sum[:]), "content-type=" + x.r.Header.Get("Content-Type")},
-		EstimatedRows: -1, Quorum: x.dec.Quorum, Snapshot: x.dec.Snapshot, Requester: x.who.User}
+		EstimatedRows: -1, Quorum: x.dec.Quorum, Snapshot: x.dec.Snapshot, Requester: x.who.User, Reason: strings.TrimSpace(x.r.Header.Get(ReasonHeader)),
+		Body: recordBody(x.body, mediaType(x.r.Header.Get("Content-Type")), &configs.HTTPRecord{MaxBytes: approverBodyBytes, RedactFields: x.res.HTTP.Record.RedactFields})}
 	for _, r := range x.dec.Matched {
 		art.Rules = append(art.Rules, elevation.RuleRef{Name: r.Name, Effect: r.Effect.String(), Tier: r.Tier.String(), Description: r.Description})
 	}
@@ -581,7 +599,7 @@ func (s *Server) reverseProxy(res *configs.Resource, transport http.RoundTripper
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.SetXForwarded()
-			for _, h := range []string{"Authorization", ApprovalHeader, "Proxy-Authorization"} {
+			for _, h := range []string{"Authorization", ApprovalHeader, ReasonHeader, "Proxy-Authorization"} {
 				pr.Out.Header.Del(h)
 			}
 			stripOwnCookies(pr.Out.Header) // the upstream's own cookies go on

@@ -3,6 +3,7 @@ package httpfront
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -421,5 +422,30 @@ func TestBrowserSession(t *testing.T) {
 	}
 	if resp, out := e.do("admin.test", "", "POST", "/orders/2/refund", "{}", "Cookie", sessionCookie+"="+cookie.Value, "Sec-Fetch-Site", "same-origin"); resp.StatusCode != http.StatusAccepted {
 		t.Errorf("a same-origin write with the cookie: %d %v", resp.StatusCode, out)
+	}
+}
+
+// TestApproversSeeBodyAndReason: a held request's artifact carries its body as approvers
+// should see it (secret fields redacted) and the caller's Portcullis-Reason; a policy
+// that requires a reason refuses to hold a request without one.
+func TestApproversSeeBodyAndReason(t *testing.T) {
+	e := newEnvConfig(t, func(y string) string {
+		return strings.Replace(y, "quorum: {required_teams: [sre], timeout: 1m}", "quorum: {required_teams: [sre], timeout: 1m, require_reason: true}", 1)
+	})
+	if resp, out := e.do("admin.test", "alice", "POST", "/orders/2/refund", `{"amount": 12}`, "Content-Type", "application/json"); resp.StatusCode != 400 ||
+		!strings.Contains(fmt.Sprint(out["detail"]), ReasonHeader) {
+		t.Errorf("no reason where one is required: %d %v", resp.StatusCode, out)
+	}
+	resp, out := e.do("admin.test", "alice", "POST", "/orders/2/refund", `{"amount": 12, "password": "hunter2"}`,
+		"Content-Type", "application/json", ReasonHeader, "customer asked, TICKET-7")
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("held: %d %v", resp.StatusCode, out)
+	}
+	req, err := e.approvals.Get(context.Background(), out["approval"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := req.Artifact; a.Reason != "customer asked, TICKET-7" || a.Body != `{"amount":12,"password":"[redacted]"}` {
+		t.Errorf("the artifact approvers see: reason %q, body %q", a.Reason, a.Body)
 	}
 }
