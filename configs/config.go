@@ -135,6 +135,9 @@ type Resource struct {
 type HTTPResource struct {
 	// MaxRequestBytes bounds a request body (default 1 MiB); larger ones get 413.
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// MaxResponseBytes bounds a response body (default 0: no bound): a larger declared
+	// length gets 502, and a stream that runs past it is cut.
+	MaxResponseBytes int64 `yaml:"max_response_bytes"`
 	// Timeout bounds a request to the upstream, response included (default 30s).
 	Timeout Duration `yaml:"timeout"`
 	// Classes overrides the class a method gives a request, per route: for example

@@ -220,7 +220,7 @@ func (c *Config) validate(o origin, errs *Error) {
 			if st := r.Credentials.Static; st != nil && (st.Header == "") != (st.Value == "") {
 				errs.add(o.file, at("credentials", "static"), "resources[%d].credentials.static: give header and value together", i)
 			}
-			if r.HTTP.MaxRequestBytes < 0 || r.HTTP.Timeout < 0 || r.HTTP.Record.MaxBytes < 0 {
+			if r.HTTP.MaxRequestBytes < 0 || r.HTTP.MaxResponseBytes < 0 || r.HTTP.Timeout < 0 || r.HTTP.Record.MaxBytes < 0 {
 				errs.add(o.file, at("http"), "resources[%d].http: limits must not be negative", i)
 			}
 			for j, c := range r.HTTP.Classes {

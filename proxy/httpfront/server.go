@@ -590,6 +590,29 @@ func credentialOf(r *http.Request) elevation.HeaderCredential {
 // it for the credential.
 var errEncoded = errors.New("the response is in a content coding Portcullis cannot check")
 
+// errResponseTooLarge: the response is over http.max_response_bytes.
+var errResponseTooLarge = errors.New("the response is larger than the resource allows")
+
+// limitedBody ends a response body that runs past its bound with an error, which makes
+// the reverse proxy cut the response (the client sees it end early, never the rest).
+type limitedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	// Read one byte more than is left: a body that ends exactly at the bound is whole.
+	n, err := b.ReadCloser.Read(p[:min(int64(len(p)), b.left+1)])
+	if int64(n) > b.left {
+		n, err = int(b.left), errResponseTooLarge
+	}
+	b.left -= int64(n)
+	return n, err
+}
+
 // reverseProxy forwards to res's upstream: the caller's credentials and Portcullis's own
 // headers stay here, the request's credential is added, and the credential never comes
 // back in a response's headers or body, nor in an error.
@@ -613,6 +636,12 @@ func (s *Server) reverseProxy(res *configs.Resource, transport http.RoundTripper
 		},
 		Transport: transport,
 		ModifyResponse: func(resp *http.Response) error {
+			if max := res.HTTP.MaxResponseBytes; max > 0 {
+				if resp.ContentLength > max {
+					return errResponseTooLarge
+				}
+				resp.Body = &limitedBody{ReadCloser: resp.Body, left: max}
+			}
 			secret := credentialOf(resp.Request).Secret
 			if secret == "" {
 				return nil
@@ -634,6 +663,8 @@ func (s *Server) reverseProxy(res *configs.Resource, transport http.RoundTripper
 			s.Log.Warn("upstream request failed", "resource", res.Name, "err", redact(err.Error(), credentialOf(r).Secret))
 			var ne net.Error
 			switch {
+			case errors.Is(err, errResponseTooLarge):
+				problem(w, http.StatusBadGateway, "response-too-large", fmt.Sprintf("%s answered with more than %d bytes", res.Name, res.HTTP.MaxResponseBytes), nil)
 			case errors.Is(err, errEncoded):
 				problem(w, http.StatusBadGateway, "upstream-encoding", res.Name+" answered in a content coding Portcullis cannot check for its credential", nil)
 			case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():

@@ -449,3 +449,82 @@ func TestApproversSeeBodyAndReason(t *testing.T) {
 		t.Errorf("the artifact approvers see: reason %q, body %q", a.Reason, a.Body)
 	}
 }
+
+// TestResponses: a streamed response reaches the client as it is written, not when it
+// ends; a response over http.max_response_bytes is refused (declared length) or cut
+// (stream), and one exactly at the bound passes whole.
+func TestResponses(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/stream":
+			w.Header().Set("Content-Type", "text/event-stream")
+			io.WriteString(w, "data: first\n\n")
+			w.(http.Flusher).Flush()
+			<-release
+			io.WriteString(w, "data: second\n\n")
+		case "/big":
+			w.Header().Set("Content-Length", "2000")
+			w.Write(bytes.Repeat([]byte("x"), 2000))
+		case "/exact":
+			w.Write(bytes.Repeat([]byte("x"), 1000))
+		case "/endless":
+			for range 10 {
+				w.Write(bytes.Repeat([]byte("x"), 500))
+				w.(http.Flusher).Flush()
+			}
+		}
+	}))
+	t.Cleanup(up.Close)
+	e := newEnvConfig(t, func(y string) string {
+		return strings.Replace(y, "resources:\n", fmt.Sprintf(`resources:
+  - name: stream
+    kind: http
+    upstream: %s
+    hosts: [stream.test]
+    http: {max_response_bytes: 1000}
+`, up.URL), 1) + `  - name: stream-read
+    match: {resources: {names: [stream]}, actions: [read]}
+    effect: allow
+`
+	})
+	req, _ := http.NewRequest("GET", e.front.URL+"/stream", nil)
+	req.Host = "stream.test"
+	req.Header.Set("Authorization", "Bearer alice-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.Body)
+	line, err := br.ReadString('\n')
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("the first event, before the upstream ends: %q %v", line, err)
+	}
+	close(release)
+	rest, _ := io.ReadAll(br)
+	resp.Body.Close()
+	if !strings.Contains(string(rest), "data: second") {
+		t.Errorf("the rest of the stream: %q", rest)
+	}
+	get := func(path string) (int, int, error) {
+		req, _ := http.NewRequest("GET", e.front.URL+path, nil)
+		req.Host = "stream.test"
+		req.Header.Set("Authorization", "Bearer alice-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, 0, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, len(b), err
+	}
+	if code, _, _ := get("/big"); code != http.StatusBadGateway {
+		t.Errorf("a declared length over the bound: %d, want 502", code)
+	}
+	if code, n, err := get("/exact"); code != 200 || n != 1000 || err != nil {
+		t.Errorf("exactly at the bound: %d, %d bytes, %v", code, n, err)
+	}
+	if _, n, err := get("/endless"); err == nil || n > 1000 {
+		t.Errorf("a stream past the bound: %d bytes, err %v; want it cut at 1000", n, err)
+	}
+}
