@@ -44,7 +44,9 @@ fuzz-smoke:
 	bash .ci/fuzz.sh ./proxy/pgwire FuzzShapeKey $(FUZZTIME)
 	bash .ci/fuzz.sh ./proxy/pgsql FuzzClassify 10s
 	bash .ci/fuzz.sh ./proxy/pgsql FuzzSetting 10s
+	bash .ci/fuzz.sh ./proxy/httpfront FuzzFraming $(FUZZTIME)
 	bash .ci/fuzz.sh ./proxy/httpfront FuzzClassify 10s
+	bash .ci/fuzz.sh ./proxy/httpfront FuzzRedact 10s
 	bash .ci/fuzz.sh ./policy FuzzPathPattern 10s
 	bash .ci/fuzz.sh ./configs FuzzParse 10s
 	bash .ci/fuzz.sh ./audit FuzzDecodeLine 10s
