@@ -82,6 +82,28 @@ type env struct {
 
 func newEnv(t *testing.T) *env { return newEnvConfig(t, nil) }
 
+// newServer returns a front end for cfg over a new audit log (in cfg.Audit.Dir) and
+// approval store, with creds as its credential broker (nil: the static headers).
+func newServer(t *testing.T, cfg *configs.Config, creds elevation.HeaderBroker) *Server {
+	cfg.Audit.Dir = t.TempDir()
+	log, err := audit.Open(audit.Options{Dir: cfg.Audit.Dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	store, err := elevation.OpenFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	approvals := elevation.NewApprovals(store, nil)
+	auth, err := identity.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Server{Config: cfg, Auth: auth, Gate: &gate.Gate{Config: cfg, Approvals: approvals, Audit: log}, Audit: log,
+		Credentials: creds, Keys: signed.New("test-session-key")}
+}
+
 // front is a front end served as Portcullis serves it (Server.Serve on a listener).
 type front struct{ URL, Addr string }
 
@@ -148,25 +170,10 @@ func newEnvConfig(t *testing.T, mutate func(string) string) *env {
 		t.Fatal(err)
 	}
 	e.cfg = cfg
-	cfg.Audit.Dir = t.TempDir()
-	log, err := audit.Open(audit.Options{Dir: cfg.Audit.Dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { log.Close() })
-	store, err := elevation.OpenFileStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.approvals = elevation.NewApprovals(store, nil)
-	auth, err := identity.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.keys = signed.New("test-session-key")
-	s := &Server{Config: cfg, Auth: auth, Gate: &gate.Gate{Config: cfg, Approvals: e.approvals, Audit: log}, Audit: log, Keys: e.keys}
+	s := newServer(t, cfg, nil)
+	e.approvals, e.keys = s.Gate.Approvals, s.Keys
 	e.front = serveFront(t, s)
-	e.api = httptest.NewServer((&web.Server{Config: cfg, Auth: auth, Approvals: e.approvals, Audit: log}).Handler())
+	e.api = httptest.NewServer((&web.Server{Config: cfg, Auth: s.Auth, Approvals: e.approvals, Audit: s.Audit}).Handler())
 	t.Cleanup(e.api.Close)
 	return e
 }

@@ -14,14 +14,11 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 
-	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/elevation/vault"
 	"github.com/portcullis/portcullis/internal/devserver"
 	"github.com/portcullis/portcullis/internal/testenv"
-	"github.com/portcullis/portcullis/proxy/gate"
-	"github.com/portcullis/portcullis/proxy/identity"
 )
 
 // vaultConfig fronts a real Vault's own API (resource vault) and an admin API whose key
@@ -113,25 +110,12 @@ path "secret/data/kvapi" { capabilities = ["read"] }`,
 	if e.cfg, err = configs.Parse("vault.yaml", []byte(y)); err != nil {
 		t.Fatal(err)
 	}
-	log, err := audit.Open(audit.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { log.Close() })
-	store, err := elevation.OpenFileStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.approvals = elevation.NewApprovals(store, nil)
-	auth, err := identity.New(e.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if e.broker, err = vault.NewBroker(ctx, e.cfg, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.broker.Close)
-	s := &Server{Config: e.cfg, Auth: auth, Gate: &gate.Gate{Config: e.cfg, Approvals: e.approvals, Audit: log}, Audit: log, Credentials: e.broker}
+	s := newServer(t, e.cfg, e.broker)
+	e.approvals = s.Gate.Approvals
 	e.front = serveFront(t, s)
 	return e
 }
