@@ -150,9 +150,9 @@ func indent(s string) string { return "        " + strings.ReplaceAll(s, "\n", "
 func policyExplainCmd() *cobra.Command {
 	var (
 		cfgPath, as, resource, sql, action, at, req string
-		tables                                 []string
-		rows                                   int64
-		roles                                  []string
+		tables                                      []string
+		rows                                        int64
+		roles                                       []string
 	)
 	cmd := &cobra.Command{
 		Use:   "explain --config FILE --as USER --resource NAME (--sql STATEMENT | --action CLASS | --http 'METHOD /path')",
