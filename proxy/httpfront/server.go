@@ -66,6 +66,9 @@ type Server struct {
 	// (default: a clone of http.DefaultTransport).
 	Transport http.RoundTripper
 	Now       func() time.Time
+	// HeaderTimeout and ReadTimeout bound how long a client may take to send a request's
+	// head, and all of it (defaults 10s and 1m): a slow client is cut off.
+	HeaderTimeout, ReadTimeout time.Duration
 
 	// Keys check the console's sign-in tickets and sign the front end's own session
 	// cookies (shared with the console); nil: browsers cannot sign in, tokens only.

@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/internal/signed"
 )
 
@@ -526,5 +528,33 @@ func TestResponses(t *testing.T) {
 	}
 	if _, n, err := get("/endless"); err == nil || n > 1000 {
 		t.Errorf("a stream past the bound: %d bytes, err %v; want it cut at 1000", n, err)
+	}
+}
+
+// TestSlowClient: a client that stalls in its request head or body is cut off.
+func TestSlowClient(t *testing.T) {
+	cfg, err := configs.Parse("slow.yaml", []byte(fmt.Sprintf(testConfig, sha256.Sum256([]byte("alice-token")), sha256.Sum256([]byte("bob-token")), "http://127.0.0.1:9", 9)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(t, cfg, nil)
+	s.HeaderTimeout, s.ReadTimeout = 300*time.Millisecond, 600*time.Millisecond
+	f := serveFront(t, s)
+	for name, raw := range map[string]string{
+		"head": "GET /orders HTTP/1.1\r\nHost: admin.test\r\n",
+		"body": "POST /orders HTTP/1.1\r\nHost: admin.test\r\nAuthorization: Bearer alice-token\r\nContent-Length: 100\r\n\r\nabc",
+	} {
+		c, err := net.Dial("tcp", f.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, raw)
+		start := time.Now()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b, _ := io.ReadAll(c) // until the server cuts the connection
+		c.Close()
+		if d := time.Since(start); d > 3*time.Second || strings.Contains(string(b), "200 OK") {
+			t.Errorf("a client stalling in its %s: cut after %v, got %q", name, d, b)
+		}
 	}
 }
