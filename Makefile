@@ -65,10 +65,13 @@ bench-pg: servers
 		service pgbouncer stop >/dev/null 2>&1 || true; }
 	$(GO) test -tags benchpg -run '^TestBenchPG$$' -count=1 -v -timeout 60m ./proxy/pgwire | grep -v '^=== RUN\|^--- PASS\|^PASS'
 
-## bench-http: a small GET and a 16 KiB PUT at c=1/16/64 against the upstream directly, a bare
-## httputil.ReverseProxy and Portcullis's HTTP front end, interleaved, with ratios.
-## BENCH_SECONDS (5) per run, BENCH_ROUNDS (2); BENCH_OUT=FILE keeps the table.
+## bench-http: wrk sends a small GET and a 16 KiB POST at c=1/16/64 to the upstream directly, a
+## bare httputil.ReverseProxy and Portcullis's HTTP front end, interleaved, with ratios and CPU
+## per request. BENCH_SECONDS (5) per run, BENCH_ROUNDS (2); BENCH_OUT=FILE keeps the table.
 bench-http:
+	@command -v wrk >/dev/null || { \
+		[ "$$(id -u)" = 0 ] || { echo "wrk missing: sudo apt-get install -y wrk"; exit 1; }; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(GO) test -tags benchhttp -run '^TestBenchHTTP$$' -count=1 -v -timeout 30m ./proxy/httpfront | grep -v '^=== RUN\|^--- PASS\|^PASS'
 
 ## tools: everything the tests need: the system's servers, Vault, Chromium and the OIDC provider.

@@ -44,7 +44,8 @@ func appendEvent(b []byte, e *Event) ([]byte, error) {
 	}
 	if len(e.Details) > 0 {
 		b = append(b, `,"details":{`...)
-		keys := make([]string, 0, len(e.Details))
+		var arr [16]string // on the stack for the usual handful of details
+		keys := arr[:0]
 		for k := range e.Details {
 			keys = append(keys, k)
 		}

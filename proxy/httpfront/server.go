@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/portcullis/portcullis/audit"
@@ -63,7 +64,7 @@ type Server struct {
 	// configuration's static headers).
 	Credentials elevation.HeaderBroker
 	// Transport reaches the upstreams, for resources without TLS settings of their own
-	// (default: a clone of http.DefaultTransport).
+	// (default: UpstreamTransport()).
 	Transport http.RoundTripper
 	Now       func() time.Time
 	// HeaderTimeout and ReadTimeout bound how long a client may take to send a request's
@@ -74,13 +75,16 @@ type Server struct {
 	// cookies (shared with the console); nil: browsers cannot sign in, tokens only.
 	Keys *signed.Signer
 
-	once    sync.Once
-	byHost  map[string]*route
-	cop     *http.CrossOriginProtection
-	tickets usedTickets
-	mu      sync.Mutex
-	hs      *http.Server // set by Serve
-	shut    bool         // Shutdown was called
+	once   sync.Once
+	byHost map[string]*route
+	// Exchange ids: a random prefix per process and a counter.
+	idPrefix  string
+	exchanges atomic.Uint64
+	cop       *http.CrossOriginProtection
+	tickets   usedTickets
+	mu        sync.Mutex
+	hs        *http.Server // set by Serve
+	shut      bool         // Shutdown was called
 }
 
 // route is one http resource as the front end serves it.
@@ -108,12 +112,13 @@ func (s *Server) init() {
 			s.Now = time.Now
 		}
 		if s.Transport == nil {
-			s.Transport = http.DefaultTransport.(*http.Transport).Clone()
+			s.Transport = UpstreamTransport()
 		}
 		if s.Credentials == nil {
 			s.Credentials = elevation.NewStaticBroker(s.Config)
 		}
 		s.byHost, s.cop = map[string]*route{}, http.NewCrossOriginProtection()
+		s.idPrefix = "htx_" + rand.Text()[:8] + "_"
 		for i := range s.Config.Resources {
 			res := &s.Config.Resources[i]
 			if res.Kind != "http" {
@@ -131,6 +136,24 @@ func (s *Server) init() {
 	})
 }
 
+// copyBuffers lends the reverse proxies their 32 KiB copy buffers: without a pool each
+// response allocates (and clears, and later collects) one.
+var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get() []byte  { return *p.pool.Get().(*[]byte) }
+func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
+
+// UpstreamTransport is http.DefaultTransport's settings with an idle pool sized for a proxy:
+// the default keeps 2 idle connections per upstream, so under concurrency every other
+// request would open (and the upstream accept, and both later close) a TCP connection.
+func UpstreamTransport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1024, 256
+	return tr
+}
+
 // newRoute compiles res's classes and builds its reverse proxy, with a transport of its
 // own when it has TLS settings.
 func (s *Server) newRoute(res *configs.Resource) (*route, error) {
@@ -145,7 +168,7 @@ func (s *Server) newRoute(res *configs.Resource) (*route, error) {
 		if err != nil {
 			return nil, err
 		}
-		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr := UpstreamTransport()
 		tr.TLSClientConfig = tc
 		transport = tr
 	}
@@ -269,7 +292,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "bad-body", "the request body could not be read", nil)
 		return
 	}
-	x := &exchange{srv: s, w: w, r: r, rt: rt, res: res, who: who, body: body, id: "htx_" + rand.Text()[:12], start: s.Now()}
+	x := &exchange{srv: s, w: w, r: r, rt: rt, res: res, who: who, body: body, id: s.idPrefix + strconv.FormatUint(s.exchanges.Add(1), 10), start: s.Now()}
 	x.serve()
 }
 
@@ -506,7 +529,8 @@ func (x *exchange) forward(approval string) {
 				}
 			}()
 		}
-		r := x.r.Clone(context.WithValue(ctx, credKey{}, cred))
+		// A shallow copy: the reverse proxy clones the request (headers too) before changing it.
+		r := x.r.WithContext(context.WithValue(ctx, credKey{}, cred))
 		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(x.body)), int64(len(x.body))
 		x.rt.proxy.ServeHTTP(rec, r)
 	}
@@ -637,7 +661,8 @@ func (s *Server) reverseProxy(res *configs.Resource, transport http.RoundTripper
 				pr.Out.Header.Del("Accept-Encoding")
 			}
 		},
-		Transport: transport,
+		Transport:  transport,
+		BufferPool: copyBuffers,
 		ModifyResponse: func(resp *http.Response) error {
 			if max := res.HTTP.MaxResponseBytes; max > 0 {
 				if resp.ContentLength > max {
