@@ -50,6 +50,7 @@ fuzz-smoke:
 	bash .ci/fuzz.sh ./policy FuzzPathPattern 10s
 	bash .ci/fuzz.sh ./configs FuzzParse 10s
 	bash .ci/fuzz.sh ./audit FuzzDecodeLine 10s
+	bash .ci/fuzz.sh ./audit FuzzEncode 10s
 
 ## bench: policy evaluation, audit append (with fsync) and SQL classification.
 bench:

@@ -68,8 +68,9 @@ type seen struct {
 }
 
 type env struct {
-	t         *testing.T
+	t         testing.TB
 	front     *front
+	srv       *Server
 	approvals *elevation.Approvals
 	cfg       *configs.Config
 	mu        sync.Mutex
@@ -85,7 +86,7 @@ func newEnv(t *testing.T) *env { return newEnvConfig(t, nil) }
 
 // newServer returns a front end for cfg over a new audit log (in cfg.Audit.Dir) and
 // approval store, with creds as its credential broker (nil: the static headers).
-func newServer(t *testing.T, cfg *configs.Config, creds elevation.HeaderBroker) *Server {
+func newServer(t testing.TB, cfg *configs.Config, creds elevation.HeaderBroker) *Server {
 	cfg.Audit.Dir = t.TempDir()
 	log, err := audit.Open(audit.Options{Dir: cfg.Audit.Dir})
 	if err != nil {
@@ -108,7 +109,7 @@ func newServer(t *testing.T, cfg *configs.Config, creds elevation.HeaderBroker) 
 // front is a front end served as Portcullis serves it (Server.Serve on a listener).
 type front struct{ URL, Addr string }
 
-func serveFront(t *testing.T, s *Server) *front {
+func serveFront(t testing.TB, s *Server) *front {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +129,7 @@ type benchEnv struct {
 	upstream string
 }
 
-func newBenchEnv(t *testing.T) *benchEnv {
+func newBenchEnv(t testing.TB) *benchEnv {
 	e := newEnvConfig(t, func(y string) string {
 		y = strings.Replace(y, "max_request_bytes: 1024, timeout: 1s", "max_request_bytes: 1048576, timeout: 10s", 1)
 		// Writes under /bench are allowed: the held-writes policy keeps to the rest.
@@ -143,7 +144,7 @@ func newBenchEnv(t *testing.T) *benchEnv {
 }
 
 // newEnvConfig is newEnv with the configuration changed by mutate first.
-func newEnvConfig(t *testing.T, mutate func(string) string) *env {
+func newEnvConfig(t testing.TB, mutate func(string) string) *env {
 	e := &env{t: t}
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -175,7 +176,7 @@ func newEnvConfig(t *testing.T, mutate func(string) string) *env {
 	}
 	e.cfg = cfg
 	s := newServer(t, cfg, nil)
-	e.approvals, e.keys = s.Gate.Approvals, s.Keys
+	e.srv, e.approvals, e.keys = s, s.Gate.Approvals, s.Keys
 	e.front = serveFront(t, s)
 	e.api = httptest.NewServer((&web.Server{Config: cfg, Auth: s.Auth, Approvals: e.approvals, Audit: s.Audit}).Handler())
 	t.Cleanup(e.api.Close)

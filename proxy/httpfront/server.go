@@ -554,10 +554,21 @@ func (x *exchange) forward(approval string) {
 	x.srv.Audit.Enqueue(ev)
 }
 
+// emptySHA256 is the digest of an empty body, the body of most reads.
+var emptySHA256 = func() string { sum := sha256.Sum256(nil); return hex.EncodeToString(sum[:]) }()
+
+// bodySHA256 is the hex SHA-256 of the request's body.
+func (x *exchange) bodySHA256() string {
+	if len(x.body) == 0 {
+		return emptySHA256
+	}
+	sum := sha256.Sum256(x.body)
+	return hex.EncodeToString(sum[:])
+}
+
 // event is the audit event of the decided request, before anything is forwarded.
 func (x *exchange) event() *audit.Event {
-	sum := sha256.Sum256(x.body)
-	d := map[string]any{"class": x.act.Class.String(), "method": x.act.Method, "path": x.act.Path, "body_sha256": hex.EncodeToString(sum[:]),
+	d := map[string]any{"class": x.act.Class.String(), "method": x.act.Method, "path": x.act.Path, "body_sha256": x.bodySHA256(),
 		"body_bytes": len(x.body), "client_addr": x.r.RemoteAddr, "host": x.r.Host}
 	if q := x.r.URL.RawQuery; q != "" {
 		d["query"] = q
@@ -577,9 +588,8 @@ func (x *exchange) event() *audit.Event {
 // artifact is exactly what an approval of this request approves: method, path, query,
 // the body's digest and its content type, under the decision's policies.
 func (x *exchange) artifact() elevation.Artifact {
-	sum := sha256.Sum256(x.body)
 	art := elevation.Artifact{Resource: x.res.Name, Statement: x.act.Statement, Class: x.act.Class.String(), Kind: x.act.Kind,
-		Params:        []string{"body-sha256=" + hex.EncodeToString(sum[:]), "content-type=" + x.r.Header.Get("Content-Type")},
+		Params:        []string{"body-sha256=" + x.bodySHA256(), "content-type=" + x.r.Header.Get("Content-Type")},
 		EstimatedRows: -1, Quorum: x.dec.Quorum, Snapshot: x.dec.Snapshot, Requester: x.who.User, Reason: strings.TrimSpace(x.r.Header.Get(ReasonHeader)),
 		Body: recordBody(x.body, mediaType(x.r.Header.Get("Content-Type")), &configs.HTTPRecord{MaxBytes: approverBodyBytes, RedactFields: x.res.HTTP.Record.RedactFields})}
 	for _, r := range x.dec.Matched {
