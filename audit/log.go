@@ -60,8 +60,9 @@ type appendReq struct {
 // writer: it encodes and writes everything queued, its own event and those that arrived
 // meanwhile, in one write per round, until the queue is empty. So an uncontended append
 // costs no hand-off between goroutines, and contended ones share writes (group commit).
-// Events nobody waits for wake nobody: they are written with the next write, or by a
-// timer within heldMaxDelay. A separate sync loop fsyncs.
+// Events nobody waits for wake nobody: they are written with the next write, or by the
+// flush loop within heldMaxDelay (woken once per such delay, not once per event). A
+// separate sync loop fsyncs.
 type Log struct {
 	opts Options
 
@@ -70,7 +71,10 @@ type Log struct {
 	queue      []*appendReq
 	spare      []*appendReq
 	writing    bool
-	flushTimer *time.Timer
+	flushArmed bool          // the flush loop has been woken and will write what is queued
+	flushWake  chan struct{} // wakes the flush loop
+	flushStop  chan struct{} // closed by Close
+	flushDone  chan struct{}
 
 	// Owned by the current writer.
 	segNum   int
@@ -134,6 +138,7 @@ func Open(opts Options) (*Log, error) {
 		return nil, fmt.Errorf("could not recover the audit log: %w", err)
 	}
 	l := &Log{opts: opts, prevHash: GenesisHash, syncDone: make(chan struct{}), syncWake: make(chan struct{}, 1),
+		flushWake: make(chan struct{}, 1), flushStop: make(chan struct{}), flushDone: make(chan struct{}),
 		idPrefix: "ev_" + rand.Text()[:10] + "_"}
 	l.qcond = sync.NewCond(&l.qmu)
 	if last != nil {
@@ -155,6 +160,7 @@ func Open(opts Options) (*Log, error) {
 		return nil, fmt.Errorf("could not open the audit head record: %w", err)
 	}
 	go l.syncLoop()
+	go l.flushLoop()
 	return l, nil
 }
 
@@ -228,8 +234,12 @@ func (l *Log) append(ctx context.Context, ev *Event, mode int) error {
 	l.qmu.Lock()
 	l.queue = append(l.queue, r)
 	if mode == waitNone {
-		if !l.writing && l.flushTimer == nil {
-			l.flushTimer = time.AfterFunc(heldMaxDelay, l.timerFlush)
+		if !l.writing && !l.flushArmed {
+			l.flushArmed = true
+			select {
+			case l.flushWake <- struct{}{}:
+			default:
+			}
 		}
 		l.qmu.Unlock()
 		l.mu.RUnlock()
@@ -253,10 +263,33 @@ func (l *Log) append(ctx context.Context, ev *Event, mode int) error {
 // heldMaxDelay bounds how long events nobody waits on are held before they are written.
 const heldMaxDelay = 10 * time.Millisecond
 
+// flushLoop writes, heldMaxDelay after it is woken, what was queued without a waiter and
+// not yet taken along by another write.
+func (l *Log) flushLoop() {
+	defer close(l.flushDone)
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	for {
+		select {
+		case <-l.flushStop:
+			return
+		case <-l.flushWake:
+		}
+		t.Reset(heldMaxDelay)
+		select {
+		case <-l.flushStop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		l.timerFlush()
+	}
+}
+
 // timerFlush writes events nobody waits on when no other write has taken them along.
 func (l *Log) timerFlush() {
 	l.qmu.Lock()
-	l.flushTimer = nil
+	l.flushArmed = false
 	if l.writing || len(l.queue) == 0 {
 		l.qmu.Unlock()
 		return
@@ -279,10 +312,6 @@ func (l *Log) drain() {
 			l.qcond.Broadcast()
 			l.qmu.Unlock()
 			return
-		}
-		if l.flushTimer != nil {
-			l.flushTimer.Stop()
-			l.flushTimer = nil
 		}
 		l.qmu.Unlock()
 		l.writeBatch(batch)
@@ -489,6 +518,8 @@ func (l *Log) Close() error {
 	}
 	l.closed = true
 	l.mu.Unlock()
+	close(l.flushStop)
+	<-l.flushDone
 	// Become the last writer.
 	l.qmu.Lock()
 	for l.writing {

@@ -520,19 +520,27 @@ func (x *exchange) forward(approval string) {
 		x.srv.Log.Error("no upstream credential; request not forwarded", "exchange", x.id, "resource", x.res.Name, "err", err)
 		problem(rec, http.StatusServiceUnavailable, "credential-unavailable", "not forwarded: Portcullis could not get the credential for "+x.res.Name, nil)
 	} else {
-		if cred.Once {
-			defer func() {
-				rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				if err := x.srv.Credentials.ReleaseHeader(rctx, cred); err != nil {
-					x.srv.Log.Error("could not revoke an approved request's credential; it expires with its TTL", "exchange", x.id, "err", err)
-				}
-			}()
+		released := !cred.Once
+		release := func() {
+			if released {
+				return
+			}
+			released = true
+			rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := x.srv.Credentials.ReleaseHeader(rctx, cred); err != nil {
+				x.srv.Log.Error("could not revoke an approved request's credential; it expires with its TTL", "exchange", x.id, "err", err)
+			}
 		}
+		defer release() // also when the client goes away mid-answer (the proxy panics)
 		// A shallow copy: the reverse proxy clones the request (headers too) before changing it.
 		r := x.r.WithContext(context.WithValue(ctx, credKey{}, cred))
 		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(x.body)), int64(len(x.body))
 		x.rt.proxy.ServeHTTP(rec, r)
+		// A one-use credential is gone before the client sees the answer; then the answer
+		// goes out now, not after the result is recorded below.
+		release()
+		rec.Flush()
 	}
 	ev := &audit.Event{Type: audit.TypeHTTPResult, Actor: x.who.User, Resource: x.res.Name, Session: x.id, Action: x.act.Statement,
 		Result: "ok", Details: map[string]any{"status": rec.status, "bytes": rec.bytes, "duration_us": x.srv.Now().Sub(x.start).Microseconds()}}
