@@ -52,9 +52,10 @@ fuzz-smoke:
 	bash .ci/fuzz.sh ./audit FuzzDecodeLine 10s
 	bash .ci/fuzz.sh ./audit FuzzEncode 10s
 
-## bench: policy evaluation, audit append (with fsync) and SQL classification.
+## bench: policy evaluation, audit append (with fsync) and encoding, SQL classification, and one
+## HTTP exchange through Portcullis's handler beside a bare reverse proxy.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./policy ./audit ./proxy/pgsql
+	$(GO) test -run '^$$' -bench . -benchmem ./policy ./audit ./proxy/pgsql ./proxy/httpfront
 
 ## bench-pg: pgbench (select-only simple/prepared c=1/4/16, tpcb-like c=1/8) against the
 ## database directly, a bare relay, PgBouncer and Portcullis, interleaved, with ratios.
