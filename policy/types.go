@@ -107,18 +107,21 @@ const (
 	ClassDDL
 	ClassAdmin
 	ClassExec
+	// ClassEscalation: gaining power over the system itself rather than using it — in
+	// Kubernetes, RBAC writes, impersonation, reading Secrets, minting tokens.
+	ClassEscalation
 	numClasses
 )
 
 var classNames = [...]string{
 	ClassUnknown: "unknown", ClassRead: "read", ClassWrite: "write", ClassDelete: "delete",
-	ClassDDL: "ddl", ClassAdmin: "admin", ClassExec: "exec",
+	ClassDDL: "ddl", ClassAdmin: "admin", ClassExec: "exec", ClassEscalation: "escalation",
 }
 
 // classDanger orders the classes from least to most dangerous. A multi-statement request is
 // decided by its most dangerous statement; unknown outranks everything.
 var classDanger = [...]uint8{
-	ClassRead: 0, ClassWrite: 1, ClassDelete: 2, ClassExec: 3, ClassDDL: 4, ClassAdmin: 5, ClassUnknown: 6,
+	ClassRead: 0, ClassWrite: 1, ClassDelete: 2, ClassExec: 3, ClassDDL: 4, ClassAdmin: 5, ClassEscalation: 6, ClassUnknown: 7,
 }
 
 func (c Class) String() string {
