@@ -19,7 +19,7 @@ FUZZTIME      ?= 60s
 APT_PACKAGES  := postgresql redis-server
 OIDC_DIR      := web/testdata/oidc
 
-.PHONY: all build demo test fuzz-smoke bench bench-pg bench-http tools servers vault kubernetes browser check fmt vet clean
+.PHONY: all build demo test fuzz-smoke bench bench-pg bench-http tools servers vault kubernetes kubelet browser check fmt vet clean
 
 all: build
 
@@ -81,8 +81,9 @@ bench-http:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(GO) test -tags benchhttp -run '^TestBenchHTTP$$' -count=1 -v -timeout 30m ./proxy/httpfront | grep -v '^=== RUN\|^--- PASS\|^PASS'
 
-## tools: everything the tests need: the system's servers, Vault, Chromium and the OIDC provider.
-tools: servers vault browser
+## tools: everything the tests need: the system's servers, Vault, etcd and Kubernetes, Chromium and
+## the OIDC provider.
+tools: servers vault kubernetes browser
 
 ## browser: Debian's Chromium for the console's browser tests, and the npm oidc-provider
 ## (web/testdata/oidc, from its lock file) they sign in through.
@@ -131,10 +132,12 @@ $(VAULT_PLUGIN): $(VAULT)
 		-o $(VAULT_PLUGIN).tmp github.com/hashicorp/vault/plugins/database/postgresql/postgresql-database-plugin
 	mv $(VAULT_PLUGIN).tmp $(VAULT_PLUGIN)
 
-## kubernetes: build the pinned etcd, kube-apiserver, kubelet and kubectl once (about 10 minutes
-## cold, 1.5 GB of memory for the kubelet), cached like Vault. Not yet part of `make tools`: the
-## Kubernetes front end (issue 13) is being built on it.
-kubernetes: $(ETCD) $(KUBE_DIR)/kube-apiserver $(KUBE_DIR)/kubectl $(KUBE_DIR)/kubelet
+## kubernetes: build the pinned etcd, kube-apiserver and kubectl once (several minutes cold),
+## cached like Vault; the tests run a real control plane with them. `make kubelet` adds the
+## node agent (1.5 GB of memory to build) for the Kubernetes front end's exec tests.
+kubernetes: $(ETCD) $(KUBE_DIR)/kube-apiserver $(KUBE_DIR)/kubectl
+
+kubelet: $(KUBE_DIR)/kubelet
 
 $(ETCD):
 	@echo "building etcd $(ETCD_VERSION) into $(dir $(ETCD)) (once)"

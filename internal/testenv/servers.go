@@ -56,6 +56,18 @@ func Vault(t testing.TB) *devserver.Vault {
 	return v
 }
 
+// Kube starts a Kubernetes control plane (etcd and kube-apiserver) for the test; users are
+// static tokens it accepts besides the administrator's (devserver.KubeAdminToken).
+func Kube(t testing.TB, users ...devserver.KubeUser) *devserver.Kube {
+	t.Helper()
+	k, err := devserver.StartKube(tempDir(t, "portcullis-kube-"), users...)
+	if err != nil {
+		t.Fatalf("could not start Kubernetes: %v", err)
+	}
+	t.Cleanup(func() { k.Stop() })
+	return k
+}
+
 // BenchSettings returns how long each benchmark run lasts and how many interleaved rounds
 // the end-to-end benchmarks make: BENCH_SECONDS (default 5) and BENCH_ROUNDS (default 2).
 func BenchSettings() (seconds, rounds int) {
