@@ -33,39 +33,20 @@ const (
 // system:masters).
 const KubeAdminToken = "portcullis-test-admin"
 
-// KubeBinary returns a Kubernetes program (kube-apiserver, kubelet, kubectl) that `make
-// kubernetes` caches under ~/.cache/portcullis/kubernetes-VERSION/, or $PORTCULLIS_KUBE_DIR's.
+// KubeBinary returns a Kubernetes program (kube-apiserver, kubectl, kubelet) that `make
+// kubernetes` caches under ~/.cache/portcullis/kubernetes-VERSION/ (or the one in
+// $PORTCULLIS_KUBE_DIR).
 func KubeBinary(name string) (string, error) {
-	dir := os.Getenv("PORTCULLIS_KUBE_DIR")
-	if dir == "" {
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			return "", err
-		}
-		dir = filepath.Join(cache, "portcullis", "kubernetes-"+KubeVersion)
+	if dir := os.Getenv("PORTCULLIS_KUBE_DIR"); dir != "" {
+		return filepath.Join(dir, name), nil
 	}
-	p := filepath.Join(dir, name)
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("%s %s not found at %s: run `make kubernetes` to build it", name, KubeVersion, p)
-	}
-	return p, nil
+	return cachedBinary("", "kubernetes-"+KubeVersion, name, "make kubernetes")
 }
 
 // EtcdBinary returns the etcd server `make kubernetes` caches under
 // ~/.cache/portcullis/etcd-VERSION/, or $PORTCULLIS_ETCD.
 func EtcdBinary() (string, error) {
-	if p := os.Getenv("PORTCULLIS_ETCD"); p != "" {
-		return p, nil
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		return "", err
-	}
-	p := filepath.Join(cache, "portcullis", "etcd-"+EtcdVersion, "etcd")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("etcd %s not found at %s: run `make kubernetes` to build it", EtcdVersion, p)
-	}
-	return p, nil
+	return cachedBinary("PORTCULLIS_ETCD", "etcd-"+EtcdVersion, "etcd", "make kubernetes")
 }
 
 // Kube is a running Kubernetes control plane on loopback: etcd and a kube-apiserver with

@@ -26,16 +26,22 @@ type Vault struct {
 // VaultBinary returns the Vault binary: $PORTCULLIS_VAULT, or the one `make tools` caches
 // under ~/.cache/portcullis/vault-VERSION/.
 func VaultBinary() (string, error) {
-	if p := os.Getenv("PORTCULLIS_VAULT"); p != "" {
+	return cachedBinary("PORTCULLIS_VAULT", "vault-"+VaultVersion, "vault", "make tools")
+}
+
+// cachedBinary returns the program name that a make target caches under
+// ~/.cache/portcullis/dir/, or the path in the environment variable env when it is set.
+func cachedBinary(env, dir, name, target string) (string, error) {
+	if p := os.Getenv(env); p != "" {
 		return p, nil
 	}
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		return "", err
 	}
-	p := filepath.Join(cache, "portcullis", "vault-"+VaultVersion, "vault")
+	p := filepath.Join(cache, "portcullis", dir, name)
 	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("vault %s not found at %s: run `make tools` to build it", VaultVersion, p)
+		return "", fmt.Errorf("%s not found at %s: run `%s` to build it", name, p, target)
 	}
 	return p, nil
 }
