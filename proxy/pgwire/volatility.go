@@ -180,10 +180,15 @@ func (s *Server) lookupFunctions(res *configs.Resource, names []string, now time
 	return got, err
 }
 
+// catalogTimeout bounds a catalog connection: credentials, connect and query.
+const catalogTimeout = 15 * time.Second
+
 // catalog runs fn on a short-lived connection of its own to res, with fresh credentials
 // of an ordinary session's kind that are released afterwards.
 func (s *Server) catalog(res *configs.Resource, session string, fn func(context.Context, *pgconn.PgConn) error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Minting credentials (a Vault lease) and connecting can take seconds on a loaded
+	// host; giving up early decides the statement as a write and holds psql's own \dt.
+	ctx, cancel := context.WithTimeout(context.Background(), catalogTimeout)
 	defer cancel()
 	creds, err := s.Broker.Credentials(ctx, res.Name, "")
 	if err != nil {
