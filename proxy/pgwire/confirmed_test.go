@@ -369,6 +369,13 @@ func TestAuditFailureOnARefusedPathIsLoud(t *testing.T) {
 	e := newEnv(t, func(s *pgwire.Server) { s.Log = slog.New(slog.NewTextHandler(logs, nil)) })
 	done, _ := runAsync(t, e, "alice", "UPDATE orders SET status = 'x' WHERE id = 3")
 	req := e.pending(t)
+	// The request exists a moment before its held statement's event is durable (and a
+	// log closed in between refuses the statement as unaudited, another path): wait for it.
+	for deadline := time.Now().Add(5 * time.Second); !e.audited(t, req.ID, "waiting"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the held statement's event was not written")
+		}
+	}
 	e.log.Close()
 	if _, err := e.approvals.Deny(context.Background(), req.ID, &subjectBob, "no"); err != nil {
 		t.Fatal(err)

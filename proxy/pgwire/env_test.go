@@ -266,6 +266,20 @@ func (e *env) count(t *testing.T, where string) int {
 }
 
 // pending waits for the one pending approval request and returns it.
+// audited reports whether the audit log holds an event about approval request id with
+// result. The log is live: a line being written reads as an error, which is "not yet".
+func (e *env) audited(t *testing.T, id, result string) bool {
+	t.Helper()
+	found := false
+	err := audit.Scan(e.auditDir, audit.Filter{}, func(ev *audit.Event) error {
+		if ev.Result == result && ev.Details["approval"] == id {
+			found = true
+		}
+		return nil
+	})
+	return err == nil && found
+}
+
 func (e *env) pending(t *testing.T) *elevation.Request {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
