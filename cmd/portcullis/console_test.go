@@ -84,20 +84,7 @@ func startConsoleEnv(t *testing.T) *consoleEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan listening, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), func(a listening) { ready <- a })
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	var a listening
-	select {
-	case a = <-ready:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not come up")
-	}
+	a := startServe(t, ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	shots := os.Getenv("PORTCULLIS_SCREENSHOTS")
 	if shots == "" {
 		shots = filepath.Join(testenv.ModuleRoot(t), ".artifacts", "screenshots")
@@ -246,6 +233,30 @@ func (e *consoleEnv) psql(t *testing.T, user, command string) string {
 		t.Fatalf("psql %s: %v\n%s", command, err, out)
 	}
 	return string(out)
+}
+
+// startServe runs serve until the test ends and returns where it listens; a serve that
+// fails or does not come up fails the test with its error (and is not waited for twice).
+func startServe(t *testing.T, ctx context.Context, cfg *configs.Config, log *slog.Logger) listening {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	ready := make(chan listening, 1)
+	exited := make(chan struct{})
+	var err error
+	go func() {
+		err = serve(ctx, cfg, log, func(a listening) { ready <- a })
+		close(exited)
+	}()
+	t.Cleanup(func() { cancel(); <-exited })
+	select {
+	case a := <-ready:
+		return a
+	case <-exited:
+		t.Fatalf("serve: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not come up")
+	}
+	return listening{}
 }
 
 // openUntil opens path in the browser until an element matching sel is on the page.
@@ -675,7 +686,12 @@ func TestShutdownEndsEventStreams(t *testing.T) {
 	go func() {
 		done <- serve(ctx, cfg, slog.New(slog.DiscardHandler), func(a listening) { ready <- a })
 	}()
-	a := <-ready
+	var a listening
+	select {
+	case a = <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar}
 	resp, err := c.Get("http://" + a.api + "/login")
