@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,16 +19,16 @@ func kubeCredentialCmd() *cobra.Command {
 	var server string
 	cmd := &cobra.Command{
 		Use:   "kube-credential",
-		Short: "Print the caller's token as a Kubernetes exec credential (kubectl runs this; see portcullis kubeconfig)",
+		Short: "Print the caller's token as a Kubernetes exec credential (kubectl runs this as its credential plugin)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cred := clientauthv1.ExecCredential{TypeMeta: metav1.TypeMeta{APIVersion: execAPIVersion(), Kind: "ExecCredential"}}
 			if tok := os.Getenv("PORTCULLIS_TOKEN"); tok != "" {
 				cred.Status = &clientauthv1.ExecCredentialStatus{Token: tok}
 			} else {
-				t, ok := cachedFor(server, time.Now())
-				if !ok {
-					return fmt.Errorf("no unexpired sign-in for %s: run portcullis login --server %s (or set PORTCULLIS_TOKEN)", server, server)
+				t, err := keptToken(server)
+				if err != nil {
+					return fmt.Errorf("%w (or set PORTCULLIS_TOKEN)", err)
 				}
 				exp := metav1.NewTime(t.Expiry)
 				cred.Status = &clientauthv1.ExecCredentialStatus{Token: t.IDToken, ExpirationTimestamp: &exp}

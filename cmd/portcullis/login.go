@@ -100,6 +100,16 @@ func cachedFor(server string, now time.Time) (cachedToken, bool) {
 	return t, ok && now.Add(30*time.Second).Before(t.Expiry)
 }
 
+// keptToken is the unexpired sign-in `portcullis login` keeps for server, or an error
+// saying to sign in.
+func keptToken(server string) (cachedToken, error) {
+	t, ok := cachedFor(server, time.Now())
+	if !ok {
+		return t, fmt.Errorf("no unexpired sign-in for %s: run portcullis login --server %s", server, server)
+	}
+	return t, nil
+}
+
 func loginCmd() *cobra.Command {
 	var server string
 	var device, noBrowser bool
@@ -270,9 +280,9 @@ func tokenCmd() *cobra.Command {
 		Short: "Print the token 'portcullis login' keeps for the server (for psql and the API)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, ok := cachedFor(server, time.Now())
-			if !ok {
-				return fmt.Errorf("no unexpired sign-in for %s: run portcullis login", server)
+			t, err := keptToken(server)
+			if err != nil {
+				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), t.IDToken)
 			return nil
