@@ -43,6 +43,15 @@ const (
 	// TypeHTTPApprovalClosed: a held HTTP request's wait (Prefer: wait) or re-send ended.
 	TypeHTTPApprovalClosed = "http.approval.closed"
 
+	// TypeKubeRequest: a Kubernetes API request decided, before it is forwarded.
+	TypeKubeRequest = "kube.request"
+	// TypeKubeResult: how a forwarded Kubernetes API request ended (status, bytes,
+	// duration; for a watch or a log stream, when the stream ended).
+	TypeKubeResult = "kube.result"
+	// TypeKubeApprovalClosed: a held Kubernetes request was re-run under its approval
+	// (or its wait, hold: wait, ended).
+	TypeKubeApprovalClosed = "kube.approval.closed"
+
 	TypeApprovalVote = "approval.vote"
 
 	TypeElevationRequested = "elevation.requested"

@@ -129,6 +129,61 @@ type Resource struct {
 	// by Host); HTTP sets its limits.
 	Hosts []string     `yaml:"hosts"`
 	HTTP  HTTPResource `yaml:"http"`
+	// Kubernetes configures a kubernetes resource (its API server is Upstream).
+	Kubernetes KubeResource `yaml:"kubernetes"`
+}
+
+// Ways a kubernetes resource reaches its API server for ordinary requests.
+const (
+	// KubeImpersonate: as the caller, by impersonation (Impersonate-User and -Group) with
+	// Portcullis's own credential; the cluster's RBAC for the caller applies too.
+	KubeImpersonate = "impersonate"
+	// KubeFixed: with Portcullis's own credential as is (give it read-only rights).
+	KubeFixed = "fixed"
+)
+
+// Ways a kubernetes resource answers a request that needs approval.
+const (
+	// KubeHoldAnswer answers at once with a Status naming the approval request; the
+	// caller re-runs the identical request once it is approved.
+	KubeHoldAnswer = "answer"
+	// KubeHoldWait keeps the request open until it is decided (or hold_timeout passes),
+	// for automations that cannot re-run.
+	KubeHoldWait = "wait"
+)
+
+// KubeResource configures how a Kubernetes API server is fronted.
+type KubeResource struct {
+	// Listen is the address Portcullis serves this cluster's API on, over https.
+	Listen string `yaml:"listen"`
+	// PublicURL is how kubeconfigs reach Listen (default https://<listen>).
+	PublicURL string `yaml:"public_url"`
+	// ServerTLS is the listener's certificate; without it Portcullis generates a
+	// self-signed one at start (kubeconfigs written by `portcullis kubeconfig` carry it).
+	ServerTLS *ServerCert `yaml:"server_tls"`
+	// TLS is how Portcullis verifies the API server (ca_file) and may authenticate to it
+	// (a client certificate) besides credentials.
+	TLS UpstreamTLS `yaml:"tls"`
+	// Access is impersonate (default) or fixed.
+	Access string `yaml:"access"`
+	// ApprovedGroups are the groups an approved request runs in, besides the caller's
+	// (impersonated): the cluster's RBAC grants them what approvals may allow, for that
+	// request only. BreakGlassGroups are those of a break-glass session's requests.
+	ApprovedGroups   []string `yaml:"approved_groups"`
+	BreakGlassGroups []string `yaml:"break_glass_groups"`
+	// Hold is answer (default) or wait; HoldTimeout bounds wait (default 15m).
+	Hold        string   `yaml:"hold"`
+	HoldTimeout Duration `yaml:"hold_timeout"`
+	// MaxRequestBytes bounds a request body (default 3 MiB, as the API server's).
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+}
+
+// KubePublicURL is the URL kubeconfigs use for r.
+func (r *Resource) KubePublicURL() string {
+	if u := r.Kubernetes.PublicURL; u != "" {
+		return strings.TrimSuffix(u, "/")
+	}
+	return "https://" + r.Kubernetes.Listen
 }
 
 // HTTPResource sets the limits of an http resource.
@@ -382,3 +437,13 @@ type Duration time.Duration
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
 func (d Duration) String() string { return human.Duration(time.Duration(d)) }
+
+// Resource returns the resource named name, or nil.
+func (c *Config) Resource(name string) *Resource {
+	for i := range c.Resources {
+		if c.Resources[i].Name == name {
+			return &c.Resources[i]
+		}
+	}
+	return nil
+}

@@ -86,6 +86,11 @@ func TestErrorsNameTheLine(t *testing.T) {
 		{"role unknown resource", minimal + "roles:\n  - name: w\n    grants: [{resources: [nope], actions: [write]}]\n    max_duration: 1h\n    quorum: {}\n", 12, `unknown resource "nope"`},
 		{"bad token hash", minimal + "identity:\n  static_tokens:\n    - subject: a\n      token_sha256: abc\n", 13, "64 hex digits"},
 		{"unset env", minimal + "vault:\n  address: ${PORTCULLIS_TEST_UNSET_VAR}\n", 11, "PORTCULLIS_TEST_UNSET_VAR is not set"},
+		{"kube listen", minimal + "  - name: c\n    kind: kubernetes\n    upstream: https://k:6443\n    credentials: {static: {header: Authorization, value: Bearer x}}\n", 10, "kubernetes.listen is required"},
+		{"kube http upstream", minimal + "  - name: c\n    kind: kubernetes\n    upstream: http://k:6443\n    kubernetes: {listen: 127.0.0.1:8443}\n    credentials: {static: {header: Authorization, value: Bearer x}}\n", 12, "over https"},
+		{"kube access", minimal + "  - name: c\n    kind: kubernetes\n    upstream: https://k:6443\n    kubernetes: {listen: 127.0.0.1:8443, access: admin}\n    credentials: {static: {header: Authorization, value: Bearer x}}\n", 13, "want impersonate or fixed"},
+		{"kube credential", minimal + "  - name: c\n    kind: kubernetes\n    upstream: https://k:6443\n    kubernetes: {listen: 127.0.0.1:8443}\n", 10, "its own credential"},
+		{"kube match", minimal + "policies:\n  - name: p\n    effect: allow\n    match:\n      kubernetes: {namespaces: [\"[x\"]}\n", 14, "syntax error in pattern"},
 		{"vault needed", strings.Replace(minimal, "labels:", "credentials: {vault: {path: database/creds/x}}\n    labels:", 1), 1, "vault.address is required"},
 	}
 	for _, tt := range tests {

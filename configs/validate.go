@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -31,6 +32,8 @@ const (
 	DefaultHTTPMaxRequestBytes = 1 << 20
 	DefaultHTTPTimeout         = 30 * time.Second
 	DefaultHTTPRecordBytes     = 64 << 10
+	// A kubernetes resource's request body limit, as the API server's.
+	DefaultKubeMaxRequestBytes = 3 << 20
 	DefaultVaultCacheTTL       = time.Minute
 	DefaultVaultTokenTTL       = 5 * time.Minute
 )
@@ -63,6 +66,21 @@ func (c *Config) applyDefaults() {
 		r := &c.Resources[i]
 		if r.Kind == "postgres" && r.Database == "" {
 			r.Database = r.Name
+		}
+		if r.Kind == "kubernetes" {
+			k := &r.Kubernetes
+			if k.Access == "" {
+				k.Access = KubeImpersonate
+			}
+			if k.Hold == "" {
+				k.Hold = KubeHoldAnswer
+			}
+			if k.HoldTimeout == 0 {
+				k.HoldTimeout = Duration(15 * time.Minute)
+			}
+			if k.MaxRequestBytes == 0 {
+				k.MaxRequestBytes = DefaultKubeMaxRequestBytes
+			}
 		}
 		if r.Kind == "http" {
 			if r.HTTP.MaxRequestBytes == 0 {
@@ -191,6 +209,7 @@ func (c *Config) validate(o origin, errs *Error) {
 	resources := names(errs, o, "resources", c.Resources, func(r *Resource) string { return r.Name })
 	usesVault := false
 	hosts := map[string]string{} // host -> resource, for kind http
+	kubeListens := map[string]string{}
 	for i, r := range c.Resources {
 		at := func(path ...any) int { return o.line(append([]any{"resources", i}, path...)...) }
 		if !slices.Contains(policy.ResourceKinds, r.Kind) {
@@ -205,6 +224,13 @@ func (c *Config) validate(o origin, errs *Error) {
 			}
 		case r.Kind == "postgres" && !strings.Contains(r.Upstream, ":"):
 			errs.add(o.file, at("upstream"), "resources[%d].upstream: want host:port, got %q", i, r.Upstream)
+		}
+		if r.Kind == "kubernetes" {
+			validateKube(errs, o, i, &r)
+			if prev, dup := kubeListens[r.Kubernetes.Listen]; dup && r.Kubernetes.Listen != "" {
+				errs.add(o.file, at("kubernetes", "listen"), "resources[%d].kubernetes.listen: %s is also where %s is served", i, r.Kubernetes.Listen, prev)
+			}
+			kubeListens[r.Kubernetes.Listen] = r.Name
 		}
 		if r.Kind == "http" {
 			if len(r.Hosts) == 0 {
@@ -434,4 +460,41 @@ func unjoin(err error) []error {
 		return j.Unwrap()
 	}
 	return []error{err}
+}
+
+// validateKube checks a kubernetes resource's settings.
+func validateKube(errs *Error, o origin, i int, r *Resource) {
+	at := func(path ...any) int { return o.line(append([]any{"resources", i}, path...)...) }
+	k := &r.Kubernetes
+	if u, err := url.Parse(r.Upstream); err == nil && u.Scheme != "https" {
+		errs.add(o.file, at("upstream"), "resources[%d].upstream: a Kubernetes API server is reached over https, got %q", i, r.Upstream)
+	}
+	if k.Listen == "" {
+		errs.add(o.file, at("kubernetes"), "resources[%d].kubernetes.listen is required (the address Portcullis serves this cluster on, such as 127.0.0.1:8443)", i)
+	} else if _, _, err := net.SplitHostPort(k.Listen); err != nil {
+		errs.add(o.file, at("kubernetes", "listen"), "resources[%d].kubernetes.listen: want host:port, got %q", i, k.Listen)
+	}
+	if k.Access != KubeImpersonate && k.Access != KubeFixed {
+		errs.add(o.file, at("kubernetes", "access"), "resources[%d].kubernetes.access: want %s or %s, got %q", i, KubeImpersonate, KubeFixed, k.Access)
+	}
+	if k.Hold != KubeHoldAnswer && k.Hold != KubeHoldWait {
+		errs.add(o.file, at("kubernetes", "hold"), "resources[%d].kubernetes.hold: want %s or %s, got %q", i, KubeHoldAnswer, KubeHoldWait, k.Hold)
+	}
+	if k.MaxRequestBytes < 0 || k.HoldTimeout < 0 {
+		errs.add(o.file, at("kubernetes"), "resources[%d].kubernetes: limits must not be negative", i)
+	}
+	if t := k.ServerTLS; t != nil && (t.CertFile == "" || t.KeyFile == "") {
+		errs.add(o.file, at("kubernetes", "server_tls"), "resources[%d].kubernetes.server_tls: cert_file and key_file are required", i)
+	}
+	if t := k.TLS; (t.CertFile == "") != (t.KeyFile == "") {
+		errs.add(o.file, at("kubernetes", "tls"), "resources[%d].kubernetes.tls: give cert_file and key_file together", i)
+	}
+	switch st := r.Credentials.Static; {
+	case r.Credentials.Vault != nil:
+		errs.add(o.file, at("credentials", "vault"), "resources[%d].credentials.vault: not supported for kubernetes resources yet; give credentials.static (header and value) or a client certificate in kubernetes.tls", i)
+	case st != nil && (st.Header == "") != (st.Value == ""):
+		errs.add(o.file, at("credentials", "static"), "resources[%d].credentials.static: give header and value together", i)
+	case (st == nil || st.Header == "") && k.TLS.CertFile == "":
+		errs.add(o.file, at("credentials"), "resources[%d]: Portcullis needs its own credential for the API server: credentials.static (header: Authorization, value: Bearer <token>) or a client certificate in kubernetes.tls", i)
+	}
 }

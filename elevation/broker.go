@@ -97,7 +97,7 @@ func NewStaticBroker(cfg *configs.Config) *StaticBroker {
 		s := r.Credentials.Static
 		switch {
 		case s == nil:
-		case r.Kind == "http" && s.Header != "":
+		case (r.Kind == "http" || r.Kind == "kubernetes") && s.Header != "":
 			b.headers[r.Name] = HeaderCredential{Header: s.Header, Value: s.Value, Secret: secretOf(s.Value)}
 		default:
 			b.creds[r.Name] = Credentials{Username: s.Username, Password: s.Password}

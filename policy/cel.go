@@ -126,7 +126,9 @@ func (a *celActivation) ResolveName(name string) (any, bool) {
 
 // request is the HTTP request as conditions see it: method, path, params (the {name}
 // segments of the policy's own path pattern), query and headers (first value of each;
-// header names in lower case), and body (parsed JSON, or null). Built only when a
+// header names in lower case), body (parsed JSON, or null: for Kubernetes, the object
+// sent), and kube (a Kubernetes request's verb, group, version, resource, subresource,
+// name and namespace; empty strings for other requests). Built only when a
 // condition reads it; for other front ends its maps are empty and body is null.
 func (a *celActivation) request() map[string]any {
 	m := map[string]any{"method": a.act.Method, "path": a.act.Path, "params": map[string]string{},
@@ -134,6 +136,11 @@ func (a *celActivation) request() map[string]any {
 	if a.params != nil {
 		m["params"] = a.params
 	}
+	kube := map[string]string{"verb": "", "group": "", "version": "", "resource": "", "subresource": "", "name": "", "namespace": a.act.Namespace}
+	if k := a.act.Kube; k != nil {
+		kube["verb"], kube["group"], kube["version"], kube["resource"], kube["subresource"], kube["name"] = k.Verb, k.Group, k.Version, k.Resource, k.Subresource, k.Name
+	}
+	m["kube"] = kube
 	h := a.act.HTTP
 	if h == nil {
 		return m

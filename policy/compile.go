@@ -61,15 +61,17 @@ type Rule struct {
 	// Quorum is set for require_approval rules.
 	Quorum *Quorum
 
-	classes    classSet
-	methods    []string      // upper case; empty: any
-	paths      []PathPattern // empty: any
-	principals Principals
-	anyone     bool
-	except     Principals
-	when       *condition
-	schedule   *window
-	reason     string
+	classes       classSet
+	methods       []string      // upper case; empty: any
+	paths         []PathPattern // empty: any
+	kube          *KubeMatch    // nil: any request
+	kubeResources []kubeResource
+	principals    Principals
+	anyone        bool
+	except        Principals
+	when          *condition
+	schedule      *window
+	reason        string
 }
 
 // UsesEstimate reports whether the rule's condition reads action.estimated_rows.
@@ -218,6 +220,9 @@ func compilePolicy(set *Set, p *Policy) (*Rule, []*FieldError) {
 			fail(err, "match", "paths", i)
 		}
 		r.paths = append(r.paths, pp)
+	}
+	if k := p.Match.Kubernetes; k != nil {
+		r.kube, r.kubeResources = k, compileKube(k, fail)
 	}
 	for i, n := range p.Match.Resources.Names {
 		if !slices.ContainsFunc(set.Resources, func(r Resource) bool { return r.Name == n }) {

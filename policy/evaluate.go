@@ -30,7 +30,7 @@ func (e *Engine) Evaluate(req *Request, d *Decision) {
 		if r.schedule != nil && !r.schedule.contains(req.Time) {
 			continue
 		}
-		if len(r.methods) > 0 && !contains(r.methods, req.Action.Method) || len(r.paths) > 0 && !r.matchesPath(req.Action.Path) {
+		if len(r.methods) > 0 && !contains(r.methods, req.Action.Method) || len(r.paths) > 0 && !r.matchesPath(req.Action.Path) || !r.matchesKube(req.Action) {
 			continue
 		}
 		if r.when != nil {

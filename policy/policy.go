@@ -23,8 +23,10 @@ type Match struct {
 	// request's method is one of Methods, and its path fits one of Paths, whose segments
 	// are literals, * or {name} (one segment) or ** (any number). A policy with either
 	// never matches a request without a method or path (a SQL statement).
-	Methods    []string   `yaml:"methods" json:"methods,omitempty"`
-	Paths      []string   `yaml:"paths" json:"paths,omitempty"`
+	Methods []string `yaml:"methods" json:"methods,omitempty"`
+	Paths   []string `yaml:"paths" json:"paths,omitempty"`
+	// Kubernetes narrows a policy to Kubernetes API requests: namespaces, resources, names, verbs.
+	Kubernetes *KubeMatch `yaml:"kubernetes" json:"kubernetes,omitempty"`
 	Principals Principals `yaml:"principals" json:"principals"`
 	Except     Principals `yaml:"except" json:"except"`
 }

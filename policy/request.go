@@ -46,6 +46,8 @@ type Action struct {
 	Method         string   `cel:"method" json:"method,omitempty"`
 	Path           string   `cel:"path" json:"path,omitempty"`
 	Namespace      string   `cel:"namespace" json:"namespace,omitempty"`
+	// Kube is a Kubernetes API request's attributes.
+	Kube *KubeRequest `json:"kube,omitempty"`
 	// HTTP is the rest of an HTTP request, for conditions (request.query, .headers, .body).
 	HTTP *HTTPRequest `json:"-"`
 }

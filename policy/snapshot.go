@@ -23,6 +23,9 @@ func snapshotHash(set *Set) string {
 		p.Match.Actions = sortedCopy(p.Match.Actions)
 		p.Match.Methods = sortedCopy(p.Match.Methods)
 		p.Match.Paths = sortedCopy(p.Match.Paths)
+		if k := p.Match.Kubernetes; k != nil {
+			p.Match.Kubernetes = &KubeMatch{Namespaces: sortedCopy(k.Namespaces), Resources: sortedCopy(k.Resources), Names: sortedCopy(k.Names), Verbs: sortedCopy(k.Verbs)}
+		}
 		p.Match.Resources.Names = sortedCopy(p.Match.Resources.Names)
 		p.Match.Resources.Kinds = sortedCopy(p.Match.Resources.Kinds)
 		p.Match.Principals = normalizePrincipals(p.Match.Principals)

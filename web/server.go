@@ -43,6 +43,9 @@ type Server struct {
 	// Keys sign the console's cookies and the tickets that sign a browser in to an admin
 	// API on the HTTP front end (shared with it); nil: from console.session_key.
 	Keys *signed.Signer
+	// KubeCA returns the certificate authority (PEM) of a kubernetes resource's listener,
+	// for kubeconfigs; nil when no Kubernetes front end runs.
+	KubeCA func(resource string) ([]byte, error)
 
 	// svc is the approvals service layer both the API and the console call.
 	svc       *elevation.Service
@@ -67,6 +70,7 @@ func (s *Server) Handler() http.Handler {
 		r.Handle("/metrics", s.metricsHandler()).Methods(http.MethodGet)
 	}
 	api.Handle("/sessions/{id}/recording", s.authed(s.recording)).Methods(http.MethodGet)
+	api.Handle("/resources/{name}/kubeconfig", s.authed(s.kubeconfig)).Methods(http.MethodGet)
 	if s.Approvals != nil {
 		s.svc = &elevation.Service{Approvals: s.Approvals, Config: s.Config, Audit: s.Audit, Log: s.Log, Admin: s.isAdmin}
 		s.registerApprovals(api)

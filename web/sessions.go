@@ -54,15 +54,20 @@ func (s *Server) listSessions(all bool, me string) ([]*sessionView, error) {
 			v = &sessionView{ID: ev.Session, Kind: "postgres", User: ev.Actor, Resource: ev.Resource, ClientAddr: ev.Details["client_addr"], Started: ev.Time}
 			byID[ev.Session] = v
 			order = append(order, ev.Session)
-		case ev.Type == audit.TypeHTTPRequest && v == nil:
-			// An HTTP exchange is a session of one request (and, once approved, its run).
-			v = &sessionView{ID: ev.Session, Kind: "http", User: ev.Actor, Resource: ev.Resource, ClientAddr: ev.Details["client_addr"], Started: ev.Time, Statements: 1}
+		case (ev.Type == audit.TypeHTTPRequest || ev.Type == audit.TypeKubeRequest) && v == nil:
+			// An HTTP exchange is a session of one request (and, once approved, its run);
+			// so is a Kubernetes API request.
+			kind := "http"
+			if ev.Type == audit.TypeKubeRequest {
+				kind = "kubernetes"
+			}
+			v = &sessionView{ID: ev.Session, Kind: kind, User: ev.Actor, Resource: ev.Resource, ClientAddr: ev.Details["client_addr"], Started: ev.Time, Statements: 1}
 			byID[ev.Session] = v
 			order = append(order, ev.Session)
 		case v == nil:
 		case ev.Type == audit.TypePGStatement:
 			v.Statements++
-		case ev.Type == audit.TypePGSessionEnd, ev.Type == audit.TypeHTTPResult:
+		case ev.Type == audit.TypePGSessionEnd, ev.Type == audit.TypeHTTPResult, ev.Type == audit.TypeKubeResult:
 			v.Ended, v.Result = ev.Time, ev.Result
 		}
 		return nil

@@ -28,7 +28,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), demoCmd(), policyCmd(), auditCmd(), approvalsCmd(), decideCmd(true), decideCmd(false), requestCmd(), elevationsCmd(), revokeCmd(), breakGlassCmd(), loginCmd(), tokenCmd(), kubeCredentialCmd(), versionCmd())
+	root.AddCommand(serveCmd(), demoCmd(), policyCmd(), auditCmd(), approvalsCmd(), decideCmd(true), decideCmd(false), requestCmd(), elevationsCmd(), revokeCmd(), breakGlassCmd(), loginCmd(), tokenCmd(), kubeCredentialCmd(), kubeconfigCmd(), versionCmd())
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

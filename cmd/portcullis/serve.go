@@ -24,6 +24,7 @@ import (
 	"github.com/portcullis/portcullis/proxy/gate"
 	"github.com/portcullis/portcullis/proxy/httpfront"
 	"github.com/portcullis/portcullis/proxy/identity"
+	"github.com/portcullis/portcullis/proxy/kubefront"
 	"github.com/portcullis/portcullis/proxy/pgwire"
 	"github.com/portcullis/portcullis/web"
 )
@@ -47,7 +48,7 @@ func serveCmd() *cobra.Command {
 				return exitError{1}
 			}
 			return serve(ctx, cfg, logger, func(a listening) {
-				logger.Info("portcullis serving", "listen", a.api, "postgres_listen", a.postgres, "public_url", cfg.Server.PublicURL, "policy_snapshot", cfg.Engine.Snapshot())
+				logger.Info("portcullis serving", "listen", a.api, "postgres_listen", a.postgres, "http_listen", a.http, "kubernetes_listen", a.kube, "public_url", cfg.Server.PublicURL, "policy_snapshot", cfg.Engine.Snapshot())
 			})
 		},
 	}
@@ -88,7 +89,10 @@ func sweepGrants(ctx context.Context, a *elevation.Approvals, log *audit.Log, lo
 }
 
 // listening holds the addresses the server accepts connections on.
-type listening struct{ api, postgres, http string }
+type listening struct {
+	api, postgres, http string
+	kube                []string // one per kubernetes resource, in configuration order
+}
 
 // serve runs the server for cfg until ctx ends. ready is called with the listen addresses
 // once the server accepts connections.
@@ -148,7 +152,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 	if err != nil {
 		return fmt.Errorf("could not listen on %s: %w", cfg.Server.Listen, err)
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 2+len(cfg.Resources))
 	addrs := listening{api: ln.Addr().String()}
 	var pg *pgwire.Server
 	if cfg.Server.PostgresListen != "" {
@@ -182,7 +186,38 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		hfront = front
 		go func() { errc <- front.Serve(hln) }()
 	}
+	// One Kubernetes front end per kubernetes resource, each on its own https listener.
+	kubes := map[string]*kubefront.Server{}
+	for i := range cfg.Resources {
+		res := &cfg.Resources[i]
+		if res.Kind != "kubernetes" {
+			continue
+		}
+		kln, err := net.Listen("tcp", res.Kubernetes.Listen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("could not listen on %s for %s: %w", res.Kubernetes.Listen, res.Name, err)
+		}
+		front := &kubefront.Server{Config: cfg, Resource: res, Auth: auth, Audit: log, Log: logger, Credentials: headers,
+			Gate: &gate.Gate{Config: cfg, Approvals: approvals, Audit: log, Log: logger}}
+		if _, err := front.CAPEM(); err != nil {
+			kln.Close()
+			ln.Close()
+			return fmt.Errorf("resource %s: %w", res.Name, err)
+		}
+		kubes[res.Name] = front
+		addrs.kube = append(addrs.kube, kln.Addr().String())
+		go func() { errc <- front.Serve(kln) }()
+	}
 	ws := &web.Server{Config: cfg, Auth: auth, Approvals: approvals, Audit: log, Log: logger, Keys: keys}
+	if len(kubes) > 0 {
+		ws.KubeCA = func(name string) ([]byte, error) {
+			if k := kubes[name]; k != nil {
+				return k.CAPEM()
+			}
+			return nil, fmt.Errorf("no kubernetes resource %q is served", name)
+		}
+	}
 	if pg != nil {
 		ws.ClassifySQL = pg.Classify // the decisions API decides SQL as the proxy does
 	}
@@ -217,6 +252,9 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 	srv.Shutdown(shutdown)
 	if hfront != nil {
 		hfront.Shutdown(shutdown)
+	}
+	for _, k := range kubes {
+		k.Shutdown(shutdown)
 	}
 	if pg != nil {
 		pg.Close()

@@ -72,6 +72,10 @@ func resourceClass(a Attributes) policy.Class {
 	case a.Group == "certificates.k8s.io" && a.Kind == "certificatesigningrequests" && (a.Subresource == "approval" || a.Verb == "approve"):
 		return policy.ClassEscalation
 	}
+	if a.Verb == "create" && a.Subresource == "" && reviews[a.Group+"/"+a.Kind] {
+		// kubectl auth can-i and auth whoami: a question answered, nothing stored.
+		return policy.ClassRead
+	}
 	switch a.Subresource {
 	case "exec", "attach", "portforward", "proxy":
 		// A stream into a container, or traffic to whatever a pod, service or node serves.
@@ -105,4 +109,13 @@ func hasPrefixHeader(h http.Header, prefix string) bool {
 		}
 	}
 	return false
+}
+
+// reviews are the APIs whose create asks a question and stores nothing.
+var reviews = map[string]bool{
+	"authentication.k8s.io/selfsubjectreviews":       true,
+	"authorization.k8s.io/selfsubjectaccessreviews":  true,
+	"authorization.k8s.io/selfsubjectrulesreviews":   true,
+	"authorization.k8s.io/subjectaccessreviews":      true,
+	"authorization.k8s.io/localsubjectaccessreviews": true,
 }

@@ -1,0 +1,481 @@
+package kubefront
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/elevation/redisstore"
+	"github.com/portcullis/portcullis/internal/devserver"
+	"github.com/portcullis/portcullis/internal/testenv"
+	"github.com/portcullis/portcullis/proxy/gate"
+	"github.com/portcullis/portcullis/proxy/identity"
+)
+
+// portcullisKubeToken is Portcullis's own credential for the test API server: a user that
+// may impersonate, and nothing else.
+const portcullisKubeToken = "portcullis-kube-token"
+
+const testConfig = `version: 1
+server: {public_url: http://portcullis.test}
+identity:
+  static_tokens:
+    - {subject: alice, groups: [engineering], token_sha256: %x}
+    - {subject: bob, groups: [sre], token_sha256: %x}
+teams:
+  - {name: engineering, groups: [engineering]}
+  - {name: sre, groups: [sre]}
+resources:
+  - name: cluster
+    kind: kubernetes
+    labels: {env: production}
+    upstream: %s
+    kubernetes:
+      listen: 127.0.0.1:0
+      tls: {ca_file: %s}
+      approved_groups: ["portcullis:approved"]
+      max_request_bytes: 65536
+    credentials: {static: {header: Authorization, value: "Bearer ` + portcullisKubeToken + `"}}
+policies:
+  - name: cluster-reads
+    match: {resources: {names: [cluster]}, actions: [read]}
+    effect: allow
+  - name: demo-free
+    match: {resources: {names: [cluster]}, actions: [write, delete, exec], kubernetes: {namespaces: [demo]}}
+    effect: allow
+  - name: prod-changes
+    description: changes in prod need an SRE
+    match: {resources: {names: [cluster]}, actions: [write, delete, exec], kubernetes: {namespaces: [prod]}}
+    effect: require_approval
+    quorum: {required_teams: [sre], timeout: 10m}
+  - name: system-writes
+    description: kube-system is not changed through Portcullis
+    match: {resources: {names: [cluster]}, actions: [write, delete], kubernetes: {namespaces: ["kube-*"]}}
+    effect: deny
+`
+
+// rbac is what the test cluster grants: Portcullis may impersonate; engineers and SREs
+// read; engineers edit in demo; only an approved request (the portcullis:approved group,
+// which only Portcullis can give) edits elsewhere. (The built-in view and edit roles are
+// aggregated by the controller manager, which the test cluster does not run: reader and
+// editor stand in for them.)
+const rbac = `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: reader}
+rules:
+- {apiGroups: ["", apps], resources: [configmaps, pods, pods/log, deployments, namespaces, events], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: editor}
+rules:
+- {apiGroups: ["", apps], resources: [configmaps, pods, deployments, deployments/scale], verbs: [get, list, watch, create, update, patch, delete, deletecollection]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: portcullis-impersonator}
+rules:
+- {apiGroups: [""], resources: [users, groups], verbs: [impersonate]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: portcullis-impersonator}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis-impersonator}
+subjects: [{kind: User, name: portcullis, apiGroup: rbac.authorization.k8s.io}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: teams-view}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: reader}
+subjects:
+- {kind: Group, name: engineering, apiGroup: rbac.authorization.k8s.io}
+- {kind: Group, name: sre, apiGroup: rbac.authorization.k8s.io}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: portcullis-approved-edit}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: editor}
+subjects: [{kind: Group, name: "portcullis:approved", apiGroup: rbac.authorization.k8s.io}]
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: prod}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: demo}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: engineering-edit, namespace: demo}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: editor}
+subjects: [{kind: Group, name: engineering, apiGroup: rbac.authorization.k8s.io}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: orders-config, namespace: prod}
+data: {mode: live}
+`
+
+type env struct {
+	t         *testing.T
+	kube      *devserver.Kube
+	srv       *Server
+	approvals *elevation.Approvals
+	auditDir  string
+	url       string
+	kubectl   string
+	dir       string
+}
+
+func newEnv(t *testing.T) *env {
+	kubectl, err := devserver.KubeBinary("kubectl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := testenv.Kube(t, devserver.KubeUser{Token: portcullisKubeToken, Name: "portcullis"})
+	e := &env{t: t, kube: k, kubectl: kubectl, dir: t.TempDir()}
+	admin, err := k.Kubeconfig("admin", devserver.KubeAdminToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.run(admin, rbac, "apply", "-f", "-")
+
+	y := fmt.Sprintf(testConfig, sha256.Sum256([]byte("alice-token")), sha256.Sum256([]byte("bob-token")), k.URL(), k.CAFile)
+	cfg, err := configs.Parse("kube.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Audit.Dir = t.TempDir()
+	e.auditDir = cfg.Audit.Dir
+	log, err := audit.Open(audit.Options{Dir: cfg.Audit.Dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	// Approvals in Redis, as users run them.
+	r := testenv.Redis(t)
+	store, err := redisstore.Open(context.Background(), r.URL(), "portcullis:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	e.approvals = elevation.NewApprovals(store, nil)
+	t.Cleanup(e.approvals.Close)
+	auth, err := identity.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv = &Server{Config: cfg, Resource: cfg.Resource("cluster"), Auth: auth, Audit: log,
+		Gate: &gate.Gate{Config: cfg, Approvals: e.approvals, Audit: log}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go e.srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e.srv.Shutdown(ctx)
+	})
+	e.url = "https://" + ln.Addr().String()
+	return e
+}
+
+// kubeconfig writes a kubeconfig for user's Portcullis token against the front end.
+func (e *env) kubeconfig(user string) string {
+	ca, err := e.srv.CAPEM()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	caFile := filepath.Join(e.dir, "portcullis-ca.pem")
+	if err := os.WriteFile(caFile, ca, 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	p := filepath.Join(e.dir, "kubeconfig-"+user)
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: portcullis, cluster: {server: %q, certificate-authority: %q}}]
+users: [{name: %s, user: {token: %s-token}}]
+contexts: [{name: portcullis, context: {cluster: portcullis, user: %s}}]
+current-context: portcullis
+`, e.url, caFile, user, user, user)
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+// run runs kubectl with kubeconfig and stdin, failing the test if it fails.
+func (e *env) run(kubeconfig, stdin string, args ...string) string {
+	e.t.Helper()
+	out, err := e.try(kubeconfig, stdin, args...)
+	if err != nil {
+		e.t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// try runs kubectl and returns its output and error.
+func (e *env) try(kubeconfig, stdin string, args ...string) (string, error) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// as runs kubectl as user through Portcullis, expecting success.
+func (e *env) as(user string, args ...string) string {
+	e.t.Helper()
+	return e.run(e.kubeconfig(user), "", args...)
+}
+
+// refused runs kubectl as user through Portcullis, expecting a refusal that says want.
+func (e *env) refused(user, want string, args ...string) string {
+	e.t.Helper()
+	out, err := e.try(e.kubeconfig(user), "", args...)
+	if err == nil || !strings.Contains(out, want) {
+		e.t.Fatalf("kubectl %s as %s: %v, want a refusal with %q:\n%s", strings.Join(args, " "), user, err, want, out)
+	}
+	return out
+}
+
+// admin runs kubectl with the cluster administrator's token, directly.
+func (e *env) admin(args ...string) (string, error) {
+	cfg, err := e.kube.Kubeconfig("admin", devserver.KubeAdminToken)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.try(cfg, "", args...)
+}
+
+// events reads the audit log.
+func (e *env) events() []*audit.Event {
+	var out []*audit.Event
+	if err := audit.Scan(e.auditDir, audit.Filter{}, func(ev *audit.Event) error { out = append(out, ev); return nil }); err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+var requestID = regexp.MustCompile(`request (\S+),`)
+
+// TestKubectlThroughPortcullis runs real kubectl against a real API server through the
+// front end: reads pass as the caller; a prod delete is held, named in a Status kubectl
+// prints, re-run while pending, approved, re-run to run once, and held again after; a
+// kube-system write is denied naming the policy; the cluster's own RBAC still applies.
+func TestKubectlThroughPortcullis(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+
+	// Reads run as the caller (impersonated): whoami shows alice and her team.
+	who := e.as("alice", "auth", "whoami", "-o", "json")
+	if !strings.Contains(who, `"username": "alice"`) || !strings.Contains(who, `"engineering"`) {
+		t.Errorf("the API server did not see alice: %s", who)
+	}
+	if out := e.as("alice", "get", "configmaps", "-n", "prod"); !strings.Contains(out, "orders-config") {
+		t.Errorf("get configmaps: %s", out)
+	}
+
+	// A prod delete is held: kubectl prints the Status naming the request and its link.
+	out := e.refused("alice", "ApprovalRequired", "delete", "configmap", "orders-config", "-n", "prod")
+	m := requestID.FindStringSubmatch(out)
+	if m == nil || !strings.Contains(out, "http://portcullis.test/requests/"+m[1]) || !strings.Contains(out, "sre") {
+		t.Fatalf("the held answer does not name the request, its link and quorum:\n%s", out)
+	}
+	id := m[1]
+	if out := e.refused("alice", "ApprovalPending", "delete", "configmap", "orders-config", "-n", "prod"); !strings.Contains(out, id) {
+		t.Errorf("a re-run while pending should name the same request %s:\n%s", id, out)
+	}
+	if _, err := e.admin("get", "configmap", "orders-config", "-n", "prod"); err != nil {
+		t.Fatalf("the held delete ran: %v", err)
+	}
+	// alice's own rights cannot delete it either: only an approved request can.
+	req, err := e.approvals.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(req.Artifact.Statement, "DELETE /api/v1/namespaces/prod/configmaps/orders-config") || req.Artifact.Kind != "delete configmaps/orders-config in prod" {
+		t.Errorf("artifact: %q / %q", req.Artifact.Statement, req.Artifact.Kind)
+	}
+	bob, _ := e.srv.Config.StaticSubject("bob")
+	if _, err := e.approvals.Approve(ctx, id, bob, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.as("alice", "delete", "configmap", "orders-config", "-n", "prod"); !strings.Contains(out, `"orders-config" deleted`) {
+		t.Errorf("the approved re-run: %s", out)
+	}
+	if out, err := e.admin("get", "configmap", "orders-config", "-n", "prod"); err == nil || !strings.Contains(out, "NotFound") {
+		t.Errorf("the approved delete did not run: %v %s", err, out)
+	}
+	// It ran once: the same command again is a new request.
+	if out, err := e.admin("create", "configmap", "orders-config", "-n", "prod", "--from-literal=mode=live"); err != nil {
+		t.Fatal(out)
+	}
+	out = e.refused("alice", "ApprovalRequired", "delete", "configmap", "orders-config", "-n", "prod")
+	if m := requestID.FindStringSubmatch(out); m == nil || m[1] == id {
+		t.Errorf("a second run of an approved request should be held anew:\n%s", out)
+	}
+
+	// kube-system writes are denied, naming the policy.
+	out = e.refused("alice", "denied by Portcullis", "create", "configmap", "x", "-n", "kube-system")
+	if !strings.Contains(out, "system-writes") {
+		t.Errorf("the denial does not name the policy:\n%s", out)
+	}
+	// demo is free, and alice's RBAC lets her edit there.
+	e.as("alice", "create", "configmap", "scratch", "-n", "demo", "--from-literal=a=b")
+	// bob's team only reads: a write Portcullis allows is still refused by the cluster.
+	if out := e.refused("bob", "forbidden", "create", "configmap", "bobs", "-n", "demo"); !strings.Contains(out, `User "bob" cannot create`) {
+		t.Errorf("the cluster's own RBAC should refuse bob:\n%s", out)
+	}
+	// Acting as someone else through Portcullis is refused.
+	e.refused("alice", "impersonation", "get", "pods", "-n", "prod", "--as", "bob")
+
+	// The audit log has each decision before its run, and each run's result.
+	var held, denied, results, closed int
+	for _, ev := range e.events() {
+		switch {
+		case ev.Type == audit.TypeKubeRequest && ev.Result == "waiting":
+			held++
+		case ev.Type == audit.TypeKubeRequest && ev.Result == "denied":
+			denied++
+		case ev.Type == audit.TypeKubeResult:
+			results++
+		case ev.Type == audit.TypeKubeApprovalClosed && ev.Result == "approved":
+			closed++
+		}
+	}
+	if held != 2 || denied < 2 || results == 0 || closed != 1 {
+		t.Errorf("audit: %d held, %d denied, %d results, %d approvals closed; want 2, ≥2, >0, 1", held, denied, results, closed)
+	}
+}
+
+// TestWatchStreams: a watch through Portcullis sees a change as it happens.
+func TestWatchStreams(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.kubectl, "--kubeconfig", e.kubeconfig("alice"), "get", "configmaps", "-n", "demo", "--watch", "-o", "name")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); cmd.Wait() }()
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	// The watch is open once the initial list (kube-root-ca.crt may or may not exist yet)
+	// has come; create the object until it shows, as the watch may start a moment later.
+	created := false
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("the watch ended before the change arrived")
+			}
+			if strings.Contains(l, "configmap/watched") {
+				return
+			}
+		case <-tick.C:
+			if !created {
+				if out, err := e.admin("create", "configmap", "watched", "-n", "demo"); err != nil {
+					t.Fatal(out)
+				}
+				created = true
+			}
+		case <-ctx.Done():
+			t.Fatal("the change never came through the watch")
+		}
+	}
+}
+
+// TestRefusedBeforeForwarding: what Portcullis cannot decide safely never reaches the API
+// server — no token, an oversized body, a subresource it does not know (decided as
+// unknown: here the default, deny), an exec stream it cannot record.
+func TestRefusedBeforeForwarding(t *testing.T) {
+	e := newEnv(t)
+	ca, _ := e.srv.CAPEM()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 30 * time.Second}
+	do := func(method, path, token, body string, header ...string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, e.url+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var st map[string]any
+		b, _ := io.ReadAll(resp.Body)
+		json.Unmarshal(b, &st)
+		return resp.StatusCode, st
+	}
+	if code, st := do("GET", "/api/v1/namespaces", "", ""); code != 401 || st["kind"] != "Status" || st["reason"] != "Unauthorized" {
+		t.Errorf("no token: %d %v", code, st)
+	}
+	if code, _ := do("GET", "/api/v1/namespaces", "kube-admin-token-guess", ""); code != 401 {
+		t.Errorf("a token Portcullis does not know: %d", code)
+	}
+	big := `{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"big"},"data":{"a":"` + strings.Repeat("x", 70000) + `"}}`
+	if code, st := do("POST", "/api/v1/namespaces/demo/configmaps", "alice-token", big, "Content-Type", "application/json"); code != 413 || st["reason"] != "RequestEntityTooLarge" {
+		t.Errorf("oversized body: %d %v", code, st)
+	}
+	if code, st := do("POST", "/api/v1/namespaces/demo/pods/x/frobnicate", "alice-token", "{}", "Content-Type", "application/json"); code != 403 || !strings.Contains(fmt.Sprint(st["message"]), "denied by Portcullis") {
+		t.Errorf("an unknown subresource: %d %v", code, st)
+	}
+	if code, st := do("POST", "/api/v1/namespaces/demo/pods/x/exec?command=sh", "alice-token", "", "Connection", "Upgrade", "Upgrade", "SPDY/3.1"); code != 403 || !strings.Contains(fmt.Sprint(st["message"]), "not recorded") {
+		t.Errorf("an exec stream: %d %v", code, st)
+	}
+	var unknown, exec bool
+	for _, ev := range e.events() {
+		if ev.Type == audit.TypeKubeRequest && ev.Details["class"] == "unknown" && ev.Result == "denied" {
+			unknown = true
+		}
+		if ev.Type == audit.TypeKubeRequest && ev.Details["subresource"] == "exec" && ev.Result == "refused" {
+			exec = true
+		}
+		if ev.Type == audit.TypeKubeResult {
+			t.Errorf("something was forwarded: %+v", ev)
+		}
+	}
+	if !unknown || !exec {
+		t.Errorf("audit: unknown subresource denied %v, exec refused %v", unknown, exec)
+	}
+}

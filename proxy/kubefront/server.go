@@ -1,0 +1,655 @@
+package kubefront
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/elevation"
+	"github.com/portcullis/portcullis/internal/selfsigned"
+	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy/gate"
+	"github.com/portcullis/portcullis/proxy/identity"
+)
+
+// Authenticator turns a bearer token into an identity.
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (*identity.Identity, error)
+}
+
+// approverBodyBytes bounds the object shown to approvers.
+const approverBodyBytes = 16 << 10
+
+// Server is the front end of one kubernetes resource: an https listener that speaks the
+// Kubernetes API to kubectl and client-go tools, decides each request through the gate,
+// and forwards it to the API server — as the caller, by impersonation, or with
+// Portcullis's own credential (access: fixed) — streaming watches and logs as they come.
+// Set the fields, then Serve.
+type Server struct {
+	Config   *configs.Config
+	Resource *configs.Resource
+	Auth     Authenticator
+	Gate     *gate.Gate
+	Audit    *audit.Log
+	Log      *slog.Logger
+	// Credentials supplies Portcullis's own credential for the API server (default: the
+	// resource's static header).
+	Credentials elevation.HeaderBroker
+	Now         func() time.Time
+
+	once     sync.Once
+	initErr  error
+	proxy    *httputil.ReverseProxy
+	cert     tls.Certificate
+	caPEM    []byte
+	idPrefix string
+	n        atomic.Uint64
+	mu       sync.Mutex
+	hs       *http.Server
+}
+
+func (s *Server) init() error {
+	s.once.Do(func() {
+		if s.Log == nil {
+			s.Log = slog.New(slog.DiscardHandler)
+		}
+		if s.Now == nil {
+			s.Now = time.Now
+		}
+		if s.Credentials == nil {
+			s.Credentials = elevation.NewStaticBroker(s.Config)
+		}
+		s.idPrefix = "kbx_" + rand.Text()[:8] + "_"
+		s.initErr = s.setUp()
+	})
+	return s.initErr
+}
+
+// setUp loads or makes the listener's certificate and builds the reverse proxy.
+func (s *Server) setUp() error {
+	k := &s.Resource.Kubernetes
+	if st := k.ServerTLS; st != nil {
+		cert, err := tls.LoadX509KeyPair(st.CertFile, st.KeyFile)
+		if err != nil {
+			return fmt.Errorf("kubernetes.server_tls: %w", err)
+		}
+		s.cert = cert
+	} else {
+		host, _, _ := net.SplitHostPort(k.Listen)
+		var hosts []string
+		if u, err := url.Parse(s.Resource.KubePublicURL()); err == nil {
+			hosts = append(hosts, u.Hostname())
+		}
+		cert, err := selfsigned.Certificate(append(hosts, host)...)
+		if err != nil {
+			return err
+		}
+		s.cert = cert
+	}
+	// Kubeconfigs trust the last certificate of the chain served: the CA when the file
+	// holds the chain, the certificate itself when it is self-signed or alone.
+	chain := s.cert.Certificate
+	s.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: chain[len(chain)-1]})
+
+	up, err := url.Parse(s.Resource.Upstream)
+	if err != nil {
+		return fmt.Errorf("upstream: %w", err)
+	}
+	tc, err := upstreamTLS(k.TLS)
+	if err != nil {
+		return err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 256, 64
+	s.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(up)
+			x := pr.In.Context().Value(exchangeKey{}).(*exchange)
+			x.rewrite(pr.Out.Header)
+		},
+		Transport:     tr,
+		FlushInterval: -1, // watches and logs -f: every chunk as it comes
+		BufferPool:    copyBuffers,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			x := r.Context().Value(exchangeKey{}).(*exchange)
+			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+				x.status = 499 // the client went away
+				return
+			}
+			s.Log.Warn("the API server could not be reached", "resource", s.Resource.Name, "exchange", x.id, "err", err)
+			status(w, http.StatusBadGateway, "ServiceUnavailable", "Portcullis could not reach the API server of "+s.Resource.Name, nil)
+		},
+	}
+	return nil
+}
+
+// upstreamTLS is how Portcullis verifies the API server and authenticates to it.
+func upstreamTLS(t configs.UpstreamTLS) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	if t.CAFile != "" {
+		b, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes.tls.ca_file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("kubernetes.tls.ca_file %s: no PEM certificates", t.CAFile)
+		}
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes.tls: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// copyBuffers lends the reverse proxy its copy buffers.
+var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get() []byte  { return *p.pool.Get().(*[]byte) }
+func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
+
+// CAPEM is the certificate kubeconfigs trust for this front end's listener.
+func (s *Server) CAPEM() ([]byte, error) {
+	if err := s.init(); err != nil {
+		return nil, err
+	}
+	return s.caPEM, nil
+}
+
+// Serve accepts https connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	if err := s.init(); err != nil {
+		ln.Close()
+		return err
+	}
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{s.cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}},
+		ErrorLog:          slog.NewLogLogger(s.Log.Handler(), slog.LevelWarn),
+	}
+	s.mu.Lock()
+	s.hs = hs
+	s.mu.Unlock()
+	return hs.ServeTLS(ln, "", "")
+}
+
+// Shutdown stops accepting and waits for open requests until ctx ends; watches and other
+// streams still open then are cut.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	hs := s.hs
+	s.mu.Unlock()
+	if hs == nil {
+		return nil
+	}
+	err := hs.Shutdown(ctx)
+	if err != nil {
+		hs.Close()
+	}
+	return err
+}
+
+// ServeHTTP authenticates, classifies, decides and forwards (or holds, or refuses) one
+// Kubernetes API request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := s.init(); err != nil {
+		s.Log.Error("kubernetes resource cannot be served", "resource", s.Resource.Name, "err", err)
+		status(w, http.StatusBadGateway, "ServiceUnavailable", s.Resource.Name+" is not set up correctly; see Portcullis's log", nil)
+		return
+	}
+	who := s.authenticate(w, r)
+	if who == nil {
+		return
+	}
+	x := &exchange{srv: s, w: w, r: r, res: s.Resource, who: who, id: s.idPrefix + strconv.FormatUint(s.n.Add(1), 10), start: s.Now()}
+	x.serve()
+}
+
+// authenticate returns who sent r, or answers 401 and returns nil.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) *identity.Identity {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		status(w, http.StatusUnauthorized, "Unauthorized", "a Portcullis token is required: use a kubeconfig from `portcullis kubeconfig`, which runs `portcullis kube-credential`", nil)
+		return nil
+	}
+	who, err := s.Auth.Authenticate(r.Context(), tok)
+	if err != nil {
+		status(w, http.StatusUnauthorized, "Unauthorized", "the token is not a valid Portcullis token; sign in again (portcullis login)", nil)
+		return nil
+	}
+	return who
+}
+
+// exchange is one API request through the front end.
+type exchange struct {
+	srv   *Server
+	w     http.ResponseWriter
+	r     *http.Request
+	res   *configs.Resource
+	who   *identity.Identity
+	id    string
+	start time.Time
+	body  []byte
+	attrs Attributes
+	act   *policy.Action
+	dec   policy.Decision
+	v     gate.Verdict
+	// Set for the forward: Portcullis's credential, and whether the request runs under an
+	// approval.
+	cred     elevation.HeaderCredential
+	approved bool
+	status   int
+}
+
+// exchangeKey carries the exchange from forward to the reverse proxy's Rewrite.
+type exchangeKey struct{}
+
+func (x *exchange) serve() {
+	s, r := x.srv, x.r
+	var class policy.Class
+	x.attrs, class = Classify(r)
+	x.act = x.action(class)
+	if hasPrefixHeader(r.Header, "Impersonate-") {
+		// Portcullis itself acts as the caller; a caller acting as someone else through it
+		// would borrow Portcullis's right to impersonate.
+		ev := x.event()
+		ev.Decision, ev.Result, ev.Reason = policy.Deny.String(), "denied", "impersonation (kubectl --as) is not possible through Portcullis"
+		x.auditLoudly(ev)
+		status(x.w, http.StatusForbidden, "Forbidden", "impersonation (kubectl --as, --as-group) is not possible through Portcullis: requests run as you", nil)
+		return
+	}
+	body, err := readBody(x.w, r, x.res.Kubernetes.MaxRequestBytes)
+	switch {
+	case errors.Is(err, errTooLarge):
+		status(x.w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", fmt.Sprintf("the request body is larger than %d bytes", x.res.Kubernetes.MaxRequestBytes), nil)
+		return
+	case err != nil:
+		status(x.w, http.StatusBadRequest, "BadRequest", "the request body could not be read", nil)
+		return
+	}
+	x.body = body
+	x.act.HTTP = &policy.HTTPRequest{RawQuery: r.URL.RawQuery, Header: forwardedHeaders(r.Header), ContentType: mediaType(r.Header.Get("Content-Type")), Body: x.body}
+	x.v = s.Gate.Decide(r.Context(), &x.who.Subject, x.res.Name, x.act, x.start, &x.dec)
+	ev := x.event()
+	if bg := x.v.BreakGlass; bg != nil {
+		ev.BreakGlass, ev.Decision = bg.ID, policy.Allow.String()
+		ev.Details["original_decision"] = x.dec.Effect.String()
+		ev.Reason = "break-glass " + bg.ID + " bypassed: " + ev.Reason
+	}
+	if isUpgrade(r) && x.v.Effect != policy.Deny {
+		// exec, attach and port-forward are streams into a container: they are recorded,
+		// and without a recorder there is no session (fail closed).
+		ev.Result, ev.Reason = "refused", "interactive streams (exec, attach, port-forward) are not recorded by this Portcullis yet, so they are refused"
+		x.auditLoudly(ev)
+		status(x.w, http.StatusForbidden, "Forbidden", ev.Reason, nil)
+		return
+	}
+	switch x.v.Effect {
+	case policy.Allow:
+		// A read changes nothing: its event is written, not waited on for fsync; anything
+		// else is durable before it runs.
+		write := s.Audit.Append
+		if x.act.Class == policy.ClassRead && ev.BreakGlass == "" {
+			write = s.Audit.AppendWritten
+		}
+		if err := write(r.Context(), ev); err != nil {
+			s.Log.Error("audit write failed; request refused", "exchange", x.id, "err", err)
+			status(x.w, http.StatusServiceUnavailable, "ServiceUnavailable", "not forwarded: the audit log cannot be written", nil)
+			return
+		}
+		x.forward("")
+	case policy.Deny:
+		ev.Result = "denied"
+		x.auditLoudly(ev)
+		status(x.w, http.StatusForbidden, "Forbidden", fmt.Sprintf("%s: denied by Portcullis: %s", x.describe(), x.dec.Reason()),
+			&details{Causes: causes("policy", x.dec.RuleNames())})
+	default:
+		x.held(ev)
+	}
+}
+
+// action is the policy action of the request.
+func (x *exchange) action(class policy.Class) *policy.Action {
+	a := x.attrs
+	return &policy.Action{Class: class, Kind: a.Verb, Statement: x.r.Method + " " + x.r.URL.RequestURI(), Method: x.r.Method, Path: x.r.URL.Path,
+		Namespace: a.Namespace, EstimatedRows: -1,
+		Kube: &policy.KubeRequest{Verb: a.Verb, Group: a.Group, Version: a.Version, Resource: a.Kind, Subresource: a.Subresource, Name: a.Name}}
+}
+
+// describe is the request as kubectl users think of it: "delete configmaps/orders-config
+// in prod".
+func (x *exchange) describe() string {
+	a := x.attrs
+	if !a.Resource {
+		return a.Verb + " " + a.Path
+	}
+	what := a.Kind
+	if a.Group != "" {
+		what += "." + a.Group
+	}
+	if a.Name != "" {
+		what += "/" + a.Name
+	}
+	if a.Subresource != "" {
+		what += " (" + a.Subresource + ")"
+	}
+	if a.Namespace != "" {
+		what += " in " + a.Namespace
+	}
+	return a.Verb + " " + what
+}
+
+// held answers a request that needs approval. A re-run of a request approved for this
+// caller runs it, once; a re-run while it waits says so; otherwise a request is made and
+// the caller told (hold: answer) or kept waiting (hold: wait).
+func (x *exchange) held(ev *audit.Event) {
+	s, r := x.srv, x.r
+	art := x.artifact()
+	closed := &gate.Closed{Type: audit.TypeKubeApprovalClosed, Actor: x.who.User, Resource: x.res.Name, Session: x.id, Action: art.Statement}
+	prior, err := x.priorRequest(art.Hash())
+	if err != nil {
+		s.Log.Error("could not look up approval requests", "exchange", x.id, "err", err)
+		status(x.w, http.StatusServiceUnavailable, "ServiceUnavailable", "not forwarded: Portcullis could not read its approval requests", nil)
+		return
+	}
+	if prior != nil && prior.State == elevation.StatePending {
+		status(x.w, http.StatusForbidden, "ApprovalPending", fmt.Sprintf("%s is still waiting for approval: request %s, %s (%s). Re-run the same command once it is approved.",
+			x.describe(), prior.ID, progress(prior), s.Config.Server.RequestURL(prior.ID)), approvalDetails(prior))
+		return
+	}
+	if prior != nil { // approved: this is the re-run it waited for
+		req, err := s.Gate.Redeem(r.Context(), &x.who.Subject, prior.ID, art, closed)
+		if err != nil {
+			x.redeemFailed(prior.ID, err)
+			return
+		}
+		ev.Decision, ev.Result = policy.Allow.String(), "approved"
+		ev.Details["approval"] = req.ID
+		if err := s.Audit.Append(r.Context(), ev); err != nil {
+			s.Log.Error("audit write failed; approved request refused", "exchange", x.id, "err", err)
+			status(x.w, http.StatusServiceUnavailable, "ServiceUnavailable", "not forwarded: the audit log cannot be written", nil)
+			return
+		}
+		x.forward(req.ID)
+		return
+	}
+	req, err := s.Gate.Hold(r.Context(), &x.who.Subject, x.id, art, ev)
+	if err != nil {
+		status(x.w, http.StatusServiceUnavailable, "ServiceUnavailable", "not forwarded: "+err.Error(), nil)
+		return
+	}
+	if x.res.Kubernetes.Hold != configs.KubeHoldWait {
+		status(x.w, http.StatusForbidden, "ApprovalRequired", fmt.Sprintf("%s needs approval (%s): request %s, %s. Approve at %s, then re-run the same command; it runs once.",
+			x.describe(), x.dec.Reason(), req.ID, progress(req), s.Config.Server.RequestURL(req.ID)), approvalDetails(req))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), x.res.Kubernetes.HoldTimeout.D())
+	defer cancel()
+	got, err := s.Gate.Await(ctx, req, closed)
+	var withdrawn *gate.Withdrawn
+	switch {
+	case err == nil:
+		x.forward(got.ID)
+	case errors.Is(err, gate.ErrNotApproved):
+		status(x.w, http.StatusForbidden, "Forbidden", fmt.Sprintf("approval request %s was %s%s", got.ID, got.State, denial(got)), approvalDetails(got))
+	case errors.As(err, &withdrawn):
+		status(x.w, http.StatusGatewayTimeout, "Timeout", fmt.Sprintf("approval request %s was not decided within %s; it is withdrawn", req.ID, x.res.Kubernetes.HoldTimeout.D()), approvalDetails(req))
+	default:
+		status(x.w, http.StatusServiceUnavailable, "ServiceUnavailable", "not forwarded: "+err.Error(), approvalDetails(req))
+	}
+}
+
+// priorRequest finds the caller's newest approval request for exactly this artifact that
+// is pending or approved and unused, or nil.
+func (x *exchange) priorRequest(hash string) (*elevation.Request, error) {
+	all, err := x.srv.Gate.Approvals.List(x.r.Context())
+	if err != nil {
+		return nil, err
+	}
+	var best *elevation.Request
+	for _, req := range all {
+		if req.Type != elevation.TypeStatement || req.Requester.User != x.who.User || req.ArtifactHash != hash {
+			continue
+		}
+		if req.State != elevation.StatePending && req.State != elevation.StateApproved {
+			continue
+		}
+		if best == nil || req.CreatedAt.After(best.CreatedAt) {
+			best = req
+		}
+	}
+	return best, nil
+}
+
+// redeemFailed answers a re-run whose approval cannot run it.
+func (x *exchange) redeemFailed(id string, err error) {
+	switch {
+	case errors.Is(err, gate.ErrUsed), errors.Is(err, gate.ErrRefused), errors.Is(err, gate.ErrDiffers):
+		status(x.w, http.StatusConflict, "Conflict", fmt.Sprintf("approval request %s cannot run this request: %v; run the command again to ask anew", id, err), nil)
+	default:
+		x.srv.Log.Error("redeeming an approval failed", "exchange", x.id, "approval", id, "err", err)
+		status(x.w, http.StatusServiceUnavailable, "ServiceUnavailable", "not forwarded: Portcullis could not check the approval", nil)
+	}
+}
+
+// forward sends the request to the API server and audits its result once the answer (or
+// the stream) ends. approval names the approval it runs under, if any.
+func (x *exchange) forward(approval string) {
+	s := x.srv
+	x.approved = approval != ""
+	cred, err := s.Credentials.HeaderCredential(x.r.Context(), x.res.Name, x.who.User, x.v.CredentialRole(x.res), x.approved)
+	if err != nil {
+		s.Log.Error("no credential for the API server; request not forwarded", "exchange", x.id, "err", err)
+		status(x.w, http.StatusServiceUnavailable, "ServiceUnavailable", "not forwarded: Portcullis could not get its credential for "+x.res.Name, nil)
+		return
+	}
+	x.cred = cred
+	rec := &recorder{ResponseWriter: x.w, status: http.StatusOK}
+	r := x.r.WithContext(context.WithValue(x.r.Context(), exchangeKey{}, x))
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(x.body)), int64(len(x.body))
+	s.proxy.ServeHTTP(rec, r)
+	if cred.Once {
+		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.Credentials.ReleaseHeader(rctx, cred); err != nil {
+			s.Log.Error("could not revoke an approved request's credential; it expires with its TTL", "exchange", x.id, "err", err)
+		}
+		cancel()
+	}
+	if x.status != 0 {
+		rec.status = x.status
+	}
+	ev := &audit.Event{Type: audit.TypeKubeResult, Actor: x.who.User, Resource: x.res.Name, Session: x.id, Action: x.act.Statement,
+		Result: "ok", Details: map[string]any{"status": rec.status, "bytes": rec.bytes, "duration_us": s.Now().Sub(x.start).Microseconds()}}
+	if rec.status >= 400 {
+		ev.Result = "error"
+	}
+	if approval != "" {
+		ev.Details["approval"] = approval
+	}
+	s.Audit.Enqueue(ev)
+}
+
+// rewrite sets the outgoing request's identity headers: none of the caller's credentials,
+// Portcullis's own credential, and — unless access is fixed and nothing is elevated — the
+// caller impersonated, with their teams and roles (active grants' included) as groups and
+// the approved or break-glass groups when those apply.
+func (x *exchange) rewrite(h http.Header) {
+	h.Del("Authorization")
+	for k := range h {
+		if strings.HasPrefix(k, "Impersonate-") {
+			delete(h, k)
+		}
+	}
+	if x.cred.Header != "" {
+		h.Set(x.cred.Header, x.cred.Value)
+	}
+	k := &x.res.Kubernetes
+	var extra []string
+	switch {
+	case x.v.BreakGlass != nil:
+		extra = k.BreakGlassGroups
+	case x.approved:
+		extra = k.ApprovedGroups
+	}
+	if k.Access == configs.KubeFixed && len(extra) == 0 && len(x.v.Grants) == 0 {
+		return
+	}
+	h.Set("Impersonate-User", x.who.User)
+	var groups []string
+	for _, g := range slices.Concat(x.v.Subject.Teams, x.v.Subject.Roles, extra) {
+		if !slices.Contains(groups, g) {
+			groups = append(groups, g)
+		}
+	}
+	for _, g := range groups {
+		h.Add("Impersonate-Group", g)
+	}
+}
+
+// emptySHA256 is the digest of an empty body.
+var emptySHA256 = func() string { sum := sha256.Sum256(nil); return hex.EncodeToString(sum[:]) }()
+
+func (x *exchange) bodySHA256() string {
+	if len(x.body) == 0 {
+		return emptySHA256
+	}
+	sum := sha256.Sum256(x.body)
+	return hex.EncodeToString(sum[:])
+}
+
+// event is the audit event of the decided request, before anything is forwarded.
+func (x *exchange) event() *audit.Event {
+	a := x.attrs
+	d := map[string]any{"class": x.act.Class.String(), "verb": a.Verb, "method": x.r.Method, "path": x.r.URL.Path,
+		"body_sha256": x.bodySHA256(), "body_bytes": len(x.body), "client_addr": x.r.RemoteAddr, "user_agent": x.r.UserAgent()}
+	for k, v := range map[string]string{"query": x.r.URL.RawQuery, "group": a.Group, "resource": a.Kind, "subresource": a.Subresource, "namespace": a.Namespace, "name": a.Name} {
+		if v != "" {
+			d[k] = v
+		}
+	}
+	return &audit.Event{Type: audit.TypeKubeRequest, Actor: x.who.User, Resource: x.res.Name, Session: x.id, Action: x.act.Statement,
+		Decision: x.dec.Effect.String(), Rules: x.dec.RuleNames(), PolicyHash: x.dec.Snapshot, Reason: x.dec.Reason(), Details: d}
+}
+
+// artifact is exactly what an approval of this request approves: method, path and query,
+// the body's digest and content type, under the decision's policies. Approvers see the
+// object sent (a Secret's never).
+func (x *exchange) artifact() elevation.Artifact {
+	art := elevation.Artifact{Resource: x.res.Name, Statement: x.act.Statement, Class: x.act.Class.String(), Kind: x.describe(),
+		Params:        []string{"body-sha256=" + x.bodySHA256(), "content-type=" + x.r.Header.Get("Content-Type")},
+		EstimatedRows: -1, Quorum: x.dec.Quorum, Snapshot: x.dec.Snapshot, Requester: x.who.User, Body: x.approverBody()}
+	for _, r := range x.dec.Matched {
+		art.Rules = append(art.Rules, elevation.RuleRef{Name: r.Name, Effect: r.Effect.String(), Tier: r.Tier.String(), Description: r.Description})
+	}
+	return art
+}
+
+// approverBody is the request body as approvers see it.
+func (x *exchange) approverBody() string {
+	switch {
+	case len(x.body) == 0:
+		return ""
+	case x.attrs.Kind == "secrets":
+		return fmt.Sprintf("(a Secret's data is not shown: %d bytes)", len(x.body))
+	case len(x.body) > approverBodyBytes:
+		return fmt.Sprintf("(%d bytes, too large to show)", len(x.body))
+	case !strings.Contains(mediaType(x.r.Header.Get("Content-Type")), "json") && !strings.Contains(mediaType(x.r.Header.Get("Content-Type")), "yaml"):
+		return fmt.Sprintf("(%d bytes of %s)", len(x.body), x.r.Header.Get("Content-Type"))
+	}
+	return string(x.body)
+}
+
+func (x *exchange) auditLoudly(ev *audit.Event) {
+	if err := x.srv.Audit.Append(context.Background(), ev); err != nil {
+		x.srv.Log.Error("AUDIT WRITE FAILED; the event is lost", "type", ev.Type, "exchange", x.id, "user", x.who.User, "err", err)
+	}
+}
+
+// forwardedHeaders are the request's headers that conditions may see: not the caller's
+// credentials.
+func forwardedHeaders(h http.Header) http.Header {
+	out := h.Clone()
+	out.Del("Authorization")
+	out.Del("Cookie")
+	return out
+}
+
+// isUpgrade reports whether r asks to switch protocols (exec, attach and port-forward use
+// SPDY or WebSocket).
+func isUpgrade(r *http.Request) bool {
+	return r.Header.Get("Upgrade") != "" || strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade")
+}
+
+func mediaType(ct string) string {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.ToLower(strings.TrimSpace(mt))
+}
+
+var errTooLarge = errors.New("request body too large")
+
+// readBody reads the request body up to limit bytes.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	switch {
+	case r.ContentLength > limit:
+		return nil, errTooLarge
+	case r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody:
+		return nil, nil
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var mb *http.MaxBytesError
+	if errors.As(err, &mb) {
+		return nil, errTooLarge
+	}
+	return b, err
+}
+
+// recorder notes the status and size of the answer as it streams.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets the reverse proxy flush (watches) through the recorder.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
