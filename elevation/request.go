@@ -38,7 +38,12 @@ type Artifact struct {
 	Params    []string `json:"params,omitempty"` // as the client sent them (binary as \x hex)
 	// Body is an HTTP request's body as approvers see it: secret-looking fields redacted,
 	// large or binary bodies described. Its exact bytes are bound by Params' body-sha256.
-	Body          string         `json:"body,omitempty"`
+	Body string `json:"body,omitempty"`
+	// Preview is what the approver sees would change, computed by the front end before
+	// the request is held: for Kubernetes, the API server's dry run as a diff against the
+	// live object, or the objects a delete removes. It is part of the hash: the same
+	// request against a changed object is not what was approved.
+	Preview       string         `json:"preview,omitempty"`
 	Class         string         `json:"class"`
 	Kind          string         `json:"kind,omitempty"`
 	Tables        []string       `json:"tables,omitempty"`

@@ -93,6 +93,29 @@ var funcs = template.FuncMap{
 		return "ended"
 	},
 	"join": strings.Join,
+	// diff marks a unified diff's added and removed lines.
+	"diff": func(s string) template.HTML {
+		var b strings.Builder
+		for _, l := range strings.SplitAfter(s, "\n") {
+			class := ""
+			switch {
+			case strings.HasPrefix(l, "+++"), strings.HasPrefix(l, "---"):
+				class = "file"
+			case strings.HasPrefix(l, "+"):
+				class = "add"
+			case strings.HasPrefix(l, "-"):
+				class = "del"
+			case strings.HasPrefix(l, "@@"):
+				class = "hunk"
+			}
+			if class == "" {
+				b.WriteString(template.HTMLEscapeString(l))
+				continue
+			}
+			fmt.Fprintf(&b, `<span class="%s">%s</span>`, class, template.HTMLEscapeString(l))
+		}
+		return template.HTML(b.String())
+	},
 	"list": func(v ...string) []string { return v },
 	"dur":  human.Duration,
 	"has":  slices.Contains[[]string],

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -143,6 +145,15 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string) error {
 		notStarted = append(notStarted, "Vault ("+firstLine(vaultErr)+"; static orders credentials, no vault resource)")
 	}
 
+	// A Kubernetes control plane when this machine has one (make tools builds it).
+	if k, err := startDemoKube(ctx, cfg, mkdir(filepath.Join(dir, "kube"))); err == nil {
+		defer k.Stop()
+		started = append(started, "Kubernetes (etcd and kube-apiserver "+k.URL()+", behind resource cluster)")
+	} else {
+		cfg.Resources = slices.DeleteFunc(cfg.Resources, func(r configs.Resource) bool { return r.Kind == "kubernetes" })
+		notStarted = append(notStarted, "Kubernetes ("+firstLine(err)+"; no cluster resource)")
+	}
+
 	return serve(ctx, cfg, logger, func(a listening) {
 		printDemo(out, cfg, a)
 		fmt.Fprintf(out, "Started: %s, Portcullis (API %s, PostgreSQL %s).\n", strings.Join(started, ", "), a.api, a.postgres)
@@ -232,6 +243,29 @@ path "sys/mounts/*" { capabilities = ["create", "update", "delete", "read"] }`,
 		}
 	}
 	return nil
+}
+
+// startDemoKube starts etcd and kube-apiserver with their state in dir (fresh each run),
+// seeds them (RBAC, namespaces prod and demo, the orders ConfigMap and Deployment) and
+// points the cluster resource at the API server.
+func startDemoKube(ctx context.Context, cfg *configs.Config, dir string) (*devserver.Kube, error) {
+	res := cfg.Resource("cluster")
+	if res == nil {
+		return nil, errors.New("the configuration has no cluster resource")
+	}
+	os.RemoveAll(dir) // etcd's data from an earlier run: the seed makes it anew
+	k, err := devserver.StartKube(mkdir(dir), devserver.KubeUser{Token: devserver.KubePortcullisToken, Name: devserver.KubePortcullisUser})
+	if err != nil {
+		return nil, err
+	}
+	if err := k.Seed(ctx); err != nil {
+		k.Stop()
+		return nil, err
+	}
+	res.Upstream = k.URL()
+	res.Kubernetes.TLS.CAFile = k.CAFile
+	res.Credentials.Static = &configs.StaticCredentials{Header: "Authorization", Value: "Bearer " + devserver.KubePortcullisToken}
+	return k, nil
 }
 
 // demoPGDir returns where the demo keeps PostgreSQL's data: dir/pg, or, when running as
@@ -390,13 +424,13 @@ Admin HTTP API (orders-admin, through Portcullis; it never sees your token, you 
       -- 202 with an approval id: bob approves, then alice sends it again with -H 'Portcullis-Approval: <id>'
       (or adds -H 'Prefer: wait=60' to wait for the approval), and it runs once
   curl -s -H 'Authorization: Bearer alice-demo-token' -X DELETE http://orders-admin.localhost:%[2]s/orders/3  -- 403
-%[3]s
+%[3]s%[4]s
 API:
   curl -s -H 'Authorization: Bearer alice-demo-token' http://%[1]s/api/v1/whoami
   curl -s -H 'Authorization: Bearer bob-demo-token' http://%[1]s/api/v1/approvals
   curl -s -H 'Authorization: Bearer carol-demo-token' http://%[1]s/api/v1/sessions
 
-`, a.api, httpPort(a.http), vaultDemo(cfg, httpPort(a.http)))
+`, a.api, httpPort(a.http), vaultDemo(cfg, httpPort(a.http)), kubeDemo(cfg, a))
 }
 
 // vaultDemo is the banner's part for the vault resource, when the demo runs Vault.
@@ -412,6 +446,31 @@ Vault's own API (resource vault; Portcullis makes each caller a 5-minute token o
       -- 202: carol (security) approves; re-sent with -H 'Portcullis-Approval: <id>', it runs once with a
       one-use token of demo-sys-admin
 `, port)
+}
+
+// kubeDemo is the banner's part for the cluster resource, when the demo runs Kubernetes.
+func kubeDemo(cfg *configs.Config, a listening) string {
+	if cfg.Resource("cluster") == nil || len(a.kube) == 0 {
+		return ""
+	}
+	kubectl := "kubectl"
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		if p, err := devserver.KubeBinary("kubectl"); err == nil {
+			kubectl = p
+		}
+	}
+	return fmt.Sprintf(`
+Kubernetes (resource cluster, through Portcullis on https://%[1]s; kubectl as is):
+  bin/portcullis kubeconfig --resource cluster --server http://%[2]s --token alice-demo-token --kubeconfig %[4]s
+  export KUBECONFIG=%[4]s PORTCULLIS_TOKEN=alice-demo-token   # kubectl runs portcullis kube-credential
+  %[3]s get configmaps,deployments -n prod                       -- allowed, as alice (impersonated)
+  %[3]s delete configmap orders-config -n prod                   -- held: kubectl prints the request; bob approves
+      (PORTCULLIS_TOKEN=bob-demo-token bin/portcullis approve <id>, or the console, which shows the object);
+      the same command again runs once
+  %[3]s scale deployment orders -n prod --replicas=3             -- held; the approver sees the API server's dry-run diff
+  %[3]s create configmap scratch -n demo                         -- allowed: demo is free
+  %[3]s create configmap x -n kube-system                        -- denied (cluster-system-writes)
+`, a.kube[0], a.api, kubectl, filepath.Join(os.Getenv("DEMO_DIR"), "kubeconfig"))
 }
 
 // httpPort is the port of the HTTP front end's address.

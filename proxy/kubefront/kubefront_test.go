@@ -29,10 +29,6 @@ import (
 	"github.com/portcullis/portcullis/proxy/identity"
 )
 
-// portcullisKubeToken is Portcullis's own credential for the test API server: a user that
-// may impersonate, and nothing else.
-const portcullisKubeToken = "portcullis-kube-token"
-
 const testConfig = `version: 1
 server: {public_url: http://portcullis.test}
 identity:
@@ -52,7 +48,7 @@ resources:
       tls: {ca_file: %s}
       approved_groups: ["portcullis:approved"]
       max_request_bytes: 65536
-    credentials: {static: {header: Authorization, value: "Bearer ` + portcullisKubeToken + `"}}
+    credentials: {static: {header: Authorization, value: "Bearer ` + devserver.KubePortcullisToken + `"}}
 policies:
   - name: cluster-reads
     match: {resources: {names: [cluster]}, actions: [read]}
@@ -71,69 +67,6 @@ policies:
     effect: deny
 `
 
-// rbac is what the test cluster grants: Portcullis may impersonate; engineers and SREs
-// read; engineers edit in demo; only an approved request (the portcullis:approved group,
-// which only Portcullis can give) edits elsewhere. (The built-in view and edit roles are
-// aggregated by the controller manager, which the test cluster does not run: reader and
-// editor stand in for them.)
-const rbac = `apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: reader}
-rules:
-- {apiGroups: ["", apps], resources: [configmaps, pods, pods/log, deployments, namespaces, events], verbs: [get, list, watch]}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: editor}
-rules:
-- {apiGroups: ["", apps], resources: [configmaps, pods, deployments, deployments/scale], verbs: [get, list, watch, create, update, patch, delete, deletecollection]}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: portcullis-impersonator}
-rules:
-- {apiGroups: [""], resources: [users, groups], verbs: [impersonate]}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: portcullis-impersonator}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis-impersonator}
-subjects: [{kind: User, name: portcullis, apiGroup: rbac.authorization.k8s.io}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: teams-view}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: reader}
-subjects:
-- {kind: Group, name: engineering, apiGroup: rbac.authorization.k8s.io}
-- {kind: Group, name: sre, apiGroup: rbac.authorization.k8s.io}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: portcullis-approved-edit}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: editor}
-subjects: [{kind: Group, name: "portcullis:approved", apiGroup: rbac.authorization.k8s.io}]
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: prod}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: demo}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: engineering-edit, namespace: demo}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: editor}
-subjects: [{kind: Group, name: engineering, apiGroup: rbac.authorization.k8s.io}]
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: orders-config, namespace: prod}
-data: {mode: live}
-`
-
 type env struct {
 	t         *testing.T
 	kube      *devserver.Kube
@@ -150,13 +83,14 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := testenv.Kube(t, devserver.KubeUser{Token: portcullisKubeToken, Name: "portcullis"})
-	e := &env{t: t, kube: k, kubectl: kubectl, dir: t.TempDir()}
-	admin, err := k.Kubeconfig("admin", devserver.KubeAdminToken)
-	if err != nil {
+	// The demo's cluster: Portcullis may impersonate; teams read; engineering edits in
+	// demo; the portcullis:approved group edits everywhere; prod holds orders-config and
+	// the orders Deployment.
+	k := testenv.Kube(t, devserver.KubeUser{Token: devserver.KubePortcullisToken, Name: devserver.KubePortcullisUser})
+	if err := k.Seed(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	e.run(admin, rbac, "apply", "-f", "-")
+	e := &env{t: t, kube: k, kubectl: kubectl, dir: t.TempDir()}
 
 	y := fmt.Sprintf(testConfig, sha256.Sum256([]byte("alice-token")), sha256.Sum256([]byte("bob-token")), k.URL(), k.CAFile)
 	cfg, err := configs.Parse("kube.yaml", []byte(y))
@@ -260,14 +194,43 @@ func (e *env) refused(user, want string, args ...string) string {
 	return out
 }
 
-// admin runs kubectl with the cluster administrator's token, directly.
-func (e *env) admin(args ...string) (string, error) {
+// adminConfig is the cluster administrator's kubeconfig, directly to the API server.
+func (e *env) adminConfig() string {
 	cfg, err := e.kube.Kubeconfig("admin", devserver.KubeAdminToken)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return e.try(cfg, "", args...)
+	return cfg
 }
+
+// refusedIn is refused with stdin.
+func (e *env) refusedIn(stdin, want, user string, args ...string) string {
+	e.t.Helper()
+	out, err := e.try(e.kubeconfig(user), stdin, args...)
+	if err == nil || !strings.Contains(out, want) {
+		e.t.Fatalf("kubectl %s as %s: %v, want a refusal with %q:\n%s", strings.Join(args, " "), user, err, want, out)
+	}
+	return out
+}
+
+// deployment is the orders Deployment in prod (the seed's: 2 replicas of busybox:1.36).
+func deployment(replicas int, image string) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: orders, namespace: prod, labels: {app: orders}}
+spec:
+  replicas: %d
+  selector: {matchLabels: {app: orders}}
+  template:
+    metadata: {labels: {app: orders}}
+    spec:
+      containers:
+      - {name: orders, image: %q, command: [sleep, infinity]}
+`, replicas, image)
+}
+
+// admin runs kubectl with the cluster administrator's token, directly.
+func (e *env) admin(args ...string) (string, error) { return e.try(e.adminConfig(), "", args...) }
 
 // events reads the audit log.
 func (e *env) events() []*audit.Event {
@@ -318,6 +281,9 @@ func TestKubectlThroughPortcullis(t *testing.T) {
 	if !strings.Contains(req.Artifact.Statement, "DELETE /api/v1/namespaces/prod/configmaps/orders-config") || req.Artifact.Kind != "delete configmaps/orders-config in prod" {
 		t.Errorf("artifact: %q / %q", req.Artifact.Statement, req.Artifact.Kind)
 	}
+	if p := req.Artifact.Preview; !strings.HasPrefix(p, "would delete:") || !strings.Contains(p, "mode: live") || strings.Contains(p, "resourceVersion") {
+		t.Errorf("the approver should see the live object that would go:\n%s", p)
+	}
 	bob, _ := e.srv.Config.StaticSubject("bob")
 	if _, err := e.approvals.Approve(ctx, id, bob, "ok"); err != nil {
 		t.Fatal(err)
@@ -328,6 +294,9 @@ func TestKubectlThroughPortcullis(t *testing.T) {
 	if out, err := e.admin("get", "configmap", "orders-config", "-n", "prod"); err == nil || !strings.Contains(out, "NotFound") {
 		t.Errorf("the approved delete did not run: %v %s", err, out)
 	}
+	if r, err := e.approvals.Get(ctx, id); err != nil || r.State != elevation.StateExecuted || r.Outcome == nil || r.Outcome.String() != "HTTP 200" {
+		t.Errorf("the approved request's outcome: %v %+v", err, r)
+	}
 	// It ran once: the same command again is a new request.
 	if out, err := e.admin("create", "configmap", "orders-config", "-n", "prod", "--from-literal=mode=live"); err != nil {
 		t.Fatal(out)
@@ -335,6 +304,28 @@ func TestKubectlThroughPortcullis(t *testing.T) {
 	out = e.refused("alice", "ApprovalRequired", "delete", "configmap", "orders-config", "-n", "prod")
 	if m := requestID.FindStringSubmatch(out); m == nil || m[1] == id {
 		t.Errorf("a second run of an approved request should be held anew:\n%s", out)
+	}
+
+	// A changed Deployment applied to prod is held with the API server's dry run of it as
+	// a diff against the live object.
+	e.refusedIn(deployment(3, "busybox:1.37"), "ApprovalRequired", "alice", "apply", "-f", "-")
+	reqs, err := e.approvals.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var diff string
+	for _, r := range reqs {
+		if strings.Contains(r.Artifact.Statement, "/deployments/orders") {
+			diff = r.Artifact.Preview
+		}
+	}
+	for _, want := range []string{"--- live", "+++ after this request (dry run)", "-  replicas: 2", "+  replicas: 3", "-        image: busybox:1.36", "+        image: busybox:1.37"} {
+		if !strings.Contains(diff, want) {
+			t.Errorf("the dry-run diff lacks %q:\n%s", want, diff)
+		}
+	}
+	if strings.Contains(diff, "managedFields") || strings.Contains(diff, "resourceVersion") || strings.Contains(diff, "last-applied") {
+		t.Errorf("the diff shows bookkeeping:\n%s", diff)
 	}
 
 	// kube-system writes are denied, naming the policy.
@@ -365,8 +356,8 @@ func TestKubectlThroughPortcullis(t *testing.T) {
 			closed++
 		}
 	}
-	if held != 2 || denied < 2 || results == 0 || closed != 1 {
-		t.Errorf("audit: %d held, %d denied, %d results, %d approvals closed; want 2, ≥2, >0, 1", held, denied, results, closed)
+	if held != 3 || denied < 2 || results == 0 || closed != 1 {
+		t.Errorf("audit: %d held, %d denied, %d results, %d approvals closed; want 3, ≥2, >0, 1", held, denied, results, closed)
 	}
 }
 

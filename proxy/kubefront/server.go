@@ -61,7 +61,9 @@ type Server struct {
 
 	once     sync.Once
 	initErr  error
-	proxy    *httputil.ReverseProxy
+	proxy     *httputil.ReverseProxy
+	upstream  *url.URL
+	transport http.RoundTripper
 	cert     tls.Certificate
 	caPEM    []byte
 	idPrefix string
@@ -124,6 +126,7 @@ func (s *Server) setUp() error {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tc
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 256, 64
+	s.upstream, s.transport = up, tr
 	s.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up)
@@ -474,7 +477,7 @@ func (x *exchange) forward(approval string) {
 		return
 	}
 	x.cred = cred
-	rec := &recorder{ResponseWriter: x.w, status: http.StatusOK}
+	rec := &recorder{ResponseWriter: x.w, status: http.StatusOK, keep: x.approved}
 	r := x.r.WithContext(context.WithValue(x.r.Context(), exchangeKey{}, x))
 	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(x.body)), int64(len(x.body))
 	s.proxy.ServeHTTP(rec, r)
@@ -495,30 +498,48 @@ func (x *exchange) forward(approval string) {
 	}
 	if approval != "" {
 		ev.Details["approval"] = approval
+		x.recordOutcome(approval, rec)
 	}
 	s.Audit.Enqueue(ev)
 }
 
-// rewrite sets the outgoing request's identity headers: none of the caller's credentials,
+// recordOutcome records what became of an approved request on it: the API server's
+// status, and its message when it refused.
+func (x *exchange) recordOutcome(id string, rec *recorder) {
+	o := elevation.Outcome{Result: elevation.OutcomeRan, Tag: fmt.Sprintf("HTTP %d", rec.status), At: x.srv.Now()}
+	if rec.status >= 400 {
+		o.Result, o.Code, o.Message = elevation.OutcomeFailed, fmt.Sprintf("HTTP %d", rec.status), statusMessage(rec.kept)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := x.srv.Gate.Approvals.RecordOutcome(ctx, id, o); err != nil {
+		x.srv.Log.Error("could not record an approved request's outcome", "exchange", x.id, "approval", id, "err", err)
+	}
+}
+
+// rewrite sets the outgoing request's identity headers for the exchange as decided.
+func (x *exchange) rewrite(h http.Header) { x.identify(h, x.cred, x.approved) }
+
+// identify sets a request's identity headers: none of the caller's credentials,
 // Portcullis's own credential, and — unless access is fixed and nothing is elevated — the
 // caller impersonated, with their teams and roles (active grants' included) as groups and
 // the approved or break-glass groups when those apply.
-func (x *exchange) rewrite(h http.Header) {
+func (x *exchange) identify(h http.Header, cred elevation.HeaderCredential, approved bool) {
 	h.Del("Authorization")
 	for k := range h {
 		if strings.HasPrefix(k, "Impersonate-") {
 			delete(h, k)
 		}
 	}
-	if x.cred.Header != "" {
-		h.Set(x.cred.Header, x.cred.Value)
+	if cred.Header != "" {
+		h.Set(cred.Header, cred.Value)
 	}
 	k := &x.res.Kubernetes
 	var extra []string
 	switch {
 	case x.v.BreakGlass != nil:
 		extra = k.BreakGlassGroups
-	case x.approved:
+	case approved:
 		extra = k.ApprovedGroups
 	}
 	if k.Access == configs.KubeFixed && len(extra) == 0 && len(x.v.Grants) == 0 {
@@ -567,7 +588,7 @@ func (x *exchange) event() *audit.Event {
 func (x *exchange) artifact() elevation.Artifact {
 	art := elevation.Artifact{Resource: x.res.Name, Statement: x.act.Statement, Class: x.act.Class.String(), Kind: x.describe(),
 		Params:        []string{"body-sha256=" + x.bodySHA256(), "content-type=" + x.r.Header.Get("Content-Type")},
-		EstimatedRows: -1, Quorum: x.dec.Quorum, Snapshot: x.dec.Snapshot, Requester: x.who.User, Body: x.approverBody()}
+		EstimatedRows: -1, Quorum: x.dec.Quorum, Snapshot: x.dec.Snapshot, Requester: x.who.User, Body: x.approverBody(), Preview: x.preview()}
 	for _, r := range x.dec.Matched {
 		art.Rules = append(art.Rules, elevation.RuleRef{Name: r.Name, Effect: r.Effect.String(), Tier: r.Tier.String(), Description: r.Description})
 	}
@@ -638,6 +659,8 @@ type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	keep   bool   // keep the answer's first bytes (an approved request's, for its outcome)
+	kept   []byte // up to 4 KiB
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -648,6 +671,9 @@ func (r *recorder) WriteHeader(code int) {
 func (r *recorder) Write(b []byte) (int, error) {
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
+	if r.keep && len(r.kept) < 4<<10 {
+		r.kept = append(r.kept, b[:min(len(b), 4<<10-len(r.kept))]...)
+	}
 	return n, err
 }
 
