@@ -34,6 +34,7 @@ import (
 type consoleEnv struct {
 	web, proxy string
 	http       string // the HTTP front end's address
+	kube       string // the Kubernetes front end's address
 	browser    context.Context
 	shots      string
 }
@@ -80,6 +81,7 @@ func startConsoleEnv(t *testing.T) *consoleEnv {
 	t.Setenv("DEMO_DIR", dir)
 	t.Setenv("DEMO_PG_PORT", fmt.Sprint(pg.Port))
 	t.Setenv("DEMO_PG_PASSWORD", "upstream-pw")
+	t.Setenv("DEMO_KUBE_PORT", "0")
 	cfg, err := configs.Load(filepath.Join(dir, "demo.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +92,11 @@ func startConsoleEnv(t *testing.T) *consoleEnv {
 		shots = filepath.Join(testenv.ModuleRoot(t), ".artifacts", "screenshots")
 	}
 	os.MkdirAll(shots, 0o755)
-	return &consoleEnv{web: "http://" + a.api, proxy: a.postgres, http: a.http, browser: testenv.Browser(t), shots: shots}
+	var kube string
+	if len(a.kube) > 0 {
+		kube = a.kube[0]
+	}
+	return &consoleEnv{web: "http://" + a.api, proxy: a.postgres, http: a.http, kube: kube, browser: testenv.Browser(t), shots: shots}
 }
 
 // user opens a browser context of its own (its own cookies) and signs in through the

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -43,6 +44,7 @@ func TestDemo(t *testing.T) {
 	t.Setenv("DEMO_DIR", filepath.Join(dir, "state"))
 	t.Setenv("DEMO_PG_PORT", fmt.Sprint(port))
 	t.Setenv("DEMO_PG_PASSWORD", "")
+	t.Setenv("DEMO_KUBE_PORT", "0")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &testenv.SyncBuffer{}
@@ -112,8 +114,8 @@ func TestDemo(t *testing.T) {
 		c.Close(ctx)
 	}
 	// The elevation walkthrough, with the Redis store and Vault credentials make tools provides.
-	if !strings.Contains(out.String(), "Redis (") || !strings.Contains(out.String(), "Vault (") || strings.Contains(out.String(), "Not started") {
-		t.Fatalf("the demo did not start Redis and Vault:\n%s", out)
+	if !strings.Contains(out.String(), "Redis (") || !strings.Contains(out.String(), "Vault (") || !strings.Contains(out.String(), "Kubernetes (") || strings.Contains(out.String(), "Not started") {
+		t.Fatalf("the demo did not start Redis, Vault and Kubernetes:\n%s", out)
 	}
 	post := func(token, path, body string) map[string]any {
 		req, _ := http.NewRequest("POST", "http://"+api+path, strings.NewReader(body))
@@ -191,6 +193,45 @@ func TestDemo(t *testing.T) {
 	}
 	if code, o := send("vault.localhost", "alice", "GET", "/v1/sys/policies/acl/app", "", ""); code != 200 || !strings.Contains(fmt.Sprint(o["data"]), "secret/data/app") {
 		t.Errorf("the written policy, read back: %d %v", code, o)
+	}
+
+	// Kubernetes, as the banner says: a kubeconfig from portcullis kubeconfig, kubectl with
+	// portcullis kube-credential as its credential plugin; a read, a prod delete held for
+	// bob and run once when alice runs it again, a kube-system write denied.
+	kc := regexp.MustCompile(`bin/portcullis kubeconfig --resource cluster --server (\S+) --token alice-demo-token --kubeconfig (\S+)`).FindStringSubmatch(out.String())
+	if kc == nil {
+		t.Fatalf("the demo does not say how to reach the cluster:\n%s", out)
+	}
+	if code, o := runCLI(t, "kubeconfig", "--resource", "cluster", "--server", kc[1], "--token", "alice-demo-token", "--kubeconfig", kc[2]); code != 0 {
+		t.Fatalf("portcullis kubeconfig: %d %s", code, o)
+	}
+	kubectlBin, err := devserver.KubeBinary("kubectl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubectl := func(user string, args ...string) (string, error) {
+		kctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(kctx, kubectlBin, args...)
+		// The credential plugin is this test binary acting as the CLI (see TestMain).
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+kc[2], "PORTCULLIS_TOKEN="+user+"-demo-token", "PORTCULLIS_TEST_RUN_CLI=1")
+		o, err := cmd.CombinedOutput()
+		return string(o), err
+	}
+	if o, err := kubectl("alice", "get", "configmaps", "-n", "prod"); err != nil || !strings.Contains(o, "orders-config") {
+		t.Errorf("kubectl get through Portcullis: %v\n%s", err, o)
+	}
+	o, err := kubectl("alice", "delete", "configmap", "orders-config", "-n", "prod")
+	m := regexp.MustCompile(`request (apr_\w+),`).FindStringSubmatch(o)
+	if err == nil || m == nil {
+		t.Fatalf("a prod delete should be held: %v\n%s", err, o)
+	}
+	post("bob-demo-token", "/api/v1/approvals/"+m[1]+"/approve", `{"comment": "ok"}`)
+	if o, err := kubectl("alice", "delete", "configmap", "orders-config", "-n", "prod"); err != nil || !strings.Contains(o, "deleted") {
+		t.Errorf("the approved delete, run again: %v\n%s", err, o)
+	}
+	if o, err := kubectl("alice", "create", "configmap", "x", "-n", "kube-system"); err == nil || !strings.Contains(o, "cluster-system-writes") {
+		t.Errorf("a kube-system write: %v\n%s", err, o)
 	}
 
 	// Per-statement approval with Vault: alice's session runs as the reader, which cannot

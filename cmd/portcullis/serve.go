@@ -198,6 +198,9 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 			ln.Close()
 			return fmt.Errorf("could not listen on %s for %s: %w", res.Kubernetes.Listen, res.Name, err)
 		}
+		if _, port, _ := net.SplitHostPort(res.Kubernetes.Listen); port == "0" && res.Kubernetes.PublicURL == "" {
+			res.Kubernetes.PublicURL = "https://" + kln.Addr().String() // kubeconfigs name the port chosen
+		}
 		front := &kubefront.Server{Config: cfg, Resource: res, Auth: auth, Audit: log, Log: logger, Credentials: headers,
 			Gate: &gate.Gate{Config: cfg, Approvals: approvals, Audit: log, Log: logger}}
 		if _, err := front.CAPEM(); err != nil {
