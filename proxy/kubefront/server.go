@@ -59,17 +59,17 @@ type Server struct {
 	Credentials elevation.HeaderBroker
 	Now         func() time.Time
 
-	once     sync.Once
-	initErr  error
+	once      sync.Once
+	initErr   error
 	proxy     *httputil.ReverseProxy
 	upstream  *url.URL
 	transport http.RoundTripper
-	cert     tls.Certificate
-	caPEM    []byte
-	idPrefix string
-	n        atomic.Uint64
-	mu       sync.Mutex
-	hs       *http.Server
+	cert      tls.Certificate
+	caPEM     []byte
+	idPrefix  string
+	n         atomic.Uint64
+	mu        sync.Mutex
+	hs        *http.Server
 }
 
 func (s *Server) init() error {
