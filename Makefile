@@ -10,6 +10,11 @@ VAULT_VERSION := 1.21.1
 VAULT_DIR     := $(CACHE_DIR)/vault-$(VAULT_VERSION)
 VAULT         := $(VAULT_DIR)/vault
 VAULT_PLUGIN  := $(VAULT_DIR)/plugins/postgresql-database-plugin
+# Vault's Kubernetes secrets engine, an external plugin for the minimal build; its version
+# (deploy/vault/go.mod) keys a stamp outside the plugin directory (Vault runs every file in it).
+VAULT_K8S_VERSION := 0.12.0
+VAULT_K8S     := $(VAULT_DIR)/plugins/vault-plugin-secrets-kubernetes
+VAULT_K8S_STAMP := $(VAULT_DIR)/.vault-plugin-secrets-kubernetes-$(VAULT_K8S_VERSION)
 KUBE_VERSION  := 1.36.3
 KUBE_DIR      := $(CACHE_DIR)/kubernetes-$(KUBE_VERSION)
 ETCD_VERSION  := 3.6.8
@@ -116,8 +121,8 @@ servers:
 		service postgresql stop >/dev/null 2>&1 || true; service redis-server stop >/dev/null 2>&1 || true; \
 	fi
 
-## vault: build the pinned Vault server and its PostgreSQL plugin once (about 5 minutes cold).
-vault: $(VAULT) $(VAULT_PLUGIN)
+## vault: build the pinned Vault server and its PostgreSQL and Kubernetes plugins once (about 5 minutes cold).
+vault: $(VAULT) $(VAULT_PLUGIN) $(VAULT_K8S_STAMP)
 
 $(VAULT):
 	@echo "building Vault $(VAULT_VERSION) into $(VAULT_DIR) (once; several minutes)"
@@ -131,6 +136,13 @@ $(VAULT_PLUGIN): $(VAULT)
 	cd deploy/vault && CGO_ENABLED=0 GOFLAGS=-mod=mod $(GO) build -trimpath -ldflags='-s -w' \
 		-o $(VAULT_PLUGIN).tmp github.com/hashicorp/vault/plugins/database/postgresql/postgresql-database-plugin
 	mv $(VAULT_PLUGIN).tmp $(VAULT_PLUGIN)
+
+$(VAULT_K8S_STAMP): $(VAULT)
+	@mkdir -p $(VAULT_DIR)/plugins
+	cd deploy/vault && CGO_ENABLED=0 GOFLAGS=-mod=mod $(GO) build -trimpath -ldflags='-s -w' \
+		-o $(VAULT_K8S).tmp github.com/hashicorp/vault-plugin-secrets-kubernetes/cmd/vault-plugin-secrets-kubernetes
+	mv $(VAULT_K8S).tmp $(VAULT_K8S)
+	touch $@
 
 ## kubernetes: build the pinned etcd, kube-apiserver and kubectl once (several minutes cold),
 ## cached like Vault; the tests run a real control plane with them. `make kubelet` adds the

@@ -51,6 +51,11 @@ const (
 	// TypeKubeApprovalClosed: a held Kubernetes request was re-run under its approval
 	// (or its wait, hold: wait, ended).
 	TypeKubeApprovalClosed = "kube.approval.closed"
+	// TypeKubeTokenMinted: a service-account token was minted (Vault's Kubernetes engine)
+	// for an elevation grant's or break-glass session's requests to a cluster.
+	TypeKubeTokenMinted = "kube.token.minted"
+	// TypeKubeTokenRevoked: that token's lease was revoked, its grant having ended.
+	TypeKubeTokenRevoked = "kube.token.revoked"
 
 	TypeApprovalVote = "approval.vote"
 

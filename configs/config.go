@@ -305,6 +305,14 @@ type VaultCredentials struct {
 	ApprovedPath string `yaml:"approved_path"`
 	// CacheTTL bounds how long a secret read at Path is reused (default 1m).
 	CacheTTL Duration `yaml:"cache_ttl"`
+
+	// For kubernetes resources, Roles name paths of Vault's Kubernetes secrets engine
+	// (kubernetes/creds/<role>): while an elevation grant of the role (or break-glass) is
+	// what allows a request, it runs with a service-account token minted there, lasting
+	// until the grant ends. KubernetesNamespace is where Vault makes the service account;
+	// ClusterRoleBinding binds its role cluster-wide.
+	KubernetesNamespace string `yaml:"kubernetes_namespace"`
+	ClusterRoleBinding  bool   `yaml:"cluster_role_binding"`
 }
 
 // VaultToken is a Vault token Portcullis creates for each caller of an http resource,

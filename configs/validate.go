@@ -287,12 +287,12 @@ func (c *Config) validate(o origin, errs *Error) {
 			}
 		}
 		cr := r.Credentials
-		if cr.Static != nil && cr.Vault != nil {
+		if cr.Static != nil && cr.Vault != nil && r.Kind != "kubernetes" {
 			errs.add(o.file, at("credentials"), "resources[%d].credentials: give static or vault, not both", i)
 		}
 		if v := cr.Vault; v != nil {
 			usesVault = true
-			if v.Path == "" && v.Token == nil {
+			if v.Path == "" && v.Token == nil && r.Kind != "kubernetes" {
 				errs.add(o.file, at("credentials", "vault"), "resources[%d].credentials.vault.path is required", i)
 			}
 			for role := range v.Roles {
@@ -489,9 +489,15 @@ func validateKube(errs *Error, o origin, i int, r *Resource) {
 	if t := k.TLS; (t.CertFile == "") != (t.KeyFile == "") {
 		errs.add(o.file, at("kubernetes", "tls"), "resources[%d].kubernetes.tls: give cert_file and key_file together", i)
 	}
+	if v := r.Credentials.Vault; v != nil {
+		switch {
+		case v.Path != "" || v.Token != nil || v.Field != "" || v.ApprovedPath != "":
+			errs.add(o.file, at("credentials", "vault"), "resources[%d].credentials.vault: for kubernetes give roles (elevation role or breakglass -> kubernetes/creds/<role>) and kubernetes_namespace; ordinary requests use credentials.static", i)
+		case len(v.Roles) == 0 || v.KubernetesNamespace == "":
+			errs.add(o.file, at("credentials", "vault"), "resources[%d].credentials.vault: give roles and kubernetes_namespace (where Vault makes the service accounts)", i)
+		}
+	}
 	switch st := r.Credentials.Static; {
-	case r.Credentials.Vault != nil:
-		errs.add(o.file, at("credentials", "vault"), "resources[%d].credentials.vault: not supported for kubernetes resources yet; give credentials.static (header and value) or a client certificate in kubernetes.tls", i)
 	case st != nil && (st.Header == "") != (st.Value == ""):
 		errs.add(o.file, at("credentials", "static"), "resources[%d].credentials.static: give header and value together", i)
 	case (st == nil || st.Header == "") && k.TLS.CertFile == "":

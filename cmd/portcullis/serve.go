@@ -137,6 +137,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 	var (
 		broker  elevation.CredentialBroker = static
 		headers elevation.HeaderBroker     = static
+		tokens  kubefront.TokenBroker      // grant tokens from Vault's Kubernetes engine
 	)
 	if cfg.Vault.Address != "" {
 		vctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -146,7 +147,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 			return err
 		}
 		defer vb.Close()
-		broker, headers = vb, vb
+		broker, headers, tokens = vb, vb, vb
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
@@ -201,7 +202,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		if _, port, _ := net.SplitHostPort(res.Kubernetes.Listen); port == "0" && res.Kubernetes.PublicURL == "" {
 			res.Kubernetes.PublicURL = "https://" + kln.Addr().String() // kubeconfigs name the port chosen
 		}
-		front := &kubefront.Server{Config: cfg, Resource: res, Auth: auth, Audit: log, Log: logger, Credentials: headers,
+		front := &kubefront.Server{Config: cfg, Resource: res, Auth: auth, Audit: log, Log: logger, Credentials: headers, Tokens: tokens,
 			Gate: &gate.Gate{Config: cfg, Approvals: approvals, Audit: log, Log: logger}}
 		if _, err := front.CAPEM(); err != nil {
 			kln.Close()

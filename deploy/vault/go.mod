@@ -2,7 +2,10 @@ module vaultwrap
 
 go 1.25.3
 
-require github.com/hashicorp/vault v1.21.1
+require (
+	github.com/hashicorp/vault v1.21.1
+	github.com/hashicorp/vault-plugin-secrets-kubernetes v0.12.0
+)
 
 replace (
 	github.com/99designs/keyring => github.com/Jeffail/keyring v1.2.3

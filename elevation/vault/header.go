@@ -31,7 +31,9 @@ type headerCache struct {
 // the secret's field, reused up to cache_ttl. Others get their static header.
 func (b *Broker) HeaderCredential(ctx context.Context, resource, user, role string, approved bool) (elevation.HeaderCredential, error) {
 	res := b.resource(resource)
-	if res == nil || res.Credentials.Vault == nil {
+	if res == nil || res.Credentials.Vault == nil || res.Kind == "kubernetes" {
+		// A kubernetes resource's Vault roles mint grant tokens (KubeToken); its ordinary
+		// requests use its static credential.
 		return b.static.HeaderCredential(ctx, resource, user, role, approved)
 	}
 	v := res.Credentials.Vault

@@ -69,6 +69,7 @@ policies:
 
 type env struct {
 	t         *testing.T
+	cfg       *configs.Config
 	kube      *devserver.Kube
 	srv       *Server
 	approvals *elevation.Approvals
@@ -78,7 +79,16 @@ type env struct {
 	dir       string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, envOpts{}) }
+
+// envOpts changes the environment newEnvWith builds.
+type envOpts struct {
+	users   []devserver.KubeUser          // more static tokens the API server accepts
+	mutate  func(e *env, y string) string // changes the configuration's YAML
+	prepare func(e *env)                  // runs once the server is built, before it serves
+}
+
+func newEnvWith(t *testing.T, o envOpts) *env {
 	kubectl, err := devserver.KubeBinary("kubectl")
 	if err != nil {
 		t.Fatal(err)
@@ -86,13 +96,16 @@ func newEnv(t *testing.T) *env {
 	// The demo's cluster: Portcullis may impersonate; teams read; engineering edits in
 	// demo; the portcullis:approved group edits everywhere; prod holds orders-config and
 	// the orders Deployment.
-	k := testenv.Kube(t, devserver.KubeUser{Token: devserver.KubePortcullisToken, Name: devserver.KubePortcullisUser})
+	k := testenv.Kube(t, append(o.users, devserver.KubeUser{Token: devserver.KubePortcullisToken, Name: devserver.KubePortcullisUser})...)
 	if err := k.Seed(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	e := &env{t: t, kube: k, kubectl: kubectl, dir: t.TempDir()}
 
 	y := fmt.Sprintf(testConfig, sha256.Sum256([]byte("alice-token")), sha256.Sum256([]byte("bob-token")), k.URL(), k.CAFile)
+	if o.mutate != nil {
+		y = o.mutate(e, y)
+	}
 	cfg, err := configs.Parse("kube.yaml", []byte(y))
 	if err != nil {
 		t.Fatal(err)
@@ -119,6 +132,10 @@ func newEnv(t *testing.T) *env {
 	}
 	e.srv = &Server{Config: cfg, Resource: cfg.Resource("cluster"), Auth: auth, Audit: log,
 		Gate: &gate.Gate{Config: cfg, Approvals: e.approvals, Audit: log}}
+	e.cfg = cfg
+	if o.prepare != nil {
+		o.prepare(e)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

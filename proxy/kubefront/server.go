@@ -57,7 +57,11 @@ type Server struct {
 	// Credentials supplies Portcullis's own credential for the API server (default: the
 	// resource's static header).
 	Credentials elevation.HeaderBroker
-	Now         func() time.Time
+	// Tokens mints the service-account tokens of requests an elevation grant or a
+	// break-glass session allows, when the resource has Vault roles for them (nil: those
+	// run impersonated, with their roles as groups).
+	Tokens TokenBroker
+	Now    func() time.Time
 
 	once      sync.Once
 	initErr   error
@@ -70,6 +74,9 @@ type Server struct {
 	n         atomic.Uint64
 	mu        sync.Mutex
 	hs        *http.Server
+	tokens    map[string]*grantToken // grant id -> its token
+	stop      chan struct{}          // closed by Shutdown: grant tokens are revoked
+	wg        sync.WaitGroup         // grant watchers
 }
 
 func (s *Server) init() error {
@@ -84,6 +91,7 @@ func (s *Server) init() error {
 			s.Credentials = elevation.NewStaticBroker(s.Config)
 		}
 		s.idPrefix = "kbx_" + rand.Text()[:8] + "_"
+		s.stop = make(chan struct{})
 		s.initErr = s.setUp()
 	})
 	return s.initErr
@@ -209,16 +217,23 @@ func (s *Server) Serve(ln net.Listener) error {
 // Shutdown stops accepting and waits for open requests until ctx ends; watches and other
 // streams still open then are cut.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
 	s.mu.Lock()
 	hs := s.hs
 	s.mu.Unlock()
-	if hs == nil {
-		return nil
+	var err error
+	if hs != nil {
+		if err = hs.Shutdown(ctx); err != nil {
+			hs.Close()
+		}
 	}
-	err := hs.Shutdown(ctx)
-	if err != nil {
-		hs.Close()
+	// Grant tokens do not outlive the server that minted them.
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
 	}
+	s.wg.Wait()
 	return err
 }
 
@@ -272,6 +287,8 @@ type exchange struct {
 	cred     elevation.HeaderCredential
 	approved bool
 	status   int
+	// serviceAccount is set when the request runs as a grant's service account.
+	serviceAccount string
 }
 
 // exchangeKey carries the exchange from forward to the reverse proxy's Rewrite.
@@ -470,7 +487,7 @@ func (x *exchange) redeemFailed(id string, err error) {
 func (x *exchange) forward(approval string) {
 	s := x.srv
 	x.approved = approval != ""
-	cred, err := s.Credentials.HeaderCredential(x.r.Context(), x.res.Name, x.who.User, x.v.CredentialRole(x.res), x.approved)
+	cred, err := x.credential()
 	if err != nil {
 		s.Log.Error("no credential for the API server; request not forwarded", "exchange", x.id, "err", err)
 		status(x.w, http.StatusServiceUnavailable, "ServiceUnavailable", "not forwarded: Portcullis could not get its credential for "+x.res.Name, nil)
@@ -500,6 +517,9 @@ func (x *exchange) forward(approval string) {
 		ev.Details["approval"] = approval
 		x.recordOutcome(approval, rec)
 	}
+	if x.serviceAccount != "" {
+		ev.Details["service_account"] = x.serviceAccount
+	}
 	s.Audit.Enqueue(ev)
 }
 
@@ -515,6 +535,27 @@ func (x *exchange) recordOutcome(id string, rec *recorder) {
 	if _, err := x.srv.Gate.Approvals.RecordOutcome(ctx, id, o); err != nil {
 		x.srv.Log.Error("could not record an approved request's outcome", "exchange", x.id, "approval", id, "err", err)
 	}
+}
+
+// credential is what the request authenticates to the API server with: for a request
+// allowed by a grant whose role has a Vault path, the grant's own service-account token;
+// otherwise Portcullis's credential (with impersonation, by identify).
+func (x *exchange) credential() (elevation.HeaderCredential, error) {
+	s := x.srv
+	role := x.v.CredentialRole(x.res)
+	if role == "" || s.Tokens == nil || x.approved {
+		return s.Credentials.HeaderCredential(x.r.Context(), x.res.Name, x.who.User, role, x.approved)
+	}
+	grant, err := x.grantFor(role)
+	if err != nil {
+		return elevation.HeaderCredential{}, err
+	}
+	c, err := s.grantCredential(x.r.Context(), grant, role)
+	if err != nil {
+		return elevation.HeaderCredential{}, err
+	}
+	x.serviceAccount = c.Username
+	return elevation.HeaderCredential{Header: "Authorization", Value: "Bearer " + c.Password, Secret: c.Password}, nil
 }
 
 // rewrite sets the outgoing request's identity headers for the exchange as decided.
@@ -533,6 +574,9 @@ func (x *exchange) identify(h http.Header, cred elevation.HeaderCredential, appr
 	}
 	if cred.Header != "" {
 		h.Set(cred.Header, cred.Value)
+	}
+	if x.serviceAccount != "" {
+		return // the grant's service account acts as itself
 	}
 	k := &x.res.Kubernetes
 	var extra []string
