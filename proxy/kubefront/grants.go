@@ -140,3 +140,34 @@ func breakGlassID(r *elevation.Request) string {
 	}
 	return ""
 }
+
+// untilGrantEnds calls end once grant no longer holds (its end, or an early revocation,
+// or the server stopping); stop ends the watch.
+func (s *Server) untilGrantEnds(grant *elevation.Request, end func(why string)) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(grantWatch)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-s.stop:
+				end("Portcullis stopped")
+				return
+			case <-t.C:
+			}
+			now := s.Now()
+			if !now.Before(grant.NotAfter) {
+				end(grant.Type + " " + grant.ID + " ended")
+				return
+			}
+			grants, err := s.Gate.Approvals.Grants(context.Background(), grant.Requester.User, now)
+			if err == nil && !slices.ContainsFunc(grants, func(g *elevation.Request) bool { return g.ID == grant.ID }) {
+				end(grant.Type + " " + grant.ID + " ended")
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}

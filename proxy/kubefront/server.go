@@ -147,7 +147,7 @@ func (s *Server) setUp() error {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			x := r.Context().Value(exchangeKey{}).(*exchange)
 			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-				x.status = 499 // the client went away
+				x.status = 499 // the client went away, or a grant's end cut the request
 				return
 			}
 			s.Log.Warn("the API server could not be reached", "resource", s.Resource.Name, "exchange", x.id, "err", err)
@@ -495,32 +495,72 @@ func (x *exchange) forward(approval string) {
 	}
 	x.cred = cred
 	rec := &recorder{ResponseWriter: x.w, status: http.StatusOK, keep: x.approved}
-	r := x.r.WithContext(context.WithValue(x.r.Context(), exchangeKey{}, x))
+	ctx := context.WithValue(x.r.Context(), exchangeKey{}, x)
+	var cut atomic.Pointer[string]
+	if g := x.boundGrant(); g != nil {
+		// A stream opened under a grant (a watch, logs -f) ends with the grant.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		stop := s.untilGrantEnds(g, func(why string) { cut.Store(&why); cancel() })
+		defer stop()
+		defer cancel()
+	}
+	r := x.r.WithContext(ctx)
 	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(x.body)), int64(len(x.body))
-	s.proxy.ServeHTTP(rec, r)
-	if cred.Once {
-		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := s.Credentials.ReleaseHeader(rctx, cred); err != nil {
-			s.Log.Error("could not revoke an approved request's credential; it expires with its TTL", "exchange", x.id, "err", err)
+	// The reverse proxy panics (http.ErrAbortHandler) when the client goes away mid-stream,
+	// or the stream is cut: the result is written either way.
+	defer func() {
+		if cred.Once {
+			rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := s.Credentials.ReleaseHeader(rctx, cred); err != nil {
+				s.Log.Error("could not revoke an approved request's credential; it expires with its TTL", "exchange", x.id, "err", err)
+			}
+			cancel()
 		}
-		cancel()
+		if x.status != 0 {
+			rec.status = x.status
+		}
+		ev := &audit.Event{Type: audit.TypeKubeResult, Actor: x.who.User, Resource: x.res.Name, Session: x.id, Action: x.act.Statement,
+			Result: "ok", Details: map[string]any{"status": rec.status, "bytes": rec.bytes, "duration_us": s.Now().Sub(x.start).Microseconds()}}
+		switch p := recover(); {
+		case cut.Load() != nil:
+			ev.Result, ev.Reason = "cut", *cut.Load()
+		case p != nil:
+			ev.Result, ev.Reason = "aborted", "the stream ended before the answer did (the client went away)"
+			defer panic(p)
+		case rec.status >= 400:
+			ev.Result = "error"
+		}
+		if approval != "" {
+			ev.Details["approval"] = approval
+			x.recordOutcome(approval, rec)
+		}
+		if x.serviceAccount != "" {
+			ev.Details["service_account"] = x.serviceAccount
+		}
+		s.Audit.Enqueue(ev)
+	}()
+	s.proxy.ServeHTTP(rec, r)
+}
+
+// boundGrant is the grant whose privilege the request runs with, if any: the break-glass
+// session that allowed it, or the grant of the caller's elevation role in use.
+func (x *exchange) boundGrant() *elevation.Request {
+	if x.v.BreakGlass != nil {
+		return x.v.BreakGlass
 	}
-	if x.status != 0 {
-		rec.status = x.status
+	if len(x.v.Grants) == 0 || x.approved {
+		return nil
 	}
-	ev := &audit.Event{Type: audit.TypeKubeResult, Actor: x.who.User, Resource: x.res.Name, Session: x.id, Action: x.act.Statement,
-		Result: "ok", Details: map[string]any{"status": rec.status, "bytes": rec.bytes, "duration_us": s.Now().Sub(x.start).Microseconds()}}
-	if rec.status >= 400 {
-		ev.Result = "error"
+	role := x.v.CredentialRole(x.res)
+	if role == "" {
+		role = x.v.Grants[0]
 	}
-	if approval != "" {
-		ev.Details["approval"] = approval
-		x.recordOutcome(approval, rec)
+	g, err := x.grantFor(role)
+	if err != nil {
+		return nil
 	}
-	if x.serviceAccount != "" {
-		ev.Details["service_account"] = x.serviceAccount
-	}
-	s.Audit.Enqueue(ev)
+	return g
 }
 
 // recordOutcome records what became of an approved request on it: the API server's

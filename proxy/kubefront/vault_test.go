@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net/http"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -111,9 +112,39 @@ vault: {address: ` + v.Address() + `, token: ` + devserver.VaultRootToken + `}
 		t.Fatalf("the grant's token before the end: %d", code)
 	}
 
-	// The grant ends early: the token dies with it.
+	// A watch opened under the grant...
+	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
+	defer wcancel()
+	watch := exec.CommandContext(wctx, e.kubectl, "--kubeconfig", e.kubeconfig("alice"), "get", "configmaps", "-n", "prod", "--watch")
+	watchOut := &testenv.SyncBuffer{}
+	watch.Stdout, watch.Stderr = watchOut, watchOut
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	watchDone := make(chan error, 1)
+	go func() { watchDone <- watch.Wait() }()
+	watching := func() bool {
+		for _, ev := range e.events() {
+			if ev.Type == audit.TypeKubeRequest && strings.Contains(ev.Action, "watch=true") {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(20 * time.Second); !watching(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the watch did not start:\n%s", watchOut)
+		}
+	}
+
+	// The grant ends early: the token dies with it, and the watch is cut.
 	if _, err := e.approvals.Revoke(ctx, grant.ID, alice, false); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-watchDone:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the watch opened under the grant still runs after the grant ended:\n%s", watchOut)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for apiStatus(t, e.kube, token) != http.StatusUnauthorized {
@@ -129,17 +160,21 @@ vault: {address: ` + v.Address() + `, token: ` + devserver.VaultRootToken + `}
 	if who := e.as("alice", "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); who != "alice" {
 		t.Errorf("after the grant: %q", who)
 	}
-	var minted_, revoked bool
+	var minted_, revoked, cut bool
 	for _, ev := range e.events() {
 		switch ev.Type {
+		case audit.TypeKubeResult:
+			if ev.Result == "cut" && strings.Contains(ev.Reason, grant.ID+" ended") {
+				cut = true
+			}
 		case audit.TypeKubeTokenMinted:
 			minted_ = ev.Details["grant"] == grant.ID && strings.HasPrefix(ev.Details["service_account"].(string), "system:serviceaccount:portcullis:")
 		case audit.TypeKubeTokenRevoked:
 			revoked = ev.Details["grant"] == grant.ID && ev.Result == "ok"
 		}
 	}
-	if !minted_ || !revoked {
-		t.Errorf("audit: minted %v, revoked %v", minted_, revoked)
+	if !minted_ || !revoked || !cut {
+		t.Errorf("audit: minted %v, revoked %v, watch cut %v", minted_, revoked, cut)
 	}
 }
 
