@@ -24,7 +24,7 @@ FUZZTIME      ?= 60s
 APT_PACKAGES  := postgresql redis-server
 OIDC_DIR      := web/testdata/oidc
 
-.PHONY: all build demo test fuzz-smoke bench bench-pg bench-http tools servers vault kubernetes kubelet browser check fmt vet clean
+.PHONY: bench-k8s all build demo test fuzz-smoke bench bench-pg bench-http tools servers vault kubernetes kubelet browser check fmt vet clean
 
 all: build
 
@@ -85,6 +85,14 @@ bench-http:
 		[ "$$(id -u)" = 0 ] || { echo "wrk missing: sudo apt-get install -y wrk"; exit 1; }; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(GO) test -tags benchhttp -run '^TestBenchHTTP$$' -count=1 -v -timeout 30m ./proxy/httpfront | grep -v '^=== RUN\|^--- PASS\|^PASS'
+
+## bench-k8s: Kubernetes list requests through Portcullis against the API server directly
+## and a bare reverse proxy (wrk; needs make kubernetes).
+bench-k8s: kubernetes
+	@command -v wrk >/dev/null || { \
+		[ "$$(id -u)" = 0 ] || { echo "wrk missing: sudo apt-get install -y wrk"; exit 1; }; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(GO) test -tags benchk8s -run '^TestBenchK8s$$' -count=1 -v -timeout 30m ./proxy/kubefront | grep -v '^=== RUN\|^--- PASS\|^PASS'
 
 ## tools: everything the tests need: the system's servers, Vault, etcd and Kubernetes, Chromium and
 ## the OIDC provider.

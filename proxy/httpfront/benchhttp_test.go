@@ -8,12 +8,8 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,10 +26,7 @@ import (
 // scheduler or its garbage collector with what it measures; the upstream and both proxies
 // run in this process, one target at a time.
 func TestBenchHTTP(t *testing.T) {
-	wrk, err := exec.LookPath("wrk")
-	if err != nil {
-		t.Fatal("wrk is needed (Debian: apt-get install wrk; make bench-http installs it)")
-	}
+	wrk := testenv.Wrk(t)
 	seconds, rounds := testenv.BenchSettings()
 	e := newBenchEnv(t)
 	upURL, _ := url.Parse(e.upstream)
@@ -69,13 +62,8 @@ func TestBenchHTTP(t *testing.T) {
 		}
 	}
 	res := map[string]map[string]*result{}
-	dir := t.TempDir()
 	for round := range rounds {
 		for _, w := range workloads {
-			script := filepath.Join(dir, w.method+".lua")
-			if err := os.WriteFile(script, []byte(wrkScript(w.method, w.body)), 0o600); err != nil {
-				t.Fatal(err)
-			}
 			order := slices.Clone(targets)
 			if round%2 == 1 {
 				slices.Reverse(order)
@@ -89,31 +77,16 @@ func TestBenchHTTP(t *testing.T) {
 					r = &result{}
 					res[w.name][tg.name] = r
 				}
-				args := []string{"-t", strconv.Itoa(min(w.c, 2)), "-c", strconv.Itoa(w.c), "-d", fmt.Sprintf("%ds", seconds),
-					"--timeout", "10s", "-s", script}
+				var headers []string
 				if tg.host != "" {
-					args = append(args, "-H", "Host: "+tg.host, "-H", "Authorization: Bearer "+tg.token)
+					headers = []string{"Host: " + tg.host, "Authorization: Bearer " + tg.token}
 				}
-				args = append(args, tg.base+"/bench/item")
-				before := cpuTime()
-				out, err := exec.Command(wrk, args...).CombinedOutput()
-				cpu := cpuTime() - before
-				if err != nil {
-					t.Fatalf("wrk %s %s: %v\n%s", tg.name, w.name, err, out)
-				}
-				var n, errs, bad int
-				var us, p50, p99 float64
-				line := out[strings.LastIndex(string(out), "BENCH "):]
-				if _, err := fmt.Sscanf(string(line), "BENCH %d %f %d %d %f %f", &n, &us, &bad, &errs, &p50, &p99); err != nil {
-					t.Fatalf("wrk %s %s: unreadable output: %v\n%s", tg.name, w.name, err, out)
-				}
-				if bad+errs > 0 {
-					t.Fatalf("wrk %s %s: %d non-2xx answers, %d socket errors\n%s", tg.name, w.name, bad, errs, out)
-				}
-				r.n += n
-				r.dur += time.Duration(us) * time.Microsecond
-				r.p50, r.p99 = append(r.p50, p50/1000), append(r.p99, p99/1000)
-				r.cpu += cpu
+				before := testenv.CPUTime()
+				got := testenv.RunWrk(t, wrk, w.method, w.body, w.c, seconds, tg.base+"/bench/item", headers...)
+				r.cpu += testenv.CPUTime() - before
+				r.n += got.Requests
+				r.dur += got.Duration
+				r.p50, r.p99 = append(r.p50, float64(got.P50.Microseconds())/1000), append(r.p99, float64(got.P99.Microseconds())/1000)
 			}
 		}
 	}
@@ -129,7 +102,7 @@ func TestBenchHTTP(t *testing.T) {
 			if tg.name != "direct" && res[w.name]["direct"] != nil {
 				proxyCPU = fmt.Sprintf("%.1f", perReq(r)-perReq(res[w.name]["direct"]))
 			}
-			fmt.Fprintf(&b, "| %s | %s | %.0f | %.3f | %.3f | %.1f | %s |\n", w.name, tg.name, rps(r), median(r.p50), median(r.p99), perReq(r), proxyCPU)
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %.3f | %.3f | %.1f | %s |\n", w.name, tg.name, rps(r), testenv.Median(r.p50), testenv.Median(r.p99), perReq(r), proxyCPU)
 		}
 	}
 	if len(targets) < 3 {
@@ -139,45 +112,11 @@ func TestBenchHTTP(t *testing.T) {
 	fmt.Fprintf(&b, "\n| workload | Portcullis / direct | Portcullis / bare proxy (req/s) | p99 Portcullis / bare proxy | proxy CPU per request, Portcullis / bare proxy |\n|---|---:|---:|---:|---:|\n")
 	for _, w := range workloads {
 		p, d, bp := res[w.name]["portcullis"], res[w.name]["direct"], res[w.name]["bare proxy"]
-		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %.2f | %.2f |\n", w.name, rps(p)/rps(d), rps(p)/rps(bp), median(p.p99)/median(bp.p99),
+		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %.2f | %.2f |\n", w.name, rps(p)/rps(d), rps(p)/rps(bp), testenv.Median(p.p99)/testenv.Median(bp.p99),
 			(perReq(p)-perReq(d))/(perReq(bp)-perReq(d)))
 	}
 	t.Log(b.String())
 	if out := os.Getenv("BENCH_OUT"); out != "" {
 		os.WriteFile(out, []byte(b.String()), 0o644)
 	}
-}
-
-// wrkScript sets the method and body and prints one machine-readable line at the end:
-// requests, duration µs, non-2xx answers, socket errors, p50 and p99 latency µs.
-func wrkScript(method string, body int) string {
-	s := fmt.Sprintf("wrk.method = %q\n", method)
-	if body > 0 {
-		s += fmt.Sprintf("wrk.body = string.rep(\"x\", %d)\nwrk.headers[\"Content-Type\"] = \"application/octet-stream\"\n", body)
-	}
-	return s + `done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("BENCH %d %d %d %d %d %d\n", summary.requests, summary.duration, e.status,
-    e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99)))
-end
-`
-}
-
-// cpuTime is the CPU time this process has used, user and system.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 0 {
-		return (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return s[len(s)/2]
 }
