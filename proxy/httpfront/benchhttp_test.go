@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/internal/testenv"
+	"github.com/portcullis/portcullis/proxy/httpx"
 )
 
 // TestBenchHTTP is `make bench-http`: wrk sends a small GET and a 16 KiB POST (both
@@ -32,7 +33,7 @@ func TestBenchHTTP(t *testing.T) {
 	upURL, _ := url.Parse(e.upstream)
 	// The bare proxy gets the same transport (its idle pool) and copy buffers as Portcullis.
 	bare := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(upURL); pr.SetXForwarded() },
-		Transport: UpstreamTransport(), BufferPool: copyBuffers})
+		Transport: UpstreamTransport(), BufferPool: httpx.CopyBuffers})
 	t.Cleanup(bare.Close)
 	type target struct{ name, base, host, token string }
 	targets := []target{{"direct", e.upstream, "", ""}, {"bare proxy", bare.URL, "", ""}, {"portcullis", e.front.URL, "admin.test", "alice-token"}}

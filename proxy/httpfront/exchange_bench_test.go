@@ -6,6 +6,8 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"testing"
+
+	"github.com/portcullis/portcullis/proxy/httpx"
 )
 
 // BenchmarkExchange measures one allowed GET through Portcullis's handler — decided,
@@ -17,7 +19,7 @@ func BenchmarkExchange(b *testing.B) {
 	e := newBenchEnv(b)
 	up, _ := url.Parse(e.upstream)
 	bare := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(up); pr.SetXForwarded() },
-		Transport: UpstreamTransport(), BufferPool: copyBuffers}
+		Transport: UpstreamTransport(), BufferPool: httpx.CopyBuffers}
 	for _, tc := range []struct {
 		name string
 		h    http.Handler

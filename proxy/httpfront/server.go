@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,6 +28,7 @@ import (
 	"github.com/portcullis/portcullis/internal/signed"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/gate"
+	"github.com/portcullis/portcullis/proxy/httpx"
 	"github.com/portcullis/portcullis/proxy/identity"
 )
 
@@ -136,15 +135,6 @@ func (s *Server) init() {
 	})
 }
 
-// copyBuffers lends the reverse proxies their 32 KiB copy buffers: without a pool each
-// response allocates (and clears, and later collects) one.
-var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
-
-type bufferPool struct{ pool sync.Pool }
-
-func (p *bufferPool) Get() []byte  { return *p.pool.Get().(*[]byte) }
-func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
-
 // UpstreamTransport is http.DefaultTransport's settings with an idle pool sized for a proxy:
 // the default keeps 2 idle connections per upstream, so under concurrency every other
 // request would open (and the upstream accept, and both later close) a TCP connection.
@@ -164,7 +154,7 @@ func (s *Server) newRoute(res *configs.Resource) (*route, error) {
 	rt := &route{res: res, classes: classes}
 	transport := s.Transport
 	if t := res.HTTP.TLS; t != (configs.UpstreamTLS{}) {
-		tc, err := upstreamTLS(t)
+		tc, err := httpx.UpstreamTLS(t)
 		if err != nil {
 			return nil, err
 		}
@@ -283,9 +273,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if who == nil {
 		return
 	}
-	body, err := readBody(w, r, res.HTTP.MaxRequestBytes)
+	body, err := httpx.ReadBody(w, r, res.HTTP.MaxRequestBytes)
 	switch {
-	case errors.Is(err, errTooLarge):
+	case errors.Is(err, httpx.ErrTooLarge):
 		problem(w, http.StatusRequestEntityTooLarge, "too-large", fmt.Sprintf("the request body is larger than %d bytes", res.HTTP.MaxRequestBytes), nil)
 		return
 	case err != nil: // the client stopped sending, or sent a broken chunked body
@@ -366,7 +356,7 @@ type exchange struct {
 func (x *exchange) serve() {
 	s, r := x.srv, x.r
 	x.act = x.rt.classify(r.Method, r.URL)
-	x.act.HTTP = &policy.HTTPRequest{RawQuery: r.URL.RawQuery, Header: r.Header, ContentType: mediaType(r.Header.Get("Content-Type")), Body: x.body}
+	x.act.HTTP = &policy.HTTPRequest{RawQuery: r.URL.RawQuery, Header: r.Header, ContentType: httpx.MediaType(r.Header.Get("Content-Type")), Body: x.body}
 	v := s.Gate.Decide(r.Context(), &x.who.Subject, x.res.Name, x.act, x.start, &x.dec)
 	x.role = v.CredentialRole(x.res)
 	ev := x.event()
@@ -549,7 +539,7 @@ func (x *exchange) forward(approval string) {
 	}
 	if r := &x.res.HTTP.Record; r.Bodies {
 		h := x.w.Header()
-		if b := recordBody(rec.kept, mediaType(h.Get("Content-Type")), r); b != "" {
+		if b := recordBody(rec.kept, httpx.MediaType(h.Get("Content-Type")), r); b != "" {
 			ev.Details["response_body"] = b
 		}
 		if hs := recordHeaders(h, r.Headers, x.injectedHeader()); hs != nil {
@@ -582,7 +572,7 @@ func (x *exchange) event() *audit.Event {
 		d["query"] = q
 	}
 	if rec := &x.res.HTTP.Record; rec.Bodies {
-		if b := recordBody(x.body, mediaType(x.r.Header.Get("Content-Type")), rec); b != "" {
+		if b := recordBody(x.body, httpx.MediaType(x.r.Header.Get("Content-Type")), rec); b != "" {
 			d["request_body"] = b
 		}
 		if h := recordHeaders(x.r.Header, rec.Headers, x.injectedHeader()); h != nil {
@@ -599,7 +589,7 @@ func (x *exchange) artifact() elevation.Artifact {
 	art := elevation.Artifact{Resource: x.res.Name, Statement: x.act.Statement, Class: x.act.Class.String(), Kind: x.act.Kind,
 		Params:        []string{"body-sha256=" + x.bodySHA256(), "content-type=" + x.r.Header.Get("Content-Type")},
 		EstimatedRows: -1, Quorum: x.dec.Quorum, Snapshot: x.dec.Snapshot, Requester: x.who.User, Reason: strings.TrimSpace(x.r.Header.Get(ReasonHeader)),
-		Body: recordBody(x.body, mediaType(x.r.Header.Get("Content-Type")), &configs.HTTPRecord{MaxBytes: approverBodyBytes, RedactFields: x.res.HTTP.Record.RedactFields})}
+		Body: recordBody(x.body, httpx.MediaType(x.r.Header.Get("Content-Type")), &configs.HTTPRecord{MaxBytes: approverBodyBytes, RedactFields: x.res.HTTP.Record.RedactFields})}
 	for _, r := range x.dec.Matched {
 		art.Rules = append(art.Rules, elevation.RuleRef{Name: r.Name, Effect: r.Effect.String(), Tier: r.Tier.String(), Description: r.Description})
 	}
@@ -680,7 +670,7 @@ func (s *Server) reverseProxy(res *configs.Resource, transport http.RoundTripper
 			}
 		},
 		Transport:  transport,
-		BufferPool: copyBuffers,
+		BufferPool: httpx.CopyBuffers,
 		ModifyResponse: func(resp *http.Response) error {
 			if max := res.HTTP.MaxResponseBytes; max > 0 {
 				if resp.ContentLength > max {
@@ -720,35 +710,6 @@ func (s *Server) reverseProxy(res *configs.Resource, transport http.RoundTripper
 			}
 		},
 	}
-}
-
-// upstreamTLS is the client TLS configuration of an https upstream.
-func upstreamTLS(t configs.UpstreamTLS) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.ca_file: %w", err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.ca_file %s holds no PEM certificate", t.CAFile)
-		}
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls client certificate: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
-}
-
-// mediaType returns a Content-Type's media type, in lower case, without parameters.
-func mediaType(ct string) string {
-	mt, _, _ := strings.Cut(ct, ";")
-	return strings.ToLower(strings.TrimSpace(mt))
 }
 
 // Classify returns what an HTTP request does: its method gives the class (GET, HEAD and
@@ -793,31 +754,6 @@ func canonical(p string) bool {
 		}
 	}
 	return true
-}
-
-// readBody reads a request body of at most limit bytes.
-var errTooLarge = errors.New("request body too large")
-
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	switch {
-	case r.ContentLength > limit:
-		return nil, errTooLarge
-	case r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody:
-		return nil, nil
-	case r.ContentLength > 0:
-		// Known length: one allocation of exactly that size (net/http enforces the length).
-		b := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, b); err != nil {
-			return nil, err
-		}
-		return b, nil
-	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	var mb *http.MaxBytesError
-	if errors.As(err, &mb) {
-		return nil, errTooLarge
-	}
-	return b, err
 }
 
 // preferWait reads Prefer: wait=N (RFC 7240).

@@ -18,6 +18,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/devserver"
 	"github.com/portcullis/portcullis/internal/testenv"
+	"github.com/portcullis/portcullis/proxy/httpx"
 )
 
 // TestBenchK8s is `make bench-k8s`: wrk lists the ConfigMaps of a namespace (what
@@ -49,7 +50,7 @@ func TestBenchK8s(t *testing.T) {
 		pr.Out.Header.Set("Authorization", "Bearer "+devserver.KubePortcullisToken)
 		pr.Out.Header.Set("Impersonate-User", "alice")
 		pr.Out.Header.Set("Impersonate-Group", "engineering")
-	}, Transport: tr, BufferPool: copyBuffers, FlushInterval: -1})
+	}, Transport: tr, BufferPool: httpx.CopyBuffers, FlushInterval: -1})
 	t.Cleanup(bare.Close)
 
 	type target struct{ name, base, token string }

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -17,7 +16,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,6 +29,7 @@ import (
 	"github.com/portcullis/portcullis/internal/selfsigned"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/gate"
+	"github.com/portcullis/portcullis/proxy/httpx"
 	"github.com/portcullis/portcullis/proxy/identity"
 )
 
@@ -127,7 +126,7 @@ func (s *Server) setUp() error {
 	if err != nil {
 		return fmt.Errorf("upstream: %w", err)
 	}
-	tc, err := upstreamTLS(k.TLS)
+	tc, err := httpx.UpstreamTLS(k.TLS)
 	if err != nil {
 		return err
 	}
@@ -143,7 +142,7 @@ func (s *Server) setUp() error {
 		},
 		Transport:     tr,
 		FlushInterval: -1, // watches and logs -f: every chunk as it comes
-		BufferPool:    copyBuffers,
+		BufferPool:    httpx.CopyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			x := r.Context().Value(exchangeKey{}).(*exchange)
 			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
@@ -156,37 +155,6 @@ func (s *Server) setUp() error {
 	}
 	return nil
 }
-
-// upstreamTLS is how Portcullis verifies the API server and authenticates to it.
-func upstreamTLS(t configs.UpstreamTLS) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
-	if t.CAFile != "" {
-		b, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("kubernetes.tls.ca_file: %w", err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(b) {
-			return nil, fmt.Errorf("kubernetes.tls.ca_file %s: no PEM certificates", t.CAFile)
-		}
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("kubernetes.tls: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
-}
-
-// copyBuffers lends the reverse proxy its copy buffers.
-var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
-
-type bufferPool struct{ pool sync.Pool }
-
-func (p *bufferPool) Get() []byte  { return *p.pool.Get().(*[]byte) }
-func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 
 // CAPEM is the certificate kubeconfigs trust for this front end's listener.
 func (s *Server) CAPEM() ([]byte, error) {
@@ -308,9 +276,9 @@ func (x *exchange) serve() {
 		status(x.w, http.StatusForbidden, "Forbidden", "impersonation (kubectl --as, --as-group) is not possible through Portcullis: requests run as you", nil)
 		return
 	}
-	body, err := readBody(x.w, r, x.res.Kubernetes.MaxRequestBytes)
+	body, err := httpx.ReadBody(x.w, r, x.res.Kubernetes.MaxRequestBytes)
 	switch {
-	case errors.Is(err, errTooLarge):
+	case errors.Is(err, httpx.ErrTooLarge):
 		status(x.w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", fmt.Sprintf("the request body is larger than %d bytes", x.res.Kubernetes.MaxRequestBytes), nil)
 		return
 	case err != nil:
@@ -318,7 +286,7 @@ func (x *exchange) serve() {
 		return
 	}
 	x.body = body
-	x.act.HTTP = &policy.HTTPRequest{RawQuery: r.URL.RawQuery, Header: forwardedHeaders(r.Header), ContentType: mediaType(r.Header.Get("Content-Type")), Body: x.body}
+	x.act.HTTP = &policy.HTTPRequest{RawQuery: r.URL.RawQuery, Header: forwardedHeaders(r.Header), ContentType: httpx.MediaType(r.Header.Get("Content-Type")), Body: x.body}
 	x.v = s.Gate.Decide(r.Context(), &x.who.Subject, x.res.Name, x.act, x.start, &x.dec)
 	ev := x.event()
 	if bg := x.v.BreakGlass; bg != nil {
@@ -688,7 +656,7 @@ func (x *exchange) approverBody() string {
 		return fmt.Sprintf("(a Secret's data is not shown: %d bytes)", len(x.body))
 	case len(x.body) > approverBodyBytes:
 		return fmt.Sprintf("(%d bytes, too large to show)", len(x.body))
-	case !strings.Contains(mediaType(x.r.Header.Get("Content-Type")), "json") && !strings.Contains(mediaType(x.r.Header.Get("Content-Type")), "yaml"):
+	case !strings.Contains(httpx.MediaType(x.r.Header.Get("Content-Type")), "json") && !strings.Contains(httpx.MediaType(x.r.Header.Get("Content-Type")), "yaml"):
 		return fmt.Sprintf("(%d bytes of %s)", len(x.body), x.r.Header.Get("Content-Type"))
 	}
 	return string(x.body)
@@ -713,29 +681,6 @@ func forwardedHeaders(h http.Header) http.Header {
 // SPDY or WebSocket).
 func isUpgrade(r *http.Request) bool {
 	return r.Header.Get("Upgrade") != "" || strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade")
-}
-
-func mediaType(ct string) string {
-	mt, _, _ := strings.Cut(ct, ";")
-	return strings.ToLower(strings.TrimSpace(mt))
-}
-
-var errTooLarge = errors.New("request body too large")
-
-// readBody reads the request body up to limit bytes.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	switch {
-	case r.ContentLength > limit:
-		return nil, errTooLarge
-	case r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody:
-		return nil, nil
-	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	var mb *http.MaxBytesError
-	if errors.As(err, &mb) {
-		return nil, errTooLarge
-	}
-	return b, err
 }
 
 // recorder notes the status and size of the answer as it streams.
