@@ -487,3 +487,66 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 		t.Errorf("audit: unknown subresource denied %v, exec refused %v", unknown, exec)
 	}
 }
+
+// TestHoldWaitAndKubectlFlavours: with hold: wait (for automations) a held delete stays
+// open until it is approved, then runs; server-side apply, patch and auth can-i work
+// through Portcullis unchanged.
+func TestHoldWaitAndKubectlFlavours(t *testing.T) {
+	e := newEnvWith(t, envOpts{mutate: func(_ *env, y string) string {
+		return strings.Replace(y, "      max_request_bytes: 65536\n", "      max_request_bytes: 65536\n      hold: wait\n", 1)
+	}})
+	ctx := context.Background()
+	done := make(chan string, 1)
+	go func() {
+		out, err := e.try(e.kubeconfig("alice"), "", "delete", "configmap", "orders-config", "-n", "prod")
+		done <- fmt.Sprint(out, err)
+	}()
+	// The request appears, pending; kubectl is still waiting.
+	var id string
+	for deadline := time.Now().Add(20 * time.Second); id == ""; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no approval request appeared")
+		}
+		reqs, err := e.approvals.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range reqs {
+			if r.State == elevation.StatePending && strings.Contains(r.Artifact.Statement, "orders-config") {
+				id = r.ID
+			}
+		}
+	}
+	select {
+	case out := <-done:
+		t.Fatalf("kubectl returned before the approval: %s", out)
+	case <-time.After(500 * time.Millisecond):
+	}
+	bob, _ := e.cfg.StaticSubject("bob")
+	if _, err := e.approvals.Approve(ctx, id, bob, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case out := <-done:
+		if !strings.Contains(out, `"orders-config" deleted`) {
+			t.Fatalf("the waiting delete after approval: %s", out)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the waiting delete did not run after the approval")
+	}
+
+	// Server-side apply and patch in demo (free), and auth can-i, as kubectl sends them.
+	cm := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa, namespace: demo}\ndata: {a: b}\n"
+	if out := e.run(e.kubeconfig("alice"), cm, "apply", "--server-side", "-f", "-"); !strings.Contains(out, "serverside-applied") {
+		t.Errorf("server-side apply: %s", out)
+	}
+	if out := e.as("alice", "patch", "configmap", "ssa", "-n", "demo", "--type=merge", "-p", `{"data":{"a":"c"}}`); !strings.Contains(out, "patched") {
+		t.Errorf("patch: %s", out)
+	}
+	if out := e.as("alice", "auth", "can-i", "create", "configmaps", "-n", "demo"); strings.TrimSpace(out) != "yes" {
+		t.Errorf("auth can-i in demo: %q", out)
+	}
+	if out, _ := e.try(e.kubeconfig("alice"), "", "auth", "can-i", "delete", "configmaps", "-n", "prod"); strings.TrimSpace(out) != "no" {
+		t.Errorf("auth can-i delete in prod (alice's own rights, without an approval): %q", out)
+	}
+}
