@@ -154,8 +154,11 @@ func (a *celActivation) request() map[string]any {
 	}
 	hd := make(map[string]string, len(h.Header))
 	for k, v := range h.Header {
-		if len(v) > 0 {
-			hd[strings.ToLower(k)] = v[0]
+		switch k = strings.ToLower(k); {
+		case len(v) == 0, k == "authorization", k == "proxy-authorization", k == "cookie":
+			// The caller's credentials are never a condition's to read.
+		default:
+			hd[k] = v[0]
 		}
 	}
 	m["query"], m["headers"] = q, hd

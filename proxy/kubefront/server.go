@@ -286,7 +286,7 @@ func (x *exchange) serve() {
 		return
 	}
 	x.body = body
-	x.act.HTTP = &policy.HTTPRequest{RawQuery: r.URL.RawQuery, Header: forwardedHeaders(r.Header), ContentType: httpx.MediaType(r.Header.Get("Content-Type")), Body: x.body}
+	x.act.HTTP = &policy.HTTPRequest{RawQuery: r.URL.RawQuery, Header: r.Header, ContentType: httpx.MediaType(r.Header.Get("Content-Type")), Body: x.body}
 	x.v = s.Gate.Decide(r.Context(), &x.who.Subject, x.res.Name, x.act, x.start, &x.dec)
 	ev := x.event()
 	if bg := x.v.BreakGlass; bg != nil {
@@ -666,15 +666,6 @@ func (x *exchange) auditLoudly(ev *audit.Event) {
 	if err := x.srv.Audit.Append(context.Background(), ev); err != nil {
 		x.srv.Log.Error("AUDIT WRITE FAILED; the event is lost", "type", ev.Type, "exchange", x.id, "user", x.who.User, "err", err)
 	}
-}
-
-// forwardedHeaders are the request's headers that conditions may see: not the caller's
-// credentials.
-func forwardedHeaders(h http.Header) http.Header {
-	out := h.Clone()
-	out.Del("Authorization")
-	out.Del("Cookie")
-	return out
 }
 
 // isUpgrade reports whether r asks to switch protocols (exec, attach and port-forward use
