@@ -268,10 +268,22 @@ func TestCancelRunningStatementReachesUpstream(t *testing.T) {
 	if err := c2.QueryRow(context.Background(), "SELECT 1").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	var running int
-	e.upstream(t).QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%generate_series(1, 2000000000)%' AND state = 'active' AND pid <> pg_backend_pid()").Scan(&running)
-	if running != 0 {
-		t.Error("the cancelled query still runs upstream")
+	// pgx sends the CancelRequest asynchronously as it closes the connection, on its own
+	// connection, so the backend may take a moment to
+	// see it on a loaded machine; uncancelled, the query would run for minutes.
+	up := e.upstream(t)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var running int
+		if err := up.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%generate_series(1, 2000000000)%' AND state = 'active' AND pid <> pg_backend_pid()").Scan(&running); err != nil {
+			t.Fatal(err)
+		}
+		if running == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cancelled query still runs upstream 10s later")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
