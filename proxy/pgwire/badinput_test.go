@@ -268,9 +268,9 @@ func TestCancelRunningStatementReachesUpstream(t *testing.T) {
 	if err := c2.QueryRow(context.Background(), "SELECT 1").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	// pgx sends the CancelRequest asynchronously as it closes the connection, on its own
-	// connection, so the backend may take a moment to
-	// see it on a loaded machine; uncancelled, the query would run for minutes.
+	// pgx sends the CancelRequest asynchronously, on its own connection, as it closes the
+	// session, so the backend may take a moment to see it on a loaded machine; uncancelled,
+	// the query would run for minutes.
 	up := e.upstream(t)
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		var running int
