@@ -53,13 +53,16 @@ func TestBenchHTTP(t *testing.T) {
 		p50, p99 []float64 // ms, one per round
 		cpu      time.Duration
 	}
-	// BENCH_ONLY=portcullis (a target) or BENCH_ONLY="GET small c=1" (a workload) narrows the
-	// run, for profiling one of them (go test -cpuprofile); the ratios then need all three.
+	// BENCH_ONLY narrows the run to the targets and workloads it names, comma-separated
+	// (BENCH_ONLY=portcullis, BENCH_ONLY="POST 16KiB c=16,portcullis"), for profiling one of
+	// them (go test -cpuprofile); the ratios then need all three targets.
 	if only := os.Getenv("BENCH_ONLY"); only != "" {
-		if slices.ContainsFunc(workloads, func(w workload) bool { return w.name == only }) {
-			workloads = slices.DeleteFunc(workloads, func(w workload) bool { return w.name != only })
-		} else {
-			targets = slices.DeleteFunc(targets, func(tg target) bool { return tg.name != only })
+		names := strings.Split(only, ",")
+		if slices.ContainsFunc(workloads, func(w workload) bool { return slices.Contains(names, w.name) }) {
+			workloads = slices.DeleteFunc(workloads, func(w workload) bool { return !slices.Contains(names, w.name) })
+		}
+		if slices.ContainsFunc(targets, func(tg target) bool { return slices.Contains(names, tg.name) }) {
+			targets = slices.DeleteFunc(targets, func(tg target) bool { return !slices.Contains(names, tg.name) })
 		}
 	}
 	res := map[string]map[string]*result{}

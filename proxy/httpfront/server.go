@@ -527,10 +527,10 @@ func (x *exchange) forward(approval string) {
 		r := x.r.WithContext(context.WithValue(ctx, credKey{}, cred))
 		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(x.body)), int64(len(x.body))
 		x.rt.proxy.ServeHTTP(rec, r)
-		// A one-use credential is gone before the client sees the answer; then the answer
-		// goes out now, not after the result is recorded below.
+		// A one-use credential is gone before the client sees the end of the answer. The
+		// answer is not flushed here: recording its result below does not wait, and an
+		// early flush would cost a write and chunked framing on every response.
 		release()
-		rec.Flush()
 	}
 	ev := &audit.Event{Type: audit.TypeHTTPResult, Actor: x.who.User, Resource: x.res.Name, Session: x.id, Action: x.act.Statement,
 		Result: "ok", Details: map[string]any{"status": rec.status, "bytes": rec.bytes, "duration_us": x.srv.Now().Sub(x.start).Microseconds()}}
