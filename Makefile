@@ -24,7 +24,7 @@ FUZZTIME      ?= 60s
 APT_PACKAGES  := postgresql redis-server
 OIDC_DIR      := web/testdata/oidc
 
-.PHONY: bench-k8s all build demo test fuzz-smoke bench bench-pg bench-http tools servers vault kubernetes kubelet browser check fmt vet clean
+.PHONY: bench-k8s all build demo test fuzz-smoke bench bench-pg bench-http tools servers vault kubernetes kubelet node browser check fmt vet clean
 
 all: build
 
@@ -96,7 +96,7 @@ bench-k8s: kubernetes
 
 ## tools: everything the tests need: the system's servers, Vault, etcd and Kubernetes, Chromium and
 ## the OIDC provider.
-tools: servers vault kubernetes browser
+tools: servers vault kubernetes kubelet node browser
 
 ## browser: Debian's Chromium for the console's browser tests, and the npm oidc-provider
 ## (web/testdata/oidc, from its lock file) they sign in through.
@@ -154,10 +154,28 @@ $(VAULT_K8S_STAMP): $(VAULT)
 
 ## kubernetes: build the pinned etcd, kube-apiserver and kubectl once (several minutes cold),
 ## cached like Vault; the tests run a real control plane with them. `make kubelet` adds the
-## node agent (1.5 GB of memory to build) for the Kubernetes front end's exec tests.
+## node agent (1.5 GB of memory to build) that `make tools` builds for the exec tests.
 kubernetes: $(ETCD) $(KUBE_DIR)/kube-apiserver $(KUBE_DIR)/kubectl
 
 kubelet: $(KUBE_DIR)/kubelet
+
+## node: what a test node runs besides the kubelet: containerd and runc, busybox (its image
+## is built locally, nothing is pulled), the CNI plugins and iptables, from the distribution.
+NODE_PACKAGES := containerd runc busybox-static containernetworking-plugins iptables
+node:
+	@missing=""; \
+	command -v containerd >/dev/null || missing="$$missing containerd"; \
+	command -v runc >/dev/null || missing="$$missing runc"; \
+	[ -x /bin/busybox ] || missing="$$missing busybox-static"; \
+	[ -x /usr/lib/cni/bridge ] || missing="$$missing containernetworking-plugins"; \
+	command -v iptables >/dev/null || missing="$$missing iptables"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing; install them (sudo apt-get install -y$$missing) or run as root"; exit 1; fi; \
+		echo "installing$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		systemctl disable --now containerd >/dev/null 2>&1 || true; service containerd stop >/dev/null 2>&1 || true; \
+	fi
 
 $(ETCD):
 	@echo "building etcd $(ETCD_VERSION) into $(dir $(ETCD)) (once)"

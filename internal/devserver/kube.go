@@ -116,7 +116,7 @@ func StartKube(dir string, users ...KubeUser) (*Kube, error) {
 		"--service-account-issuer=https://kubernetes.default.svc", "--service-account-key-file="+f("sa.pub"),
 		"--service-account-signing-key-file="+f("sa.key"), "--service-cluster-ip-range=10.96.0.0/24",
 		"--enable-priority-and-fairness=false", "--profiling=false", "--allow-privileged=true",
-		"--disable-admission-plugins=ServiceAccount"), f("kube-apiserver.log"))
+		"--disable-admission-plugins=ServiceAccount", "--kubelet-preferred-address-types=InternalIP,Hostname"), f("kube-apiserver.log"))
 	if err != nil {
 		k.Stop()
 		return nil, err

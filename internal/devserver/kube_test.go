@@ -2,6 +2,8 @@ package devserver
 
 import (
 	"context"
+	"errors"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -53,4 +55,61 @@ func TestKube(t *testing.T) {
 	if who, err := run("deployer", strings.TrimSpace(out), "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"); err != nil || who != "system:serviceaccount:prod:deployer" {
 		t.Errorf("the minted token is not the service account's: %v %q", err, who)
 	}
+}
+
+// TestNode registers a real node (containerd and a kubelet) with the control plane, runs a
+// pod of the locally built busybox image on it, and execs into it with kubectl: stdin in,
+// stdout out, the exit code back.
+func TestNode(t *testing.T) {
+	kubectl, err := KubeBinary("kubectl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := StartKube(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Stop() })
+	n, err := StartNode(shortTempDir(t), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Stop() })
+	cfg, err := k.Kubeconfig("admin", KubeAdminToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(stdin string, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", cfg}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run(n.PodManifest("default", "box"), "apply", "-f", "-"); err != nil {
+		t.Fatalf("create pod: %v\n%s", err, out)
+	}
+	if out, err := run("", "wait", "--for=condition=Ready", "pod/box", "--timeout=60s"); err != nil {
+		t.Fatalf("pod not ready: %v\n%s", err, out)
+	}
+	out, err := run("hello from stdin\n", "exec", "-i", "box", "--", "sh", "-c", "cat; echo out; exit 3")
+	if !strings.Contains(out, "hello from stdin") || !strings.Contains(out, "out") {
+		t.Errorf("exec output %q", out)
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Errorf("exec exit: %v, want code 3", err)
+	}
+}
+
+// shortTempDir is a temporary directory with a short path: containerd's socket lives in it
+// (a Unix socket path has at most 107 bytes).
+func shortTempDir(t *testing.T) string {
+	d, err := os.MkdirTemp("", "pcn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
 }
