@@ -48,6 +48,10 @@ const (
 	// TypeKubeResult: how a forwarded Kubernetes API request ended (status, bytes,
 	// duration; for a watch or a log stream, when the stream ended).
 	TypeKubeResult = "kube.result"
+	// TypeKubeStream: part of an exec or attach session's recording — asciicast v2 frames
+	// ([seconds, "o" | "i" | "r", data]) in details.frames, written as the session runs
+	// (input before it is forwarded).
+	TypeKubeStream = "kube.stream"
 	// TypeKubeApprovalClosed: a held Kubernetes request was re-run under its approval
 	// (or its wait, hold: wait, ended).
 	TypeKubeApprovalClosed = "kube.approval.closed"

@@ -70,11 +70,18 @@ func TestNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { k.Stop() })
-	n, err := StartNode(shortTempDir(t), k)
+	dir, err := os.MkdirTemp("", "pcn") // short: containerd's socket is in it
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { n.Stop() })
+	n, err := StartNode(dir, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		n.Stop()
+		os.RemoveAll(dir)
+	})
 	cfg, err := k.Kubeconfig("admin", KubeAdminToken)
 	if err != nil {
 		t.Fatal(err)
@@ -101,15 +108,4 @@ func TestNode(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
 		t.Errorf("exec exit: %v, want code 3", err)
 	}
-}
-
-// shortTempDir is a temporary directory with a short path: containerd's socket lives in it
-// (a Unix socket path has at most 107 bytes).
-func shortTempDir(t *testing.T) string {
-	d, err := os.MkdirTemp("", "pcn")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
 }

@@ -44,6 +44,30 @@ type Node struct {
 
 	containerd, kubelet *process
 	sock                string
+	lock                *os.File
+}
+
+// nodeLock is held by the node running on this machine: test binaries run in parallel,
+// and a second node would share the kubelet's fixed paths, the address and the bridge.
+const nodeLock = "/tmp/portcullis-node.lock"
+
+// lockNode waits (up to timeout) for the machine's node lock.
+func lockNode(timeout time.Duration) (*os.File, error) {
+	f, err := os.OpenFile(nodeLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(timeout); ; {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("another Kubernetes node runs on this machine (%s is locked)", nodeLock)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // StartNode starts containerd and a kubelet in dir and waits until the node is Ready in k.
@@ -66,12 +90,18 @@ func StartNode(dir string, k *Kube) (*Node, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("a Kubernetes node needs root (containers, network namespaces)")
 	}
-	n := &Node{Dir: dir, sock: filepath.Join(dir, "containerd.sock")}
+	lock, err := lockNode(10 * time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{Dir: dir, sock: filepath.Join(dir, "containerd.sock"), lock: lock}
 	f := func(name string) string { return filepath.Join(dir, name) }
 	if err := nodeAddrUp(); err != nil {
+		n.Stop()
 		return nil, err
 	}
 	if err := n.writeConfig(); err != nil {
+		n.Stop()
 		return nil, err
 	}
 	n.containerd, err = start("containerd", exec.Command("containerd", "--config", f("containerd.toml")), f("containerd.log"))
@@ -324,6 +354,10 @@ func (n *Node) Stop() error {
 	}
 	killShims(n.sock)
 	unmountUnder(n.Dir)
+	if n.lock != nil {
+		n.lock.Close() // releases the lock
+		n.lock = nil
+	}
 	return errors.Join(errs...)
 }
 

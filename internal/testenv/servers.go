@@ -68,6 +68,26 @@ func Kube(t testing.TB, users ...devserver.KubeUser) *devserver.Kube {
 	return k
 }
 
+// Node starts a real Kubernetes node (containerd and a kubelet) for k, for exec and
+// attach, and stops it when the test ends. It waits while another test binary's node runs.
+func Node(t testing.TB, k *devserver.Kube) *devserver.Node {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "pcn") // short: containerd's socket is in it
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := devserver.StartNode(dir, k)
+	if err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf("could not start a Kubernetes node: %v", err)
+	}
+	t.Cleanup(func() {
+		n.Stop()
+		os.RemoveAll(dir)
+	})
+	return n
+}
+
 // BenchSettings returns how long each benchmark run lasts and how many interleaved rounds
 // the end-to-end benchmarks make: BENCH_SECONDS (default 5) and BENCH_ROUNDS (default 2).
 func BenchSettings() (seconds, rounds int) {

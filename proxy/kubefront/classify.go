@@ -42,6 +42,11 @@ func Classify(r *http.Request) (Attributes, policy.Class) {
 	}
 	a := Attributes{Resource: info.IsResourceRequest, Verb: info.Verb, Group: info.APIGroup, Version: info.APIVersion,
 		Kind: info.Resource, Subresource: info.Subresource, Namespace: info.Namespace, Name: info.Name, Path: info.Path}
+	if a.Verb == "get" && isUpgrade(r) {
+		// A stream opened as a WebSocket (GET) is the same create of pods/exec, attach or
+		// portforward as over SPDY (POST), and the API server authorizes it so.
+		a.Verb = "create"
+	}
 	if r.Header.Get("Impersonate-User") != "" || r.Header.Get("Impersonate-Group") != "" || r.Header.Get("Impersonate-Uid") != "" ||
 		hasPrefixHeader(r.Header, "Impersonate-Extra-") {
 		// Acting as someone else is an escalation whatever the request does.

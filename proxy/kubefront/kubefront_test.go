@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -148,6 +149,24 @@ func newEnvWith(t *testing.T, o envOpts) *env {
 	})
 	e.url = "https://" + ln.Addr().String()
 	return e
+}
+
+// has reports whether the audit log holds an event of type whose action contains action.
+func (e *env) has(typ, action string) bool {
+	for _, ev := range e.events() {
+		if ev.Type == typ && strings.Contains(ev.Action, action) {
+			return true
+		}
+	}
+	return false
+}
+
+// client is an HTTP client that trusts the front end's certificate.
+func (e *env) client() *http.Client {
+	ca, _ := e.srv.CAPEM()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 30 * time.Second}
 }
 
 // kubeconfig writes a kubeconfig for user's Portcullis token against the front end.
@@ -432,10 +451,7 @@ func TestWatchStreams(t *testing.T) {
 // unknown: here the default, deny), an exec stream it cannot record.
 func TestRefusedBeforeForwarding(t *testing.T) {
 	e := newEnv(t)
-	ca, _ := e.srv.CAPEM()
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca)
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 30 * time.Second}
+	c := e.client()
 	do := func(method, path, token, body string, header ...string) (int, map[string]any) {
 		t.Helper()
 		req, _ := http.NewRequest(method, e.url+path, strings.NewReader(body))
@@ -548,5 +564,104 @@ func TestHoldWaitAndKubectlFlavours(t *testing.T) {
 	}
 	if out, _ := e.try(e.kubeconfig("alice"), "", "auth", "can-i", "delete", "configmaps", "-n", "prod"); strings.TrimSpace(out) != "no" {
 		t.Errorf("auth can-i delete in prod (alice's own rights, without an approval): %q", out)
+	}
+}
+
+// TestExecRecorded runs kubectl exec through Portcullis into pods on a real node (kubelet
+// and containerd): a free exec in demo runs with stdin, output and exit code passed
+// through, and is recorded in the audit log (input, output, the exit code); an exec in
+// prod is held, approved, and runs once; streams Portcullis cannot record (SPDY,
+// port-forward) are refused before anything reaches the cluster.
+func TestExecRecorded(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	n := testenv.Node(t, e.kube)
+	for _, pod := range []struct{ ns, name string }{{"demo", "box"}, {"prod", "orders-0"}} {
+		if out, err := e.kube.Kubectl(ctx, n.PodManifest(pod.ns, pod.name), "apply", "-f", "-"); err != nil {
+			t.Fatalf("create pod: %v\n%s", err, out)
+		}
+		if out, err := e.kube.Kubectl(ctx, "", "wait", "-n", pod.ns, "--for=condition=Ready", "pod/"+pod.name, "--timeout=60s"); err != nil {
+			t.Fatalf("pod %s not ready: %v\n%s", pod.name, err, out)
+		}
+	}
+
+	out, err := e.try(e.kubeconfig("alice"), "typed by alice\n", "exec", "-i", "-n", "demo", "box", "--", "sh", "-c", "cat; echo done; exit 3")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(out, "typed by alice") || !strings.Contains(out, "done") {
+		t.Fatalf("exec through Portcullis: %v\n%s", err, out)
+	}
+	var input, output string
+	var result *audit.Event
+	// The result is written as the session ends, maybe just after kubectl exits.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !e.has(audit.TypeKubeResult, "/exec"); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, ev := range e.events() {
+		switch {
+		case ev.Type == audit.TypeKubeStream:
+			frames, _ := ev.Details["frames"].([]any)
+			for _, f := range frames {
+				fr := f.([]any)
+				switch fr[1] {
+				case "i":
+					input += fr[2].(string)
+				case "o":
+					output += fr[2].(string)
+				}
+			}
+		case ev.Type == audit.TypeKubeResult && strings.Contains(ev.Action, "/exec"):
+			result = ev
+		}
+	}
+	if input != "typed by alice\n" || !strings.Contains(output, "typed by alice\ndone\n") {
+		t.Errorf("recording: input %q, output %q", input, output)
+	}
+	if result == nil || result.Details["recorded"] != true || result.Details["exit_code"] != float64(3) || result.Details["status"] != float64(101) {
+		t.Errorf("exec result event: %+v", result)
+	}
+
+	// An exec in prod is held; approved, it runs once.
+	// kubectl prints an upgrade's refusal by its message (from its SPDY fallback, which finds
+	// the same request pending).
+	out = e.refused("alice", "pods/orders-0 (exec) in prod", "exec", "-n", "prod", "orders-0", "--", "echo", "in prod")
+	m := requestID.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no request named:\n%s", out)
+	}
+	req, err := e.approvals.Get(ctx, m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(req.Artifact.Statement, "/namespaces/prod/pods/orders-0/exec") || !strings.Contains(req.Artifact.Statement, "command=echo") {
+		t.Errorf("the approver should see the pod and command: %q", req.Artifact.Statement)
+	}
+	bob, _ := e.srv.Config.StaticSubject("bob")
+	if _, err := e.approvals.Approve(ctx, m[1], bob, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.as("alice", "exec", "-n", "prod", "orders-0", "--", "echo", "in prod"); !strings.Contains(out, "in prod") {
+		t.Errorf("the approved exec: %s", out)
+	}
+	e.refused("alice", "approval", "exec", "-n", "prod", "orders-0", "--", "echo", "in prod")
+
+	// SPDY exec and port-forward are refused before anything reaches the cluster.
+	for _, tc := range []struct{ path, upgrade, want string }{
+		{"/api/v1/namespaces/demo/pods/box/exec?command=id&stdout=true", "SPDY/3.1", "SPDY exec and attach streams are not recorded"},
+		{"/api/v1/namespaces/demo/pods/box/portforward?ports=80", "websocket", "portforward streams are not recorded"},
+	} {
+		req, _ := http.NewRequest("POST", e.url+tc.path, nil)
+		req.Header.Set("Authorization", "Bearer alice-token")
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", tc.upgrade)
+		req.Header.Set("Sec-WebSocket-Protocol", "v5.channel.k8s.io")
+		resp, err := e.client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), tc.want) {
+			t.Errorf("%s over %s: %d %s", tc.path, tc.upgrade, resp.StatusCode, b)
+		}
 	}
 }

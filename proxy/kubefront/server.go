@@ -143,10 +143,29 @@ func (s *Server) setUp() error {
 		Transport:     tr,
 		FlushInterval: -1, // watches and logs -f: every chunk as it comes
 		BufferPool:    httpx.CopyBuffers,
+		ModifyResponse: func(resp *http.Response) error {
+			if resp.StatusCode != http.StatusSwitchingProtocols {
+				return nil
+			}
+			// An exec or attach stream: recorded, or not run.
+			x := resp.Request.Context().Value(exchangeKey{}).(*exchange)
+			backend, ok := resp.Body.(io.ReadWriteCloser)
+			if x.cast == nil || !ok || !slices.Contains(recordedProtocols, resp.Header.Get("Sec-WebSocket-Protocol")) {
+				resp.Body.Close()
+				return errUnrecordable
+			}
+			resp.Body, x.upgraded = newTap(backend, x.cast), true
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			x := r.Context().Value(exchangeKey{}).(*exchange)
 			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 				x.status = 499 // the client went away, or a grant's end cut the request
+				return
+			}
+			if errors.Is(err, errUnrecordable) {
+				x.status = http.StatusBadGateway
+				status(w, http.StatusBadGateway, "InternalError", "the API server switched to a stream protocol Portcullis does not record; the session was not opened", nil)
 				return
 			}
 			s.Log.Warn("the API server could not be reached", "resource", s.Resource.Name, "exchange", x.id, "err", err)
@@ -257,6 +276,20 @@ type exchange struct {
 	status   int
 	// serviceAccount is set when the request runs as a grant's service account.
 	serviceAccount string
+	// offer is the stream subprotocols offered upstream for an exec or attach, which is
+	// recorded by cast once the API server switches protocols (upgraded).
+	offer    []string
+	cast     *cast
+	upgraded bool
+	// unrecordable says why an upgrade (an SPDY exec, a port-forward) would not be recorded.
+	unrecordable string
+}
+
+// refuseUnrecordable answers a stream Portcullis would not record: it does not run.
+func (x *exchange) refuseUnrecordable(ev *audit.Event) {
+	ev.Result, ev.Reason = "refused", x.unrecordable
+	x.auditLoudly(ev)
+	status(x.w, http.StatusForbidden, "Forbidden", x.unrecordable, nil)
 }
 
 // exchangeKey carries the exchange from forward to the reverse proxy's Rewrite.
@@ -294,13 +327,16 @@ func (x *exchange) serve() {
 		ev.Details["original_decision"] = x.dec.Effect.String()
 		ev.Reason = "break-glass " + bg.ID + " bypassed: " + ev.Reason
 	}
-	if isUpgrade(r) && x.v.Effect != policy.Deny {
+	if isUpgrade(r) {
 		// exec, attach and port-forward are streams into a container: they are recorded,
-		// and without a recorder there is no session (fail closed).
-		ev.Result, ev.Reason = "refused", "interactive streams (exec, attach, port-forward) are not recorded by this Portcullis yet, so they are refused"
-		x.auditLoudly(ev)
-		status(x.w, http.StatusForbidden, "Forbidden", ev.Reason, nil)
-		return
+		// and a stream Portcullis cannot record does not run (fail closed). One that needs
+		// approval is still held (kubectl falls back from WebSocket to SPDY, and the
+		// request is the same either way), but only a recordable re-run runs it.
+		x.offer, x.unrecordable = recordableUpgrade(r, x.attrs.Subresource)
+		if x.unrecordable != "" && x.v.Effect == policy.Allow {
+			x.refuseUnrecordable(ev)
+			return
+		}
 	}
 	switch x.v.Effect {
 	case policy.Allow:
@@ -329,7 +365,13 @@ func (x *exchange) serve() {
 // action is the policy action of the request.
 func (x *exchange) action(class policy.Class) *policy.Action {
 	a := x.attrs
-	return &policy.Action{Class: class, Kind: a.Verb, Statement: x.r.Method + " " + x.r.URL.RequestURI(), Method: x.r.Method, Path: x.r.URL.Path,
+	method := x.r.Method
+	if isUpgrade(x.r) {
+		// An exec or attach is the same request whether kubectl opens it as a WebSocket
+		// (GET) or, falling back, over SPDY (POST): one approval covers either.
+		method = "CONNECT"
+	}
+	return &policy.Action{Class: class, Kind: a.Verb, Statement: method + " " + x.r.URL.RequestURI(), Method: x.r.Method, Path: x.r.URL.Path,
 		Namespace: a.Namespace, EstimatedRows: -1,
 		Kube: &policy.KubeRequest{Verb: a.Verb, Group: a.Group, Version: a.Version, Resource: a.Kind, Subresource: a.Subresource, Name: a.Name}}
 }
@@ -375,6 +417,10 @@ func (x *exchange) held(ev *audit.Event) {
 			x.describe(), prior.ID, progress(prior), s.Config.Server.RequestURL(prior.ID)), approvalDetails(prior))
 		return
 	}
+	if prior != nil && x.unrecordable != "" { // approved, but this stream would not be recorded
+		x.refuseUnrecordable(ev)
+		return
+	}
 	if prior != nil { // approved: this is the re-run it waited for
 		req, err := s.Gate.Redeem(r.Context(), &x.who.Subject, prior.ID, art, closed)
 		if err != nil {
@@ -396,7 +442,7 @@ func (x *exchange) held(ev *audit.Event) {
 		status(x.w, http.StatusServiceUnavailable, "ServiceUnavailable", "not forwarded: "+err.Error(), nil)
 		return
 	}
-	if x.res.Kubernetes.Hold != configs.KubeHoldWait {
+	if x.res.Kubernetes.Hold != configs.KubeHoldWait || x.unrecordable != "" {
 		status(x.w, http.StatusForbidden, "ApprovalRequired", fmt.Sprintf("%s needs approval (%s): request %s, %s. Approve at %s, then re-run the same command; it runs once.",
 			x.describe(), x.dec.Reason(), req.ID, progress(req), s.Config.Server.RequestURL(req.ID)), approvalDetails(req))
 		return
@@ -475,6 +521,9 @@ func (x *exchange) forward(approval string) {
 	}
 	r := x.r.WithContext(ctx)
 	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(x.body)), int64(len(x.body))
+	if x.offer != nil {
+		x.cast = newCast(x)
+	}
 	// The reverse proxy panics (http.ErrAbortHandler) when the client goes away mid-stream,
 	// or the stream is cut: the result is written either way.
 	defer func() {
@@ -490,9 +539,23 @@ func (x *exchange) forward(approval string) {
 		}
 		ev := &audit.Event{Type: audit.TypeKubeResult, Actor: x.who.User, Resource: x.res.Name, Session: x.id, Action: x.act.Statement,
 			Result: "ok", Details: map[string]any{"status": rec.status, "bytes": rec.bytes, "duration_us": s.Now().Sub(x.start).Microseconds()}}
+		var castErr error
+		if x.cast != nil {
+			castErr = x.cast.finish()
+			if x.upgraded {
+				ev.Details["status"], ev.Details["recorded"] = http.StatusSwitchingProtocols, true
+				code, msg := x.cast.exitCode()
+				ev.Details["exit_code"] = code
+				if msg != "" {
+					ev.Details["exit_message"] = msg
+				}
+			}
+		}
 		switch p := recover(); {
 		case cut.Load() != nil:
 			ev.Result, ev.Reason = "cut", *cut.Load()
+		case castErr != nil:
+			ev.Result, ev.Reason = "error", castErr.Error()
 		case p != nil:
 			ev.Result, ev.Reason = "aborted", "the stream ended before the answer did (the client went away)"
 			defer panic(p)
@@ -567,7 +630,12 @@ func (x *exchange) credential() (elevation.HeaderCredential, error) {
 }
 
 // rewrite sets the outgoing request's identity headers for the exchange as decided.
-func (x *exchange) rewrite(h http.Header) { x.identify(h, x.cred, x.approved) }
+func (x *exchange) rewrite(h http.Header) {
+	x.identify(h, x.cred, x.approved)
+	if x.offer != nil {
+		h.Set("Sec-WebSocket-Protocol", strings.Join(x.offer, ", "))
+	}
+}
 
 // identify sets a request's identity headers: none of the caller's credentials,
 // Portcullis's own credential, and — unless access is fixed and nothing is elevated — the
@@ -667,6 +735,9 @@ func (x *exchange) auditLoudly(ev *audit.Event) {
 		x.srv.Log.Error("AUDIT WRITE FAILED; the event is lost", "type", ev.Type, "exchange", x.id, "user", x.who.User, "err", err)
 	}
 }
+
+// errUnrecordable: the API server answered an upgrade with a stream Portcullis cannot record.
+var errUnrecordable = errors.New("unrecordable stream")
 
 // isUpgrade reports whether r asks to switch protocols (exec, attach and port-forward use
 // SPDY or WebSocket).

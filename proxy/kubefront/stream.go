@@ -1,0 +1,354 @@
+package kubefront
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+
+	"github.com/portcullis/portcullis/audit"
+)
+
+// An exec or attach session is a WebSocket stream of the Kubernetes channel protocol: each
+// message's first byte names a channel (stdin, stdout, stderr, the error/status channel,
+// terminal resizes), the rest is its data. Portcullis records the session from the frames
+// as they pass — stdin before it is forwarded, output as it comes — into the audit log as
+// kube.stream events (asciicast v2 frames), so that the recording is in the hash chain
+// with the decision that allowed it. Without a recording there is no session: a stream
+// Portcullis cannot parse is refused, and a failed recording write ends the session.
+
+// recordedProtocols are the WebSocket subprotocols whose framing Portcullis records. The
+// base64 variants and SPDY are not offered upstream.
+var recordedProtocols = []string{"v5.channel.k8s.io", "v4.channel.k8s.io"}
+
+// Channels of the Kubernetes remote command protocol.
+const (
+	chanStdin  = 0
+	chanStdout = 1
+	chanStderr = 2
+	chanError  = 3
+	chanResize = 4
+	chanClose  = 255 // v5: the client closed the channel in the data's first byte
+)
+
+const (
+	// maxFrame bounds one WebSocket message Portcullis holds to record it; kubectl and
+	// the kubelet send at most 32 KiB.
+	maxFrame = 1 << 20
+	// castFlushEvery bounds how long output stays unrecorded; castFlushBytes how much.
+	castFlushEvery = 100 * time.Millisecond
+	castFlushBytes = 32 << 10
+)
+
+// recordableUpgrade checks that r is a stream Portcullis can record: a WebSocket upgrade
+// of exec or attach offering one of recordedProtocols. It returns the subprotocols to
+// offer the API server, or why the stream is refused.
+func recordableUpgrade(r *http.Request, subresource string) ([]string, string) {
+	if subresource != "exec" && subresource != "attach" {
+		return nil, subresource + " streams are not recorded by this Portcullis yet, so they are refused"
+	}
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		return nil, "SPDY exec and attach streams are not recorded by this Portcullis, so they are refused; kubectl 1.30 and later use WebSocket, which is recorded"
+	}
+	var offer []string
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); slices.Contains(recordedProtocols, p) && !slices.Contains(offer, p) {
+				offer = append(offer, p)
+			}
+		}
+	}
+	if len(offer) == 0 {
+		return nil, "the client offers no stream protocol Portcullis records (" + strings.Join(recordedProtocols, ", ") + ")"
+	}
+	return offer, ""
+}
+
+// cast records one exec or attach session into the audit log.
+type cast struct {
+	x     *exchange
+	start time.Time
+
+	mu      sync.Mutex
+	frames  [][3]any // [seconds, "o"|"i"|"r", data]
+	size    int
+	pending [3][]byte // per channel: the start of a UTF-8 sequence split between messages
+	failed  error
+	exit    *streamExit
+	stop    chan struct{}
+	done    chan struct{}
+	closeFn func() // ends the session when the recording fails
+}
+
+// streamExit is what the error channel said at the end: the command's exit code, or why
+// it could not run.
+type streamExit struct {
+	Status  string `json:"status"`
+	Message string `json:"message,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	Details struct {
+		Causes []struct {
+			Reason  string `json:"reason"`
+			Message string `json:"message"`
+		} `json:"causes"`
+	} `json:"details"`
+}
+
+func newCast(x *exchange) *cast {
+	c := &cast{x: x, start: x.srv.Now(), stop: make(chan struct{}), done: make(chan struct{})}
+	go c.flushLoop()
+	return c
+}
+
+// flushLoop writes output at least every castFlushEvery.
+func (c *cast) flushLoop() {
+	defer close(c.done)
+	t := time.NewTicker(castFlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+			c.flush()
+		}
+	}
+}
+
+// add appends a frame; output is written by the flush loop, or at once past castFlushBytes.
+func (c *cast) add(kind string, data string) {
+	c.mu.Lock()
+	c.frames = append(c.frames, [3]any{c.x.srv.Now().Sub(c.start).Seconds(), kind, data})
+	c.size += len(data)
+	full := c.size >= castFlushBytes
+	c.mu.Unlock()
+	if full {
+		c.flush()
+	}
+}
+
+// flush writes the frames held as one kube.stream event. A write that fails ends the
+// session: nothing further runs unrecorded.
+func (c *cast) flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failed != nil {
+		return c.failed
+	}
+	if len(c.frames) == 0 {
+		return nil
+	}
+	frames := c.frames
+	c.frames, c.size = nil, 0
+	x := c.x
+	ev := &audit.Event{Type: audit.TypeKubeStream, Actor: x.who.User, Resource: x.res.Name, Session: x.id, Action: x.act.Statement,
+		Details: map[string]any{"frames": frames}}
+	if err := x.srv.Audit.AppendWritten(context.Background(), ev); err != nil {
+		c.failed = fmt.Errorf("the session's recording could not be written: %w", err)
+		x.srv.Log.Error("exec recording failed; the session is ended", "exchange", x.id, "err", err)
+		if c.closeFn != nil {
+			c.closeFn()
+		}
+		return c.failed
+	}
+	return nil
+}
+
+// finish writes what is held and stops the flush loop.
+func (c *cast) finish() error {
+	close(c.stop)
+	<-c.done
+	return c.flush()
+}
+
+// message records one channel message; fromClient says which way it went.
+func (c *cast) message(fromClient bool, data []byte) {
+	if len(data) == 0 {
+		return
+	}
+	ch, data := data[0], data[1:]
+	switch {
+	case fromClient && ch == chanStdin:
+		c.add("i", c.text(ch, data))
+	case fromClient && ch == chanResize:
+		var size struct{ Width, Height uint16 }
+		if json.Unmarshal(data, &size) == nil {
+			c.add("r", strconv.Itoa(int(size.Width))+"x"+strconv.Itoa(int(size.Height)))
+		}
+	case !fromClient && (ch == chanStdout || ch == chanStderr):
+		c.add("o", c.text(ch, data))
+	case !fromClient && ch == chanError:
+		var st streamExit
+		if json.Unmarshal(data, &st) == nil {
+			c.mu.Lock()
+			c.exit = &st
+			c.mu.Unlock()
+		}
+	}
+}
+
+// text returns data as text, holding back a UTF-8 sequence cut at its end until the
+// channel's next message completes it.
+func (c *cast) text(ch byte, data []byte) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if int(ch) >= len(c.pending) {
+		return string(data)
+	}
+	b := append(c.pending[ch], data...)
+	cut := len(b)
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				cut = i
+			}
+			break
+		}
+	}
+	c.pending[ch] = bytes.Clone(b[cut:])
+	return string(b[:cut])
+}
+
+// exitCode returns the command's exit code as the error channel reported it: 0 on
+// Success, the NonZeroExitCode cause's, or -1 when unknown.
+func (c *cast) exitCode() (int, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.exit == nil:
+		return -1, ""
+	case c.exit.Status == "Success":
+		return 0, ""
+	}
+	for _, cause := range c.exit.Details.Causes {
+		if cause.Reason == "ExitCode" {
+			if n, err := strconv.Atoi(cause.Message); err == nil {
+				return n, c.exit.Message
+			}
+		}
+	}
+	return -1, c.exit.Message
+}
+
+// frameReader follows one direction of a WebSocket connection and hands each complete
+// message's payload (unmasked) to onMessage.
+type frameReader struct {
+	buf       []byte
+	msg       []byte // a fragmented message's payload so far
+	inMessage bool
+	onMessage func([]byte)
+}
+
+var errFrameTooLarge = errors.New("a stream message is larger than Portcullis records")
+
+// feed takes the next bytes of the direction.
+func (f *frameReader) feed(p []byte) error {
+	f.buf = append(f.buf, p...)
+	for {
+		br := bytes.NewReader(f.buf)
+		h, err := ws.ReadHeader(br)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil // the header is not all here yet
+		}
+		if err != nil {
+			return fmt.Errorf("malformed WebSocket frame: %w", err)
+		}
+		if h.Length > maxFrame || len(f.msg)+int(h.Length) > maxFrame {
+			return errFrameTooLarge
+		}
+		hl := len(f.buf) - br.Len()
+		if len(f.buf) < hl+int(h.Length) {
+			if len(f.buf) > maxFrame+ws.MaxHeaderSize {
+				return errFrameTooLarge
+			}
+			return nil // the payload is not all here yet
+		}
+		payload := f.buf[hl : hl+int(h.Length)]
+		if h.Masked {
+			ws.Cipher(payload, h.Mask, 0)
+		}
+		switch {
+		case h.OpCode.IsControl(): // ping, pong, close: nothing to record
+		case h.OpCode == ws.OpContinuation && f.inMessage:
+			f.msg = append(f.msg, payload...)
+		case h.OpCode == ws.OpBinary || h.OpCode == ws.OpText:
+			f.msg, f.inMessage = append(f.msg[:0], payload...), true
+		default:
+			return fmt.Errorf("unexpected WebSocket frame (opcode %d)", h.OpCode)
+		}
+		if h.Fin && f.inMessage && !h.OpCode.IsControl() {
+			f.onMessage(f.msg)
+			f.msg, f.inMessage = f.msg[:0], false
+		}
+		// Unmasking changed the buffer in place; it has been handed on already.
+		f.buf = f.buf[:copy(f.buf, f.buf[hl+int(h.Length):])]
+	}
+}
+
+// tap is the API server's side of an upgraded exec or attach connection, as the reverse
+// proxy copies through it: what it reads the API server said, what it writes the client
+// said. Client bytes are recorded before they are passed on.
+type tap struct {
+	io.ReadWriteCloser
+	cast               *cast
+	fromServer, client frameReader
+	mu                 sync.Mutex // orders client writes against their recording
+}
+
+func newTap(backend io.ReadWriteCloser, c *cast) *tap {
+	t := &tap{ReadWriteCloser: backend, cast: c}
+	t.fromServer.onMessage = func(m []byte) { c.message(false, m) }
+	t.client.onMessage = func(m []byte) { c.message(true, m) }
+	c.closeFn = func() { backend.Close() }
+	return t
+}
+
+func (t *tap) Read(p []byte) (int, error) {
+	n, err := t.ReadWriteCloser.Read(p)
+	if n > 0 {
+		if ferr := t.fromServer.feed(bytes.Clone(p[:n])); ferr != nil {
+			t.cast.fail(ferr)
+			return 0, ferr
+		}
+	}
+	return n, err
+}
+
+func (t *tap) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	// The frames are unmasked in a copy: the API server gets the bytes as the client sent them.
+	if err := t.client.feed(bytes.Clone(p)); err != nil {
+		t.cast.fail(err)
+		return 0, err
+	}
+	// Input is recorded before it reaches the container.
+	if err := t.cast.flush(); err != nil {
+		return 0, err
+	}
+	return t.ReadWriteCloser.Write(p)
+}
+
+// fail ends the session: its stream can no longer be recorded.
+func (c *cast) fail(err error) {
+	c.mu.Lock()
+	if c.failed == nil {
+		c.failed = err
+	}
+	c.mu.Unlock()
+	c.x.srv.Log.Error("exec stream cannot be recorded; the session is ended", "exchange", c.x.id, "err", err)
+	if c.closeFn != nil {
+		c.closeFn()
+	}
+}
