@@ -24,7 +24,7 @@ FUZZTIME      ?= 60s
 APT_PACKAGES  := postgresql redis-server
 OIDC_DIR      := web/testdata/oidc
 
-.PHONY: bench-k8s all build demo test fuzz-smoke bench bench-pg bench-http tools servers vault kubernetes kubelet node browser check fmt vet clean
+.PHONY: bench-k8s all build demo test fuzz-smoke bench bench-pg bench-http tools servers vault kubernetes kubelet node browser player check fmt vet clean
 
 all: build
 
@@ -115,6 +115,14 @@ browser:
 	@[ -f $(OIDC_DIR)/node_modules/.package-lock.json ] && cmp -s $(OIDC_DIR)/package-lock.json $(OIDC_DIR)/node_modules/.lock-copy || { \
 		echo "installing the test OIDC provider (npm ci in $(OIDC_DIR))"; \
 		cd $(OIDC_DIR) && npm ci --no-audit --no-fund --loglevel=error >/dev/null && cp package-lock.json node_modules/.lock-copy; }
+
+## player: refresh the console's terminal player (web/static/player, committed so that a
+## plain go build embeds it) from the npm version pinned in web/player.
+player:
+	cd web/player && npm ci --no-audit --no-fund --loglevel=error
+	cp web/player/node_modules/asciinema-player/dist/bundle/asciinema-player.min.js \
+		web/player/node_modules/asciinema-player/dist/bundle/asciinema-player.css \
+		web/player/node_modules/asciinema-player/LICENSE web/static/player/
 
 ## servers: install PostgreSQL and Redis from the distribution when they are missing.
 servers:

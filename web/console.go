@@ -33,6 +33,11 @@ var staticFS embed.FS
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
 	"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
+// terminalCSP is the policy of a page with the terminal player: the same, and the
+// player's WebAssembly terminal may be compiled (wasm-unsafe-eval allows no JavaScript
+// eval).
+var terminalCSP = strings.Replace(contentSecurityPolicy, "script-src 'self'", "script-src 'self' 'wasm-unsafe-eval'", 1)
+
 // consoleCtx is one console request: who is signed in and the form token of their session.
 type consoleCtx struct {
 	sess *session
@@ -210,6 +215,9 @@ func (s *Server) registerConsole(r *mux.Router) {
 	c.Handle("/reviews/{id}", s.console(s.reviewForm)).Methods(http.MethodPost)
 	c.Handle("/sessions", s.console(s.sessionsPage)).Methods(http.MethodGet)
 	c.Handle("/sessions/{id}", s.console(s.replayPage)).Methods(http.MethodGet)
+	c.Handle("/sessions/{id}/cast", s.console(func(w http.ResponseWriter, r *http.Request, c *consoleCtx) error {
+		return s.writeCast(w, mux.Vars(r)["id"], s.isAdmin(c.subject()), c.me.User)
+	})).Methods(http.MethodGet)
 	c.Handle("/audit", s.console(s.auditPage)).Methods(http.MethodGet)
 	c.Handle("/audit/export", s.console(s.auditExport)).Methods(http.MethodGet)
 	c.Handle("/health", s.console(s.healthPage)).Methods(http.MethodGet)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/internal/human"
@@ -292,6 +293,9 @@ type replayData struct {
 	ID, User string
 	Steps    []recordingEntry
 	Duration int64
+	// Terminal is set when the session has a terminal recording (an exec or attach),
+	// played by the console's terminal player.
+	Terminal bool
 }
 
 func (s *Server) replayPage(w http.ResponseWriter, r *http.Request, c *consoleCtx) error {
@@ -300,9 +304,12 @@ func (s *Server) replayPage(w http.ResponseWriter, r *http.Request, c *consoleCt
 	if err != nil {
 		return err
 	}
-	d := &replayData{ID: id, User: owner, Steps: steps}
+	d := &replayData{ID: id, User: owner, Steps: steps, Terminal: slices.ContainsFunc(steps, func(e recordingEntry) bool { return e.Type == audit.TypeKubeStream })}
 	if len(steps) > 0 {
 		d.Duration = steps[len(steps)-1].OffsetMS
+	}
+	if d.Terminal {
+		w.Header().Set("Content-Security-Policy", terminalCSP)
 	}
 	return s.render(w, "replay", s.newPage(c, "Session "+id, "sessions", d))
 }

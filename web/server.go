@@ -70,6 +70,7 @@ func (s *Server) Handler() http.Handler {
 		r.Handle("/metrics", s.metricsHandler()).Methods(http.MethodGet)
 	}
 	api.Handle("/sessions/{id}/recording", s.authed(s.recording)).Methods(http.MethodGet)
+	api.Handle("/sessions/{id}/cast", s.authed(s.cast)).Methods(http.MethodGet)
 	api.Handle("/resources/{name}/kubeconfig", s.authed(s.kubeconfig)).Methods(http.MethodGet)
 	if s.Approvals != nil {
 		s.svc = &elevation.Service{Approvals: s.Approvals, Config: s.Config, Audit: s.Audit, Log: s.Log, Admin: s.isAdmin}

@@ -84,3 +84,66 @@ func TestKubeApprovalInTheConsole(t *testing.T) {
 		t.Errorf("the request's state after the run: %q", st)
 	}
 }
+
+// TestExecReplayInTheConsole: alice runs a command in a pod on a real node with kubectl
+// exec through Portcullis; in a real browser she opens the session in the console and the
+// terminal player replays what the command printed, from the recording in the audit log.
+func TestExecReplayInTheConsole(t *testing.T) {
+	k := testenv.Kube(t, devserver.KubeUser{Token: devserver.KubePortcullisToken, Name: devserver.KubePortcullisUser})
+	ctx := context.Background()
+	if err := k.Seed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := testenv.Node(t, k)
+	if out, err := k.Kubectl(ctx, n.PodManifest("demo", "box"), "apply", "-f", "-"); err != nil {
+		t.Fatalf("create pod: %v\n%s", err, out)
+	}
+	if out, err := k.Kubectl(ctx, "", "wait", "-n", "demo", "--for=condition=Ready", "pod/box", "--timeout=60s"); err != nil {
+		t.Fatalf("pod not ready: %v\n%s", err, out)
+	}
+	t.Setenv("DEMO_KUBE_URL", k.URL())
+	t.Setenv("DEMO_KUBE_CA", k.CAFile)
+	t.Setenv("DEMO_KUBE_TOKEN", devserver.KubePortcullisToken)
+	e := startConsoleEnv(t)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if code, out := runCLI(t, "kubeconfig", "--resource", "cluster", "--server", e.web, "--token", "alice-demo-token", "--kubeconfig", kubeconfig); code != 0 {
+		t.Fatalf("portcullis kubeconfig: %d %s", code, out)
+	}
+	kubectlBin, err := devserver.KubeBinary("kubectl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, kubectlBin, "exec", "-n", "demo", "box", "--", "sh", "-c", "echo hello from the pod")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "PORTCULLIS_TOKEN=alice-demo-token", "PORTCULLIS_TEST_RUN_CLI=1")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "hello from the pod") {
+		t.Fatalf("kubectl exec through Portcullis: %v\n%s", err, out)
+	}
+
+	// The session with the terminal recording: the one whose cast the API serves.
+	var sessions struct{ Sessions []struct{ ID, Kind string } }
+	if err := apiGet(e.web+"/api/v1/sessions", "alice-demo-token", &sessions); err != nil {
+		t.Fatal(err)
+	}
+	id := ""
+	for _, s := range sessions.Sessions {
+		var cast any // the header line decodes; a session without a recording is a 404
+		if s.Kind == "kubernetes" && apiGet(e.web+"/api/v1/sessions/"+s.ID+"/cast", "alice-demo-token", &cast) == nil {
+			id = s.ID
+		}
+	}
+	if id == "" {
+		t.Fatalf("no session has a terminal recording: %+v", sessions)
+	}
+	alice := e.user(t, "alice")
+	do(t, alice, chromedp.Navigate(e.web+"/sessions/"+id), chromedp.WaitVisible(chromedp.CSS(`#terminal[data-ready]`)))
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(text(t, alice, "#terminal"), "hello from the pod") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the player never showed the output; the terminal reads %q", text(t, alice, "#terminal"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	e.shoot(t, alice, "exec-replay")
+}

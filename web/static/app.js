@@ -70,6 +70,16 @@ function listen() {
   setInterval(scheduleRefresh, 15000);
 }
 
+// Terminal: an exec or attach session's recording, in the terminal player (served from
+// /static/player, loaded after this file).
+function terminalPlayer() {
+  const el = document.getElementById('terminal');
+  if (!el || !window.AsciinemaPlayer) return;
+  window.AsciinemaPlayer.create(el.dataset.cast, el, { fit: 'width', idleTimeLimit: 2, preload: true, autoPlay: true });
+  el.dataset.ready = 'true';
+}
+window.addEventListener('load', terminalPlayer);
+
 // Replay: reveal a recording's steps at their recorded offsets, at a chosen speed.
 function player() {
   const box = document.getElementById('player');
