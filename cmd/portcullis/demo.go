@@ -146,16 +146,28 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string) error {
 	}
 
 	// A Kubernetes control plane when this machine has one (make tools builds it).
+	node := false
 	if k, err := startDemoKube(ctx, cfg, mkdir(filepath.Join(dir, "kube"))); err == nil {
 		defer k.Stop()
 		started = append(started, "Kubernetes (etcd and kube-apiserver "+k.URL()+", behind resource cluster)")
+		// A node for exec, when this machine can run one (root, make tools).
+		if n, err := startDemoNode(ctx, k); err == nil {
+			defer func() {
+				n.Stop()
+				os.RemoveAll(n.Dir)
+			}()
+			node = true
+			started = append(started, "a Kubernetes node (containerd and kubelet; pods prod/orders-0 and demo/shell)")
+		} else {
+			notStarted = append(notStarted, "a Kubernetes node ("+firstLine(err)+"; no pods to exec into)")
+		}
 	} else {
 		cfg.Resources = slices.DeleteFunc(cfg.Resources, func(r configs.Resource) bool { return r.Kind == "kubernetes" })
 		notStarted = append(notStarted, "Kubernetes ("+firstLine(err)+"; no cluster resource)")
 	}
 
 	return serve(ctx, cfg, logger, func(a listening) {
-		printDemo(out, cfg, a)
+		printDemo(out, cfg, a, node)
 		fmt.Fprintf(out, "Started: %s, Portcullis (API %s, PostgreSQL %s).\n", strings.Join(started, ", "), a.api, a.postgres)
 		if len(notStarted) > 0 {
 			fmt.Fprintf(out, "Not started: %s.\n", strings.Join(notStarted, "; "))
@@ -374,7 +386,7 @@ func execOn(ctx context.Context, dsn, sql string) error {
 	return err
 }
 
-func printDemo(out io.Writer, cfg *configs.Config, a listening) {
+func printDemo(out io.Writer, cfg *configs.Config, a listening, node bool) {
 	pgHost, pgPort, _ := net.SplitHostPort(a.postgres)
 	fmt.Fprintf(out, `
 Portcullis demo is running (Ctrl-C stops everything).
@@ -430,7 +442,7 @@ API:
   curl -s -H 'Authorization: Bearer bob-demo-token' http://%[1]s/api/v1/approvals
   curl -s -H 'Authorization: Bearer carol-demo-token' http://%[1]s/api/v1/sessions
 
-`, a.api, httpPort(a.http), vaultDemo(cfg, httpPort(a.http)), kubeDemo(cfg, a))
+`, a.api, httpPort(a.http), vaultDemo(cfg, httpPort(a.http)), kubeDemo(cfg, a, node))
 }
 
 // vaultDemo is the banner's part for the vault resource, when the demo runs Vault.
@@ -448,8 +460,35 @@ Vault's own API (resource vault; Portcullis makes each caller a 5-minute token o
 `, port)
 }
 
+// startDemoNode starts a node for the demo's cluster and runs its pods: orders-0 in prod
+// (exec needs an SRE's approval) and shell in demo (free), both recorded when exec'd into.
+func startDemoNode(ctx context.Context, k *devserver.Kube) (*devserver.Node, error) {
+	dir, err := os.MkdirTemp("", "pcn-demo") // short: containerd's socket is in it
+	if err != nil {
+		return nil, err
+	}
+	n, err := devserver.StartNode(dir, k)
+	if err != nil {
+		return nil, err
+	}
+	for _, pod := range []struct{ ns, name string }{{"prod", "orders-0"}, {"demo", "shell"}} {
+		if out, err := k.Kubectl(ctx, n.PodManifest(pod.ns, pod.name), "apply", "-f", "-"); err != nil {
+			n.Stop()
+			return nil, fmt.Errorf("could not create pod %s: %v: %s", pod.name, err, out)
+		}
+	}
+	for _, pod := range []string{"prod/orders-0", "demo/shell"} {
+		ns, name, _ := strings.Cut(pod, "/")
+		if out, err := k.Kubectl(ctx, "", "wait", "-n", ns, "--for=condition=Ready", "pod/"+name, "--timeout=60s"); err != nil {
+			n.Stop()
+			return nil, fmt.Errorf("pod %s did not start: %v: %s", pod, err, out)
+		}
+	}
+	return n, nil
+}
+
 // kubeDemo is the banner's part for the cluster resource, when the demo runs Kubernetes.
-func kubeDemo(cfg *configs.Config, a listening) string {
+func kubeDemo(cfg *configs.Config, a listening, node bool) string {
 	if cfg.Resource("cluster") == nil || len(a.kube) == 0 {
 		return ""
 	}
@@ -459,7 +498,7 @@ func kubeDemo(cfg *configs.Config, a listening) string {
 			kubectl = p
 		}
 	}
-	return fmt.Sprintf(`
+	b := fmt.Sprintf(`
 Kubernetes (resource cluster, through Portcullis on https://%[1]s; kubectl as is):
   bin/portcullis kubeconfig --resource cluster --server http://%[2]s --token alice-demo-token --kubeconfig %[4]s
   export KUBECONFIG=%[4]s PORTCULLIS_TOKEN=alice-demo-token   # kubectl runs portcullis kube-credential
@@ -471,6 +510,12 @@ Kubernetes (resource cluster, through Portcullis on https://%[1]s; kubectl as is
   %[3]s create configmap scratch -n demo                         -- allowed: demo is free
   %[3]s create configmap x -n kube-system                        -- denied (cluster-system-writes)
 `, a.kube[0], a.api, kubectl, filepath.Join(os.Getenv("DEMO_DIR"), "kubeconfig"))
+	if node {
+		b += fmt.Sprintf(`  %[1]s exec -n demo shell -- sh -c 'echo hello; id'      -- allowed, recorded: replay it in the console (Sessions)
+  %[1]s exec -it -n prod orders-0 -- sh                          -- held; once approved, the same command opens the shell, recorded
+`, kubectl)
+	}
+	return b
 }
 
 // httpPort is the port of the HTTP front end's address.

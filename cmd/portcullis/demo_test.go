@@ -233,6 +233,15 @@ func TestDemo(t *testing.T) {
 	if o, err := kubectl("alice", "create", "configmap", "x", "-n", "kube-system"); err == nil || !strings.Contains(o, "cluster-system-writes") {
 		t.Errorf("a kube-system write: %v\n%s", err, o)
 	}
+	// The banner's exec into the demo node's pods: free in demo, held in prod.
+	if o, err := kubectl("alice", "exec", "-n", "demo", "shell", "--", "sh", "-c", "echo hello; id"); err != nil || !strings.Contains(o, "hello") || !strings.Contains(o, "uid=0") {
+		t.Errorf("exec into demo/shell: %v\n%s", err, o)
+	}
+	o, err = kubectl("alice", "exec", "-n", "prod", "orders-0", "--", "true")
+	if m = regexp.MustCompile(`request (apr_\w+),`).FindStringSubmatch(o); err == nil || m == nil || !strings.Contains(o, "cluster-prod-changes") {
+		t.Fatalf("exec into prod/orders-0 should be held: %v\n%s", err, o)
+	}
+	post("alice-demo-token", "/api/v1/approvals/"+m[1]+"/cancel", "") // not wanted after all
 
 	// Per-statement approval with Vault: alice's session runs as the reader, which cannot
 	// write; her UPDATE waits, bob approves, and it runs (psql's simple protocol and pgx's

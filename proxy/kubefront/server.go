@@ -413,8 +413,8 @@ func (x *exchange) held(ev *audit.Event) {
 		return
 	}
 	if prior != nil && prior.State == elevation.StatePending {
-		status(x.w, http.StatusForbidden, "ApprovalPending", fmt.Sprintf("%s is still waiting for approval: request %s, %s (%s). Re-run the same command once it is approved.",
-			x.describe(), prior.ID, progress(prior), s.Config.Server.RequestURL(prior.ID)), approvalDetails(prior))
+		status(x.w, http.StatusForbidden, "ApprovalPending", fmt.Sprintf("%s is still waiting for approval (%s): request %s, %s (%s). Re-run the same command once it is approved.",
+			x.describe(), x.dec.Reason(), prior.ID, progress(prior), s.Config.Server.RequestURL(prior.ID)), approvalDetails(prior))
 		return
 	}
 	if prior != nil && x.unrecordable != "" { // approved, but this stream would not be recorded
