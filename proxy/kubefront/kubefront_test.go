@@ -635,6 +635,9 @@ func TestExecRecorded(t *testing.T) {
 	if !strings.Contains(req.Artifact.Statement, "/namespaces/prod/pods/orders-0/exec") || !strings.Contains(req.Artifact.Statement, "command=echo") {
 		t.Errorf("the approver should see the pod and command: %q", req.Artifact.Statement)
 	}
+	if want := "would run in pod orders-0 in prod, container main:\n  echo 'in prod'\nstdin: no, terminal: no; the session is recorded\n"; req.Artifact.Preview != want {
+		t.Errorf("exec preview:\n%s\nwant:\n%s", req.Artifact.Preview, want)
+	}
 	bob, _ := e.srv.Config.StaticSubject("bob")
 	if _, err := e.approvals.Approve(ctx, m[1], bob, "ok"); err != nil {
 		t.Fatal(err)

@@ -32,6 +32,9 @@ const (
 // (reads, exec).
 func (x *exchange) preview() string {
 	a := x.attrs
+	if a.Kind == "pods" && (a.Subresource == "exec" || a.Subresource == "attach") {
+		return x.execPreview()
+	}
 	if !a.Resource || (a.Subresource != "" && a.Subresource != "scale" && a.Subresource != "status") || a.Kind == "secrets" {
 		return ""
 	}
@@ -208,4 +211,43 @@ func statusMessage(b []byte) string {
 		b = b[:500]
 	}
 	return string(b)
+}
+
+// execPreview says what an exec or attach would do: the pod, the container, the command
+// and whether input and a terminal are attached (all from the request itself).
+func (x *exchange) execPreview() string {
+	a, q := x.attrs, x.r.URL.Query()
+	container := q.Get("container")
+	if container == "" {
+		container = "(the pod's default container)"
+	}
+	var b strings.Builder
+	if a.Subresource == "attach" {
+		fmt.Fprintf(&b, "would attach to pod %s in %s, container %s\n", a.Name, a.Namespace, container)
+	} else {
+		fmt.Fprintf(&b, "would run in pod %s in %s, container %s:\n  %s\n", a.Name, a.Namespace, container, shellJoin(q["command"]))
+	}
+	yes := func(k string) string {
+		if q.Get(k) == "true" || q.Get(k) == "1" {
+			return "yes"
+		}
+		return "no"
+	}
+	fmt.Fprintf(&b, "stdin: %s, terminal: %s; the session is recorded\n", yes("stdin"), yes("tty"))
+	return b.String()
+}
+
+// shellJoin quotes a command's words as a shell would need them.
+func shellJoin(words []string) string {
+	out := make([]string, len(words))
+	for i, w := range words {
+		if w != "" && strings.IndexFunc(w, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,+@%", r))
+		}) < 0 {
+			out[i] = w
+			continue
+		}
+		out[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+	}
+	return strings.Join(out, " ")
 }
