@@ -26,26 +26,9 @@ func TestKubeApprovalInTheConsole(t *testing.T) {
 	if err := k.Seed(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("DEMO_KUBE_URL", k.URL())
-	t.Setenv("DEMO_KUBE_CA", k.CAFile)
-	t.Setenv("DEMO_KUBE_TOKEN", devserver.KubePortcullisToken)
-	e := startConsoleEnv(t)
-
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if code, out := runCLI(t, "kubeconfig", "--resource", "cluster", "--server", e.web, "--token", "alice-demo-token", "--kubeconfig", kubeconfig); code != 0 {
-		t.Fatalf("portcullis kubeconfig: %d %s", code, out)
-	}
-	kubectlBin, err := devserver.KubeBinary("kubectl")
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, kubectl := kubeConsole(t, k)
 	scale := func() (string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, kubectlBin, "scale", "deployment", "orders", "-n", "prod", "--replicas=3")
-		cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "PORTCULLIS_TOKEN=alice-demo-token", "PORTCULLIS_TEST_RUN_CLI=1")
-		out, err := cmd.CombinedOutput()
-		return string(out), err
+		return kubectl("alice", "scale", "deployment", "orders", "-n", "prod", "--replicas=3")
 	}
 	out, err := scale()
 	m := regexp.MustCompile(`request (apr_\w+), .*Approve at (\S+),`).FindStringSubmatch(out)
@@ -101,23 +84,8 @@ func TestExecReplayInTheConsole(t *testing.T) {
 	if out, err := k.Kubectl(ctx, "", "wait", "-n", "demo", "--for=condition=Ready", "pod/box", "--timeout=60s"); err != nil {
 		t.Fatalf("pod not ready: %v\n%s", err, out)
 	}
-	t.Setenv("DEMO_KUBE_URL", k.URL())
-	t.Setenv("DEMO_KUBE_CA", k.CAFile)
-	t.Setenv("DEMO_KUBE_TOKEN", devserver.KubePortcullisToken)
-	e := startConsoleEnv(t)
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if code, out := runCLI(t, "kubeconfig", "--resource", "cluster", "--server", e.web, "--token", "alice-demo-token", "--kubeconfig", kubeconfig); code != 0 {
-		t.Fatalf("portcullis kubeconfig: %d %s", code, out)
-	}
-	kubectlBin, err := devserver.KubeBinary("kubectl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(cctx, kubectlBin, "exec", "-n", "demo", "box", "--", "sh", "-c", "echo hello from the pod")
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "PORTCULLIS_TOKEN=alice-demo-token", "PORTCULLIS_TEST_RUN_CLI=1")
-	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "hello from the pod") {
+	e, kubectl := kubeConsole(t, k)
+	if out, err := kubectl("alice", "exec", "-n", "demo", "box", "--", "sh", "-c", "echo hello from the pod"); err != nil || !strings.Contains(out, "hello from the pod") {
 		t.Fatalf("kubectl exec through Portcullis: %v\n%s", err, out)
 	}
 
@@ -146,4 +114,30 @@ func TestExecReplayInTheConsole(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	e.shoot(t, alice, "exec-replay")
+}
+
+// kubeConsole starts the console environment (the demo's configuration) with its cluster
+// resource on k, and returns it with alice's kubeconfig and a kubectl running as user
+// through Portcullis (portcullis kube-credential with the demo token).
+func kubeConsole(t *testing.T, k *devserver.Kube) (*consoleEnv, func(user string, args ...string) (string, error)) {
+	t.Setenv("DEMO_KUBE_URL", k.URL())
+	t.Setenv("DEMO_KUBE_CA", k.CAFile)
+	t.Setenv("DEMO_KUBE_TOKEN", devserver.KubePortcullisToken)
+	e := startConsoleEnv(t)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if code, out := runCLI(t, "kubeconfig", "--resource", "cluster", "--server", e.web, "--token", "alice-demo-token", "--kubeconfig", kubeconfig); code != 0 {
+		t.Fatalf("portcullis kubeconfig: %d %s", code, out)
+	}
+	kubectlBin, err := devserver.KubeBinary("kubectl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, func(user string, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, kubectlBin, args...)
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "PORTCULLIS_TOKEN="+user+"-demo-token", "PORTCULLIS_TEST_RUN_CLI=1")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
 }
