@@ -58,6 +58,7 @@ fuzz-smoke:
 	bash .ci/fuzz.sh ./proxy/httpfront FuzzRedact 10s
 	bash .ci/fuzz.sh ./proxy/kubefront FuzzClassify 10s
 	bash .ci/fuzz.sh ./proxy/kubefront FuzzFrameReader 10s
+	bash .ci/fuzz.sh ./proxy/kubefront FuzzSPDYReader 10s
 	bash .ci/fuzz.sh ./policy FuzzPathPattern 10s
 	bash .ci/fuzz.sh ./configs FuzzParse 10s
 	bash .ci/fuzz.sh ./audit FuzzDecodeLine 10s

@@ -37,6 +37,7 @@ type consoleEnv struct {
 	kube       string // the Kubernetes front end's address
 	browser    context.Context
 	shots      string
+	pg         *devserver.Postgres // the upstream, to look at when something hangs
 }
 
 func startConsoleEnv(t *testing.T) *consoleEnv {
@@ -96,7 +97,7 @@ func startConsoleEnv(t *testing.T) *consoleEnv {
 	if len(a.kube) > 0 {
 		kube = a.kube[0]
 	}
-	return &consoleEnv{web: "http://" + a.api, proxy: a.postgres, http: a.http, kube: kube, browser: testenv.Browser(t), shots: shots}
+	return &consoleEnv{web: "http://" + a.api, proxy: a.postgres, http: a.http, kube: kube, browser: testenv.Browser(t), shots: shots, pg: pg}
 }
 
 // user opens a browser context of its own (its own cookies) and signs in through the
@@ -280,6 +281,34 @@ func (e *consoleEnv) openUntil(t *testing.T, ctx context.Context, path, sel stri
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s never showed %s", path, sel)
+		}
+	}
+}
+
+// logUpstream logs what the upstream PostgreSQL is doing: its sessions and the locks they
+// hold or wait for.
+func (e *consoleEnv) logUpstream(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, e.pg.DSN("orders"))
+	if err != nil {
+		t.Logf("upstream: %v", err)
+		return
+	}
+	defer c.Close(ctx)
+	rows, err := c.Query(ctx, `SELECT a.pid, a.usename, a.state, coalesce(a.backend_xid::text, ''), left(a.query, 120),
+		coalesce(string_agg(l.mode || CASE WHEN l.granted THEN '' ELSE ' (waiting)' END, ', '), '')
+		FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid AND l.relation = 'orders'::regclass
+		WHERE a.datname = 'orders' AND a.pid <> pg_backend_pid() GROUP BY 1, 2, 3, 4, 5`)
+	if err != nil {
+		t.Logf("upstream: %v", err)
+		return
+	}
+	for rows.Next() {
+		var pid int
+		var user, state, xid, query, locks string
+		if err := rows.Scan(&pid, &user, &state, &xid, &query, &locks); err == nil {
+			t.Logf("upstream session %d %s %s xid=%s locks on orders: %s; last query: %s", pid, user, state, xid, locks, query)
 		}
 	}
 }
@@ -507,9 +536,12 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Errorf("countdown: %q", c)
 	}
 	ddl := e.sqlClient(t, "dave")
-	if _, err := ddl.Exec(context.Background(), "CREATE INDEX orders_status ON orders (status)"); err != nil {
+	dctx, dcancel := context.WithTimeout(context.Background(), time.Minute)
+	if _, err := ddl.Exec(dctx, "CREATE INDEX orders_status ON orders (status)"); err != nil {
+		e.logUpstream(t) // a wait on a lock: who holds it
 		t.Errorf("DDL under break-glass: %v", err)
 	}
+	dcancel()
 	e.shoot(t, dave, "active")
 	do(t, dave, chromedp.Click(chromedp.CSS(`#active .end-now`)), chromedp.WaitVisible(chromedp.CSS(`#active .empty`)))
 

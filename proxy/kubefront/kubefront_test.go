@@ -448,7 +448,7 @@ func TestWatchStreams(t *testing.T) {
 
 // TestRefusedBeforeForwarding: what Portcullis cannot decide safely never reaches the API
 // server — no token, an oversized body, a subresource it does not know (decided as
-// unknown: here the default, deny), an exec stream it cannot record.
+// unknown: here the default, deny), a stream it cannot record (port-forward).
 func TestRefusedBeforeForwarding(t *testing.T) {
 	e := newEnv(t)
 	c := e.client()
@@ -484,7 +484,7 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 	if code, st := do("POST", "/api/v1/namespaces/demo/pods/x/frobnicate", "alice-token", "{}", "Content-Type", "application/json"); code != 403 || !strings.Contains(fmt.Sprint(st["message"]), "denied by Portcullis") {
 		t.Errorf("an unknown subresource: %d %v", code, st)
 	}
-	if code, st := do("POST", "/api/v1/namespaces/demo/pods/x/exec?command=sh", "alice-token", "", "Connection", "Upgrade", "Upgrade", "SPDY/3.1"); code != 403 || !strings.Contains(fmt.Sprint(st["message"]), "not recorded") {
+	if code, st := do("POST", "/api/v1/namespaces/demo/pods/x/portforward?ports=80", "alice-token", "", "Connection", "Upgrade", "Upgrade", "SPDY/3.1"); code != 403 || !strings.Contains(fmt.Sprint(st["message"]), "not recorded") {
 		t.Errorf("an exec stream: %d %v", code, st)
 	}
 	var unknown, exec bool
@@ -492,7 +492,7 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 		if ev.Type == audit.TypeKubeRequest && ev.Details["class"] == "unknown" && ev.Result == "denied" {
 			unknown = true
 		}
-		if ev.Type == audit.TypeKubeRequest && ev.Details["subresource"] == "exec" && ev.Result == "refused" {
+		if ev.Type == audit.TypeKubeRequest && ev.Details["subresource"] == "portforward" && ev.Result == "refused" {
 			exec = true
 		}
 		if ev.Type == audit.TypeKubeResult {
@@ -647,16 +647,50 @@ func TestExecRecorded(t *testing.T) {
 	}
 	e.refused("alice", "approval", "exec", "-n", "prod", "orders-0", "--", "echo", "in prod")
 
-	// SPDY exec and port-forward are refused before anything reaches the cluster.
-	for _, tc := range []struct{ path, upgrade, want string }{
-		{"/api/v1/namespaces/demo/pods/box/exec?command=id&stdout=true", "SPDY/3.1", "SPDY exec and attach streams are not recorded"},
-		{"/api/v1/namespaces/demo/pods/box/portforward?ports=80", "websocket", "portforward streams are not recorded"},
+	// kubectl before 1.30 speaks SPDY: recorded the same way.
+	spdy := exec.Command(e.kubectl, "--kubeconfig", e.kubeconfig("alice"), "exec", "-i", "-n", "demo", "box", "--", "sh", "-c", "cat; exit 4")
+	spdy.Env = append(os.Environ(), "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false")
+	spdy.Stdin = strings.NewReader("over spdy\n")
+	out2, err := spdy.CombinedOutput()
+	if !errors.As(err, &ee) || ee.ExitCode() != 4 || !strings.Contains(string(out2), "over spdy") {
+		t.Fatalf("SPDY exec through Portcullis: %v\n%s", err, out2)
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !e.has(audit.TypeKubeResult, "cat%3B+exit+4"); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	input, output = "", ""
+	result = nil
+	for _, ev := range e.events() {
+		if !strings.Contains(ev.Action, "cat%3B+exit+4") {
+			continue
+		}
+		switch ev.Type {
+		case audit.TypeKubeStream:
+			for _, f := range ev.Details["frames"].([]any) {
+				if fr := f.([]any); fr[1] == "i" {
+					input += fr[2].(string)
+				} else if fr[1] == "o" {
+					output += fr[2].(string)
+				}
+			}
+		case audit.TypeKubeResult:
+			result = ev
+		}
+	}
+	if input != "over spdy\n" || output != "over spdy\n" || result == nil || result.Details["exit_code"] != float64(4) {
+		t.Errorf("SPDY recording: input %q, output %q, result %+v", input, output, result)
+	}
+
+	// Streams Portcullis does not record are refused before anything reaches the cluster.
+	for _, tc := range []struct{ path, upgrade, protocol, want string }{
+		{"/api/v1/namespaces/demo/pods/box/exec?command=id&stdout=true", "websocket", "base64.channel.k8s.io", "no stream protocol Portcullis records"},
+		{"/api/v1/namespaces/demo/pods/box/portforward?ports=80", "websocket", "v5.channel.k8s.io", "portforward streams are not recorded"},
 	} {
-		req, _ := http.NewRequest("POST", e.url+tc.path, nil)
+		req, _ := http.NewRequest("GET", e.url+tc.path, nil)
 		req.Header.Set("Authorization", "Bearer alice-token")
 		req.Header.Set("Connection", "Upgrade")
 		req.Header.Set("Upgrade", tc.upgrade)
-		req.Header.Set("Sec-WebSocket-Protocol", "v5.channel.k8s.io")
+		req.Header.Set("Sec-WebSocket-Protocol", tc.protocol)
 		resp, err := e.client().Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -133,6 +133,13 @@ func (s *Server) setUp() error {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tc
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 256, 64
+	// Streams (exec and attach) switch protocols, which HTTP/2 cannot: they go over HTTP/1.1.
+	h1 := tr.Clone()
+	h1.ForceAttemptHTTP2, h1.TLSNextProto = false, map[string]func(string, *tls.Conn) http.RoundTripper{}
+	if h1.TLSClientConfig != nil {
+		h1.TLSClientConfig = h1.TLSClientConfig.Clone()
+		h1.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	}
 	s.upstream, s.transport = up, tr
 	s.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -140,7 +147,7 @@ func (s *Server) setUp() error {
 			x := pr.In.Context().Value(exchangeKey{}).(*exchange)
 			x.rewrite(pr.Out.Header)
 		},
-		Transport:     tr,
+		Transport:     byUpgrade{plain: tr, upgrade: h1},
 		FlushInterval: -1, // watches and logs -f: every chunk as it comes
 		BufferPool:    httpx.CopyBuffers,
 		ModifyResponse: func(resp *http.Response) error {
@@ -150,11 +157,12 @@ func (s *Server) setUp() error {
 			// An exec or attach stream: recorded, or not run.
 			x := resp.Request.Context().Value(exchangeKey{}).(*exchange)
 			backend, ok := resp.Body.(io.ReadWriteCloser)
-			if x.cast == nil || !ok || !slices.Contains(recordedProtocols, resp.Header.Get("Sec-WebSocket-Protocol")) {
+			spdy := strings.EqualFold(resp.Header.Get("Upgrade"), spdyUpgrade) && strings.EqualFold(x.r.Header.Get("Upgrade"), spdyUpgrade)
+			if x.cast == nil || !ok || (!spdy && !slices.Contains(recordedProtocols, resp.Header.Get("Sec-WebSocket-Protocol"))) {
 				resp.Body.Close()
 				return errUnrecordable
 			}
-			resp.Body, x.upgraded = newTap(backend, x.cast), true
+			resp.Body, x.upgraded = newTap(backend, x.cast, spdy), true
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -279,9 +287,11 @@ type exchange struct {
 	// offer is the stream subprotocols offered upstream for an exec or attach, which is
 	// recorded by cast once the API server switches protocols (upgraded).
 	offer    []string
+	recorded bool // an exec or attach stream Portcullis records
 	cast     *cast
 	upgraded bool
-	// unrecordable says why an upgrade (an SPDY exec, a port-forward) would not be recorded.
+	// unrecordable says why an upgrade (a port-forward, a base64 WebSocket) would not be
+	// recorded.
 	unrecordable string
 }
 
@@ -330,9 +340,10 @@ func (x *exchange) serve() {
 	if isUpgrade(r) {
 		// exec, attach and port-forward are streams into a container: they are recorded,
 		// and a stream Portcullis cannot record does not run (fail closed). One that needs
-		// approval is still held (kubectl falls back from WebSocket to SPDY, and the
-		// request is the same either way), but only a recordable re-run runs it.
+		// approval is still held (the request is the same whatever protocol a client
+		// offers), but only a recordable re-run runs it.
 		x.offer, x.unrecordable = recordableUpgrade(r, x.attrs.Subresource)
+		x.recorded = x.unrecordable == ""
 		if x.unrecordable != "" && x.v.Effect == policy.Allow {
 			x.refuseUnrecordable(ev)
 			return
@@ -521,7 +532,7 @@ func (x *exchange) forward(approval string) {
 	}
 	r := x.r.WithContext(ctx)
 	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(x.body)), int64(len(x.body))
-	if x.offer != nil {
+	if x.recorded {
 		x.cast = newCast(x)
 	}
 	// The reverse proxy panics (http.ErrAbortHandler) when the client goes away mid-stream,
@@ -734,6 +745,16 @@ func (x *exchange) auditLoudly(ev *audit.Event) {
 	if err := x.srv.Audit.Append(context.Background(), ev); err != nil {
 		x.srv.Log.Error("AUDIT WRITE FAILED; the event is lost", "type", ev.Type, "exchange", x.id, "user", x.who.User, "err", err)
 	}
+}
+
+// byUpgrade sends requests that switch protocols over HTTP/1.1, the rest as usual.
+type byUpgrade struct{ plain, upgrade http.RoundTripper }
+
+func (t byUpgrade) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Upgrade") != "" {
+		return t.upgrade.RoundTrip(r)
+	}
+	return t.plain.RoundTrip(r)
 }
 
 // errUnrecordable: the API server answered an upgrade with a stream Portcullis cannot record.

@@ -29,7 +29,7 @@ import (
 // Portcullis cannot parse is refused, and a failed recording write ends the session.
 
 // recordedProtocols are the WebSocket subprotocols whose framing Portcullis records. The
-// base64 variants and SPDY are not offered upstream.
+// base64 variants are not offered upstream.
 var recordedProtocols = []string{"v5.channel.k8s.io", "v4.channel.k8s.io"}
 
 // Channels of the Kubernetes remote command protocol.
@@ -51,15 +51,18 @@ const (
 	castFlushBytes = 32 << 10
 )
 
-// recordableUpgrade checks that r is a stream Portcullis can record: a WebSocket upgrade
-// of exec or attach offering one of recordedProtocols. It returns the subprotocols to
-// offer the API server, or why the stream is refused.
+// recordableUpgrade checks that r is a stream Portcullis can record: exec or attach, as a
+// WebSocket offering one of recordedProtocols (whose list it returns, to offer the API
+// server), or as SPDY/3.1. Otherwise it says why the stream is refused.
 func recordableUpgrade(r *http.Request, subresource string) ([]string, string) {
 	if subresource != "exec" && subresource != "attach" {
 		return nil, subresource + " streams are not recorded by this Portcullis yet, so they are refused"
 	}
+	if strings.EqualFold(r.Header.Get("Upgrade"), spdyUpgrade) {
+		return nil, ""
+	}
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-		return nil, "SPDY exec and attach streams are not recorded by this Portcullis, so they are refused; kubectl 1.30 and later use WebSocket, which is recorded"
+		return nil, "only WebSocket and SPDY/3.1 exec and attach streams are recorded, so this one is refused"
 	}
 	var offer []string
 	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
@@ -75,6 +78,9 @@ func recordableUpgrade(r *http.Request, subresource string) ([]string, string) {
 	return offer, ""
 }
 
+// spdyUpgrade is the Upgrade token of SPDY streams.
+const spdyUpgrade = "SPDY/3.1"
+
 // cast records one exec or attach session into the audit log.
 type cast struct {
 	x     *exchange
@@ -85,10 +91,11 @@ type cast struct {
 	size    int
 	pending [3][]byte // per channel: the start of a UTF-8 sequence split between messages
 	failed  error
-	exit    *streamExit
+	errData []byte // what the error channel said: a Status, read by exitCode
 	stop    chan struct{}
 	done    chan struct{}
-	closeFn func() // ends the session when the recording fails
+	closeFn func()         // ends the session when the recording fails
+	parsers []streamParser // ended by finish
 }
 
 // streamExit is what the error channel said at the end: the command's exit code, or why
@@ -167,6 +174,9 @@ func (c *cast) flush() error {
 
 // finish writes what is held and stops the flush loop.
 func (c *cast) finish() error {
+	for _, p := range c.parsers {
+		p.close()
+	}
 	close(c.stop)
 	<-c.done
 	return c.flush()
@@ -182,19 +192,24 @@ func (c *cast) message(fromClient bool, data []byte) {
 	case fromClient && ch == chanStdin:
 		c.add("i", c.text(ch, data))
 	case fromClient && ch == chanResize:
-		var size struct{ Width, Height uint16 }
-		if json.Unmarshal(data, &size) == nil {
+		// One size per message over a WebSocket; a stream of them over SPDY.
+		dec := json.NewDecoder(bytes.NewReader(data))
+		for {
+			var size struct{ Width, Height uint16 }
+			if dec.Decode(&size) != nil {
+				break
+			}
 			c.add("r", strconv.Itoa(int(size.Width))+"x"+strconv.Itoa(int(size.Height)))
 		}
 	case !fromClient && (ch == chanStdout || ch == chanStderr):
 		c.add("o", c.text(ch, data))
 	case !fromClient && ch == chanError:
-		var st streamExit
-		if json.Unmarshal(data, &st) == nil {
-			c.mu.Lock()
-			c.exit = &st
-			c.mu.Unlock()
+		// The status may come in pieces (SPDY data frames); it is read at the end.
+		c.mu.Lock()
+		if len(c.errData)+len(data) <= 64<<10 {
+			c.errData = append(c.errData, data...)
 		}
+		c.mu.Unlock()
 	}
 }
 
@@ -225,21 +240,25 @@ func (c *cast) text(ch byte, data []byte) string {
 func (c *cast) exitCode() (int, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var st streamExit
 	switch {
-	case c.exit == nil:
+	case json.Unmarshal(c.errData, &st) != nil:
 		return -1, ""
-	case c.exit.Status == "Success":
+	case st.Status == "Success":
 		return 0, ""
 	}
-	for _, cause := range c.exit.Details.Causes {
+	for _, cause := range st.Details.Causes {
 		if cause.Reason == "ExitCode" {
 			if n, err := strconv.Atoi(cause.Message); err == nil {
-				return n, c.exit.Message
+				return n, st.Message
 			}
 		}
 	}
-	return -1, c.exit.Message
+	return -1, st.Message
 }
+
+// close is nothing to a frame reader, which runs in the caller.
+func (f *frameReader) close() {}
 
 // frameReader follows one direction of a WebSocket connection and hands each complete
 // message's payload (unmasked) to onMessage.
@@ -296,21 +315,33 @@ func (f *frameReader) feed(p []byte) error {
 	}
 }
 
+// streamParser follows one direction of an exec or attach connection and records the
+// channel messages it completes before feed returns.
+type streamParser interface {
+	feed(p []byte) error
+	close()
+}
+
 // tap is the API server's side of an upgraded exec or attach connection, as the reverse
 // proxy copies through it: what it reads the API server said, what it writes the client
 // said. Client bytes are recorded before they are passed on.
 type tap struct {
 	io.ReadWriteCloser
 	cast               *cast
-	fromServer, client frameReader
+	fromServer, client streamParser
 	mu                 sync.Mutex // orders client writes against their recording
 }
 
-func newTap(backend io.ReadWriteCloser, c *cast) *tap {
+func newTap(backend io.ReadWriteCloser, c *cast, spdy bool) *tap {
 	t := &tap{ReadWriteCloser: backend, cast: c}
-	t.fromServer.onMessage = func(m []byte) { c.message(false, m) }
-	t.client.onMessage = func(m []byte) { c.message(true, m) }
+	if spdy {
+		t.client, t.fromServer = newSPDYConn(c)
+	} else {
+		t.fromServer = &frameReader{onMessage: func(m []byte) { c.message(false, m) }}
+		t.client = &frameReader{onMessage: func(m []byte) { c.message(true, m) }}
+	}
 	c.closeFn = func() { backend.Close() }
+	c.parsers = []streamParser{t.client, t.fromServer}
 	return t
 }
 
@@ -328,7 +359,8 @@ func (t *tap) Read(p []byte) (int, error) {
 func (t *tap) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	// The frames are unmasked in a copy: the API server gets the bytes as the client sent them.
+	// The frames are parsed (and unmasked) in a copy: the API server gets the bytes as
+	// the client sent them.
 	if err := t.client.feed(bytes.Clone(p)); err != nil {
 		t.cast.fail(err)
 		return 0, err

@@ -3,9 +3,14 @@ package kubefront
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/moby/spdystream/spdy"
 )
 
 // frames encodes messages as the client sends them: masked, the second one fragmented, a
@@ -94,5 +99,85 @@ func FuzzFrameReader(f *testing.F) {
 		if n > len(stream) {
 			t.Errorf("%d message bytes from a %d-byte stream", n, len(stream))
 		}
+	})
+}
+
+// TestSPDYReader: SPDY streams opened by the client name their channel; data frames on
+// them are recorded per channel, each before feed returns, however the bytes are cut.
+func TestSPDYReader(t *testing.T) {
+	var client, server bytes.Buffer
+	cf, _ := spdy.NewFramer(&client, nil)
+	sf, _ := spdy.NewFramer(&server, nil)
+	for id, typ := range map[spdy.StreamId]string{1: "error", 3: "stdin", 5: "stdout", 7: "resize"} {
+		cf.WriteFrame(&spdy.SynStreamFrame{StreamId: id, Headers: http.Header{"Streamtype": {typ}}})
+	}
+	cf.WriteFrame(&spdy.DataFrame{StreamId: 3, Data: []byte("typed\n")})
+	cf.WriteFrame(&spdy.DataFrame{StreamId: 7, Data: []byte(`{"Width":90,"Height":20}` + "\n" + `{"Width":91,"Height":21}` + "\n")})
+	sf.WriteFrame(&spdy.DataFrame{StreamId: 5, Data: []byte("printed\n")})
+	sf.WriteFrame(&spdy.DataFrame{StreamId: 1, Data: []byte(`{"status":"Failure","reason":"NonZeroExitCode",`)})
+	sf.WriteFrame(&spdy.DataFrame{StreamId: 1, Data: []byte(`"details":{"causes":[{"reason":"ExitCode","message":"7"}]}}`)})
+
+	c := &cast{x: &exchange{srv: &Server{Now: time.Now}}}
+	in, out := newSPDYConn(c)
+	feed := func(r *spdyReader, b []byte, step int) {
+		for i := 0; i < len(b); i += step {
+			if err := r.feed(b[i:min(i+step, len(b))]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	feed(in, client.Bytes(), 5)
+	c.mu.Lock()
+	got := fmt.Sprint(c.frames)
+	c.mu.Unlock()
+	for _, want := range []string{"i typed\n", "r 90x20", "r 91x21"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("after the client's bytes, the recording %q lacks %q", got, want)
+		}
+	}
+	feed(out, server.Bytes(), 3)
+	in.close()
+	out.close()
+	if !strings.Contains(fmt.Sprint(c.frames), "o printed\n") {
+		t.Errorf("output not recorded: %v", c.frames)
+	}
+	if code, _ := c.exitCode(); code != 7 {
+		t.Errorf("exit code %d, want 7", code)
+	}
+
+	// Data on a stream the client never opened is not passed through unrecorded.
+	c2 := &cast{x: &exchange{srv: &Server{Now: time.Now}}}
+	in2, _ := newSPDYConn(c2)
+	var stray bytes.Buffer
+	f2, _ := spdy.NewFramer(&stray, nil)
+	f2.WriteFrame(&spdy.DataFrame{StreamId: 9, Data: []byte("x")})
+	if err := in2.feed(stray.Bytes()); err == nil {
+		t.Error("data on an unopened stream was accepted")
+	}
+}
+
+// FuzzSPDYReader: any bytes from either side, cut anywhere, end in a recording or an
+// error, never a panic or a hang.
+func FuzzSPDYReader(f *testing.F) {
+	var seed bytes.Buffer
+	fr, _ := spdy.NewFramer(&seed, nil)
+	fr.WriteFrame(&spdy.SynStreamFrame{StreamId: 1, Headers: http.Header{"Streamtype": {"stdin"}}})
+	fr.WriteFrame(&spdy.DataFrame{StreamId: 1, Data: []byte("ls\n")})
+	f.Add(seed.Bytes(), uint8(4), true)
+	f.Fuzz(func(t *testing.T, stream []byte, step uint8, fromClient bool) {
+		c := &cast{x: &exchange{srv: &Server{Now: time.Now}}}
+		in, out := newSPDYConn(c)
+		r := out
+		if fromClient {
+			r = in
+		}
+		s := int(step) + 1
+		for i := 0; i < len(stream); i += s {
+			if r.feed(stream[i:min(i+s, len(stream))]) != nil {
+				break
+			}
+		}
+		in.close()
+		out.close()
 	})
 }
