@@ -49,7 +49,19 @@ func TestDemo(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &testenv.SyncBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- runDemo(ctx, out, filepath.Join(cfgDir, "demo.yaml")) }()
+	stopped := make(chan struct{})
+	go func() {
+		done <- runDemo(ctx, out, filepath.Join(cfgDir, "demo.yaml"))
+		close(stopped)
+	}()
+	// Whatever happens, the demo stops before the test ends: its node's containers too.
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-stopped:
+		case <-time.After(60 * time.Second):
+		}
+	})
 
 	addrRe := regexp.MustCompile(`API\s+http://(\S+)`)
 	pgRe := regexp.MustCompile(`PostgreSQL proxy\s+(\S+)`)

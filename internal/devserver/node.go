@@ -94,6 +94,10 @@ func StartNode(dir string, k *Kube) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Containers a node left behind when its process died before stopping it (only one node
+	// runs at a time, and this one holds the lock): their shims serve sockets in other
+	// node directories.
+	killShims(func(cmdline []byte) bool { return bytes.Contains(cmdline, []byte("containerd.sock")) && bytes.Contains(cmdline, []byte("/pcn")) })
 	n := &Node{Dir: dir, sock: filepath.Join(dir, "containerd.sock"), lock: lock}
 	f := func(name string) string { return filepath.Join(dir, name) }
 	if err := nodeAddrUp(); err != nil {
@@ -352,7 +356,7 @@ func (n *Node) Stop() error {
 		}
 		errs = append(errs, n.containerd.stop(syscall.SIGTERM, 10*time.Second))
 	}
-	killShims(n.sock)
+	killShims(func(cmdline []byte) bool { return bytes.Contains(cmdline, []byte(n.sock)) })
 	unmountUnder(n.Dir)
 	if n.lock != nil {
 		n.lock.Close() // releases the lock
@@ -361,12 +365,13 @@ func (n *Node) Stop() error {
 	return errors.Join(errs...)
 }
 
-// killShims kills the containerd shims (and with them their containers) serving sock.
-func killShims(sock string) {
+// killShims kills the containerd shims (and with them their containers) whose command
+// line match selects.
+func killShims(match func(cmdline []byte) bool) {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
-		if err != nil || !bytes.Contains(b, []byte("containerd-shim")) || !bytes.Contains(b, []byte(sock)) {
+		if err != nil || !bytes.Contains(b, []byte("containerd-shim")) || !match(b) {
 			continue
 		}
 		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
