@@ -97,7 +97,9 @@ func StartNode(dir string, k *Kube) (*Node, error) {
 	// Containers a node left behind when its process died before stopping it (only one node
 	// runs at a time, and this one holds the lock): their shims serve sockets in other
 	// node directories.
-	killShims(func(cmdline []byte) bool { return bytes.Contains(cmdline, []byte("containerd.sock")) && bytes.Contains(cmdline, []byte("/pcn")) })
+	killShims(func(cmdline []byte) bool {
+		return bytes.Contains(cmdline, []byte("containerd.sock")) && bytes.Contains(cmdline, []byte("/pcn"))
+	})
 	n := &Node{Dir: dir, sock: filepath.Join(dir, "containerd.sock"), lock: lock}
 	f := func(name string) string { return filepath.Join(dir, name) }
 	if err := nodeAddrUp(); err != nil {
