@@ -52,6 +52,10 @@ const (
 	// ([seconds, "o" | "i" | "r", data]) in details.frames, written as the session runs
 	// (input before it is forwarded).
 	TypeKubeStream = "kube.stream"
+	// TypeKubePortForward: a connection through a port-forward session opened (written
+	// before it is forwarded) or closed (with the bytes each way); details.port,
+	// details.connection.
+	TypeKubePortForward = "kube.portforward"
 	// TypeKubeApprovalClosed: a held Kubernetes request was re-run under its approval
 	// (or its wait, hold: wait, ended).
 	TypeKubeApprovalClosed = "kube.approval.closed"

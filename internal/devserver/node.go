@@ -400,8 +400,13 @@ func unmountUnder(dir string) {
 }
 
 // PodManifest is the YAML of a pod named name in namespace on this node: one container
-// "main" of NodeImage that sleeps, for exec and attach.
-func (n *Node) PodManifest(namespace, name string) string {
+// "main" of NodeImage running command, or sleeping when none is given (for exec and
+// attach).
+func (n *Node) PodManifest(namespace, name string, command ...string) string {
+	if len(command) == 0 {
+		command = []string{"sleep", "2147483647"}
+	}
+	cmd, _ := json.Marshal(command)
 	return fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata: {name: %s, namespace: %s, labels: {app: %s}}
@@ -414,6 +419,6 @@ spec:
     - name: main
       image: %s
       imagePullPolicy: Never
-      command: [sleep, "2147483647"]
-`, name, namespace, name, NodeName, NodeImage)
+      command: %s
+`, name, namespace, name, NodeName, NodeImage, cmd)
 }

@@ -151,6 +151,68 @@ func newEnvWith(t *testing.T, o envOpts) *env {
 	return e
 }
 
+// portForward runs kubectl port-forward to demo/web's httpd through Portcullis (over a
+// WebSocket tunnel, or SPDY when websockets is "false"), fetches a file through it, and
+// checks that the connection was recorded: opened, then closed with its bytes.
+func (e *env) portForward(websockets string) {
+	t := e.t
+	t.Helper()
+	before := 0
+	for _, ev := range e.events() {
+		if ev.Type == audit.TypeKubePortForward {
+			before++
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.kubectl, "--kubeconfig", e.kubeconfig("alice"), "port-forward", "-n", "demo", "pod/web", "0:8080")
+	cmd.Env = append(os.Environ(), "KUBECTL_PORT_FORWARD_WEBSOCKETS="+websockets)
+	stdout, _ := cmd.StdoutPipe()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	m := regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> 8080`).FindStringSubmatch(line)
+	if err != nil || m == nil {
+		t.Fatalf("port-forward (websockets %s): %q %v %s", websockets, line, err, stderr.String())
+	}
+	resp, err := http.Get("http://127.0.0.1:" + m[1] + "/passwd")
+	if err != nil {
+		t.Fatalf("through the port-forward (websockets %s): %v %s", websockets, err, stderr.String())
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "root:x:0:0") {
+		t.Errorf("through the port-forward: %d %q", resp.StatusCode, body)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	var opened, closed *audit.Event
+	for deadline := time.Now().Add(10 * time.Second); closed == nil && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		n := 0
+		for _, ev := range e.events() {
+			if ev.Type != audit.TypeKubePortForward {
+				continue
+			}
+			if n++; n <= before {
+				continue
+			}
+			switch ev.Details["connection"] {
+			case "opened":
+				opened = ev
+			case "closed":
+				closed = ev
+			}
+		}
+	}
+	if opened == nil || closed == nil || opened.Details["port"] != "8080" || closed.Details["bytes_out"].(float64) < float64(len(body)) || closed.Details["bytes_in"].(float64) == 0 {
+		t.Errorf("port-forward (websockets %s) recorded: opened %+v, closed %+v", websockets, opened, closed)
+	}
+}
+
 // has reports whether the audit log holds an event of type whose action contains action.
 func (e *env) has(typ, action string) bool {
 	for _, ev := range e.events() {
@@ -448,7 +510,7 @@ func TestWatchStreams(t *testing.T) {
 
 // TestRefusedBeforeForwarding: what Portcullis cannot decide safely never reaches the API
 // server — no token, an oversized body, a subresource it does not know (decided as
-// unknown: here the default, deny), a stream it cannot record (port-forward).
+// unknown: here the default, deny), a stream it cannot record (a pod proxy's WebSocket).
 func TestRefusedBeforeForwarding(t *testing.T) {
 	e := newEnv(t)
 	c := e.client()
@@ -484,7 +546,7 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 	if code, st := do("POST", "/api/v1/namespaces/demo/pods/x/frobnicate", "alice-token", "{}", "Content-Type", "application/json"); code != 403 || !strings.Contains(fmt.Sprint(st["message"]), "denied by Portcullis") {
 		t.Errorf("an unknown subresource: %d %v", code, st)
 	}
-	if code, st := do("POST", "/api/v1/namespaces/demo/pods/x/portforward?ports=80", "alice-token", "", "Connection", "Upgrade", "Upgrade", "SPDY/3.1"); code != 403 || !strings.Contains(fmt.Sprint(st["message"]), "not recorded") {
+	if code, st := do("GET", "/api/v1/namespaces/demo/pods/x/proxy/ws", "alice-token", "", "Connection", "Upgrade", "Upgrade", "websocket"); code != 403 || !strings.Contains(fmt.Sprint(st["message"]), "not recorded") {
 		t.Errorf("an exec stream: %d %v", code, st)
 	}
 	var unknown, exec bool
@@ -492,7 +554,7 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 		if ev.Type == audit.TypeKubeRequest && ev.Details["class"] == "unknown" && ev.Result == "denied" {
 			unknown = true
 		}
-		if ev.Type == audit.TypeKubeRequest && ev.Details["subresource"] == "portforward" && ev.Result == "refused" {
+		if ev.Type == audit.TypeKubeRequest && ev.Details["subresource"] == "proxy" && ev.Result == "refused" {
 			exec = true
 		}
 		if ev.Type == audit.TypeKubeResult {
@@ -576,8 +638,11 @@ func TestExecRecorded(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	n := testenv.Node(t, e.kube)
-	for _, pod := range []struct{ ns, name string }{{"demo", "box"}, {"prod", "orders-0"}} {
-		if out, err := e.kube.Kubectl(ctx, n.PodManifest(pod.ns, pod.name), "apply", "-f", "-"); err != nil {
+	for _, pod := range []struct {
+		ns, name string
+		cmd      []string
+	}{{"demo", "box", nil}, {"prod", "orders-0", nil}, {"demo", "web", []string{"httpd", "-f", "-p", "8080", "-h", "/etc"}}} {
+		if out, err := e.kube.Kubectl(ctx, n.PodManifest(pod.ns, pod.name, pod.cmd...), "apply", "-f", "-"); err != nil {
 			t.Fatalf("create pod: %v\n%s", err, out)
 		}
 		if out, err := e.kube.Kubectl(ctx, "", "wait", "-n", pod.ns, "--for=condition=Ready", "pod/"+pod.name, "--timeout=60s"); err != nil {
@@ -681,10 +746,16 @@ func TestExecRecorded(t *testing.T) {
 		t.Errorf("SPDY recording: input %q, output %q, result %+v", input, output, result)
 	}
 
+	// port-forward, over a WebSocket tunnel (kubectl's default) and over SPDY: each
+	// connection is recorded as it opens, and with its bytes as it closes.
+	for _, websockets := range []string{"true", "false"} {
+		e.portForward(websockets)
+	}
+
 	// Streams Portcullis does not record are refused before anything reaches the cluster.
 	for _, tc := range []struct{ path, upgrade, protocol, want string }{
 		{"/api/v1/namespaces/demo/pods/box/exec?command=id&stdout=true", "websocket", "base64.channel.k8s.io", "no stream protocol Portcullis records"},
-		{"/api/v1/namespaces/demo/pods/box/portforward?ports=80", "websocket", "v5.channel.k8s.io", "portforward streams are not recorded"},
+		{"/api/v1/namespaces/demo/pods/box/portforward?ports=80", "websocket", "v5.channel.k8s.io", "no stream protocol Portcullis records"},
 	} {
 		req, _ := http.NewRequest("GET", e.url+tc.path, nil)
 		req.Header.Set("Authorization", "Bearer alice-token")

@@ -158,11 +158,13 @@ func (s *Server) setUp() error {
 			x := resp.Request.Context().Value(exchangeKey{}).(*exchange)
 			backend, ok := resp.Body.(io.ReadWriteCloser)
 			spdy := strings.EqualFold(resp.Header.Get("Upgrade"), spdyUpgrade) && strings.EqualFold(x.r.Header.Get("Upgrade"), spdyUpgrade)
-			if x.cast == nil || !ok || (!spdy && !slices.Contains(recordedProtocols, resp.Header.Get("Sec-WebSocket-Protocol"))) {
+			proto, forward := resp.Header.Get("Sec-WebSocket-Protocol"), x.attrs.Subresource == "portforward"
+			tunnel := !spdy && forward && proto == portForwardTunnel
+			if x.cast == nil || !ok || !(spdy || tunnel || !forward && slices.Contains(recordedProtocols, proto)) {
 				resp.Body.Close()
 				return errUnrecordable
 			}
-			resp.Body, x.upgraded = newTap(backend, x.cast, spdy), true
+			resp.Body, x.upgraded = newTap(backend, x.cast, spdy, tunnel, forward), true
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {

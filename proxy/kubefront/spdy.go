@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/moby/spdystream/spdy"
@@ -18,11 +19,23 @@ import (
 // spdyStreamTypes maps the streamType header to the channel the recording uses.
 var spdyStreamTypes = map[string]byte{"stdin": chanStdin, "stdout": chanStdout, "stderr": chanStderr, "error": chanError, "resize": chanResize}
 
-// spdyConn follows both directions of one SPDY connection.
+// spdyConn follows both directions of one SPDY connection: an exec or attach session's
+// channels, or a port-forward session's connections.
 type spdyConn struct {
 	mu      sync.Mutex
 	streams map[spdy.StreamId]byte // channel of each stream the client opened
 	cast    *cast
+	// Port-forward: each connection is a data stream (and an error stream) the client
+	// opens naming the port and the connection's request id.
+	forward bool
+	conns   map[spdy.StreamId]*forwarded
+}
+
+// forwarded is one connection of a port-forward session.
+type forwarded struct {
+	port, request string
+	in, out       int64 // bytes from the client, from the pod
+	closed        bool
 }
 
 // spdyReader follows one direction: bytes go in through feed, frames come out of the
@@ -37,10 +50,14 @@ type spdyReader struct {
 	buf        []byte
 	fed        bool
 	closeOnce  sync.Once
+	stickyErr  error
 }
 
-func newSPDYConn(c *cast) (client, server *spdyReader) {
-	conn := &spdyConn{streams: map[spdy.StreamId]byte{}, cast: c}
+func newSPDYConn(c *cast, forward bool) (client, server *spdyReader) {
+	conn := &spdyConn{streams: map[spdy.StreamId]byte{}, cast: c, forward: forward, conns: map[spdy.StreamId]*forwarded{}}
+	if forward {
+		c.portForward = conn
+	}
 	return conn.reader(true), conn.reader(false)
 }
 
@@ -75,6 +92,9 @@ func (r *spdyReader) run() {
 
 func (r *spdyReader) frame(f spdy.Frame) error {
 	c := r.conn
+	if c.forward {
+		return r.forwardFrame(f)
+	}
 	switch f := f.(type) {
 	case *spdy.SynStreamFrame:
 		ch, ok := spdyStreamTypes[f.Headers.Get("streamType")]
@@ -139,8 +159,81 @@ func (r *spdyReader) failure() error {
 	return io.ErrClosedPipe
 }
 
+// feedErr is feed for a caller that reads the error later (lastErr).
+func (r *spdyReader) feedErr(p []byte) {
+	if err := r.feed(p); err != nil && r.stickyErr == nil {
+		r.stickyErr = err
+	}
+}
+
+// lastErr is the first error feedErr met.
+func (r *spdyReader) lastErr() error { return r.stickyErr }
+
 // close ends the direction's parser.
 func (r *spdyReader) close() {
 	r.closeOnce.Do(func() { close(r.in) })
 	<-r.done
+}
+
+// forwardFrame follows a port-forward session: a connection opened is recorded before its
+// stream reaches the API server; its bytes are counted; its end is recorded.
+func (r *spdyReader) forwardFrame(f spdy.Frame) error {
+	c := r.conn
+	switch f := f.(type) {
+	case *spdy.SynStreamFrame:
+		typ, port, req := f.Headers.Get("streamType"), f.Headers.Get("port"), f.Headers.Get("requestID")
+		if !r.fromClient || (typ != "data" && typ != "error") || port == "" {
+			return fmt.Errorf("unexpected port-forward stream %q", typ)
+		}
+		if typ == "error" {
+			return nil
+		}
+		fw := &forwarded{port: port, request: req}
+		c.mu.Lock()
+		c.conns[f.StreamId] = fw
+		c.mu.Unlock()
+		return c.cast.connection("opened", fw)
+	case *spdy.DataFrame:
+		c.mu.Lock()
+		fw := c.conns[f.StreamId]
+		if fw != nil {
+			if r.fromClient {
+				fw.in += int64(len(f.Data))
+			} else {
+				fw.out += int64(len(f.Data))
+			}
+		}
+		c.mu.Unlock()
+	case *spdy.RstStreamFrame:
+		c.closeStream(f.StreamId)
+	}
+	return nil
+}
+
+// closeStream records the end of the connection on stream id, once.
+func (c *spdyConn) closeStream(id spdy.StreamId) {
+	c.mu.Lock()
+	fw := c.conns[id]
+	done := fw == nil || fw.closed
+	if fw != nil {
+		fw.closed = true
+	}
+	c.mu.Unlock()
+	if !done {
+		c.cast.connection("closed", fw)
+	}
+}
+
+// closeAll records the end of every connection still open (the session ended).
+func (c *spdyConn) closeAll() {
+	c.mu.Lock()
+	ids := make([]spdy.StreamId, 0, len(c.conns))
+	for id := range c.conns {
+		ids = append(ids, id)
+	}
+	c.mu.Unlock()
+	slices.Sort(ids)
+	for _, id := range ids {
+		c.closeStream(id)
+	}
 }

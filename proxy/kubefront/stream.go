@@ -51,32 +51,42 @@ const (
 	castFlushBytes = 32 << 10
 )
 
-// recordableUpgrade checks that r is a stream Portcullis can record: exec or attach, as a
-// WebSocket offering one of recordedProtocols (whose list it returns, to offer the API
-// server), or as SPDY/3.1. Otherwise it says why the stream is refused.
+// recordableUpgrade checks that r is a stream Portcullis can record: exec or attach as a
+// WebSocket offering one of recordedProtocols, port-forward as a WebSocket tunnelling SPDY,
+// or any of them over SPDY/3.1. It returns the WebSocket subprotocols to offer the API
+// server, or why the stream is refused.
 func recordableUpgrade(r *http.Request, subresource string) ([]string, string) {
-	if subresource != "exec" && subresource != "attach" {
-		return nil, subresource + " streams are not recorded by this Portcullis yet, so they are refused"
+	want := recordedProtocols
+	switch subresource {
+	case "exec", "attach":
+	case "portforward":
+		want = []string{portForwardTunnel}
+	default:
+		return nil, subresource + " streams are not recorded by this Portcullis, so they are refused"
 	}
 	if strings.EqualFold(r.Header.Get("Upgrade"), spdyUpgrade) {
 		return nil, ""
 	}
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-		return nil, "only WebSocket and SPDY/3.1 exec and attach streams are recorded, so this one is refused"
+		return nil, "only WebSocket and SPDY/3.1 streams are recorded, so this one is refused"
 	}
 	var offer []string
 	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
 		for _, p := range strings.Split(v, ",") {
-			if p = strings.TrimSpace(p); slices.Contains(recordedProtocols, p) && !slices.Contains(offer, p) {
+			if p = strings.TrimSpace(p); slices.Contains(want, p) && !slices.Contains(offer, p) {
 				offer = append(offer, p)
 			}
 		}
 	}
 	if len(offer) == 0 {
-		return nil, "the client offers no stream protocol Portcullis records (" + strings.Join(recordedProtocols, ", ") + ")"
+		return nil, "the client offers no stream protocol Portcullis records (" + strings.Join(want, ", ") + ")"
 	}
 	return offer, ""
 }
+
+// portForwardTunnel is the WebSocket subprotocol of port-forward (kubectl 1.31 and later):
+// binary messages carry a SPDY connection.
+const portForwardTunnel = "SPDY/3.1+portforward.k8s.io"
 
 // spdyUpgrade is the Upgrade token of SPDY streams.
 const spdyUpgrade = "SPDY/3.1"
@@ -96,6 +106,8 @@ type cast struct {
 	done    chan struct{}
 	closeFn func()         // ends the session when the recording fails
 	parsers []streamParser // ended by finish
+	// portForward is the session's connections, for a port-forward.
+	portForward *spdyConn
 }
 
 // streamExit is what the error channel said at the end: the command's exit code, or why
@@ -176,6 +188,9 @@ func (c *cast) flush() error {
 func (c *cast) finish() error {
 	for _, p := range c.parsers {
 		p.close()
+	}
+	if c.portForward != nil {
+		c.portForward.closeAll()
 	}
 	close(c.stop)
 	<-c.done
@@ -260,6 +275,22 @@ func (c *cast) exitCode() (int, string) {
 // close is nothing to a frame reader, which runs in the caller.
 func (f *frameReader) close() {}
 
+// tunneled follows a WebSocket carrying SPDY: messages from the frame reader go to the SPDY
+// reader, whose first error ends the direction.
+type tunneled struct {
+	frameReader
+	inner *spdyReader
+}
+
+func (t *tunneled) feed(p []byte) error {
+	if err := t.frameReader.feed(p); err != nil {
+		return err
+	}
+	return t.inner.lastErr()
+}
+
+func (t *tunneled) close() { t.inner.close() }
+
 // frameReader follows one direction of a WebSocket connection and hands each complete
 // message's payload (unmasked) to onMessage.
 type frameReader struct {
@@ -332,11 +363,17 @@ type tap struct {
 	mu                 sync.Mutex // orders client writes against their recording
 }
 
-func newTap(backend io.ReadWriteCloser, c *cast, spdy bool) *tap {
+func newTap(backend io.ReadWriteCloser, c *cast, spdy, tunnel, forward bool) *tap {
 	t := &tap{ReadWriteCloser: backend, cast: c}
-	if spdy {
-		t.client, t.fromServer = newSPDYConn(c)
-	} else {
+	switch {
+	case spdy:
+		t.client, t.fromServer = newSPDYConn(c, forward)
+	case tunnel:
+		// A WebSocket whose binary messages carry a SPDY connection's bytes.
+		client, server := newSPDYConn(c, forward)
+		t.client = &tunneled{frameReader: frameReader{onMessage: func(m []byte) { client.feedErr(m) }}, inner: client}
+		t.fromServer = &tunneled{frameReader: frameReader{onMessage: func(m []byte) { server.feedErr(m) }}, inner: server}
+	default:
 		t.fromServer = &frameReader{onMessage: func(m []byte) { c.message(false, m) }}
 		t.client = &frameReader{onMessage: func(m []byte) { c.message(true, m) }}
 	}
@@ -370,6 +407,23 @@ func (t *tap) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return t.ReadWriteCloser.Write(p)
+}
+
+// connection records a port-forward connection's opening (before it is forwarded) or end.
+// A write that fails ends the session.
+func (c *cast) connection(what string, fw *forwarded) error {
+	x := c.x
+	d := map[string]any{"connection": what, "port": fw.port, "request": fw.request}
+	if what == "closed" {
+		d["bytes_in"], d["bytes_out"] = fw.in, fw.out
+	}
+	ev := &audit.Event{Type: audit.TypeKubePortForward, Actor: x.who.User, Resource: x.res.Name, Session: x.id, Action: x.act.Statement, Details: d}
+	if err := x.srv.Audit.AppendWritten(context.Background(), ev); err != nil {
+		err = fmt.Errorf("the port-forward connection could not be recorded: %w", err)
+		c.fail(err)
+		return err
+	}
+	return nil
 }
 
 // fail ends the session: its stream can no longer be recorded.

@@ -118,7 +118,7 @@ func TestSPDYReader(t *testing.T) {
 	sf.WriteFrame(&spdy.DataFrame{StreamId: 1, Data: []byte(`"details":{"causes":[{"reason":"ExitCode","message":"7"}]}}`)})
 
 	c := &cast{x: &exchange{srv: &Server{Now: time.Now}}}
-	in, out := newSPDYConn(c)
+	in, out := newSPDYConn(c, false)
 	feed := func(r *spdyReader, b []byte, step int) {
 		for i := 0; i < len(b); i += step {
 			if err := r.feed(b[i:min(i+step, len(b))]); err != nil {
@@ -147,7 +147,7 @@ func TestSPDYReader(t *testing.T) {
 
 	// Data on a stream the client never opened is not passed through unrecorded.
 	c2 := &cast{x: &exchange{srv: &Server{Now: time.Now}}}
-	in2, _ := newSPDYConn(c2)
+	in2, _ := newSPDYConn(c2, false)
 	var stray bytes.Buffer
 	f2, _ := spdy.NewFramer(&stray, nil)
 	f2.WriteFrame(&spdy.DataFrame{StreamId: 9, Data: []byte("x")})
@@ -166,7 +166,7 @@ func FuzzSPDYReader(f *testing.F) {
 	f.Add(seed.Bytes(), uint8(4), true)
 	f.Fuzz(func(t *testing.T, stream []byte, step uint8, fromClient bool) {
 		c := &cast{x: &exchange{srv: &Server{Now: time.Now}}}
-		in, out := newSPDYConn(c)
+		in, out := newSPDYConn(c, false)
 		r := out
 		if fromClient {
 			r = in
