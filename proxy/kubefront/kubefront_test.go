@@ -772,4 +772,37 @@ func TestExecRecorded(t *testing.T) {
 			t.Errorf("%s over %s: %d %s", tc.path, tc.upgrade, resp.StatusCode, b)
 		}
 	}
+
+	// No recording, no session: once the audit log cannot be written, the next input
+	// ends the session instead of reaching the container. (Last: the log stays closed.)
+	sess := exec.Command(e.kubectl, "--kubeconfig", e.kubeconfig("alice"), "exec", "-i", "-n", "demo", "box", "--", "sh", "-c", "cat > /tmp/typed")
+	stdin, _ := sess.StdinPipe()
+	var sessOut strings.Builder
+	sess.Stdout, sess.Stderr = &sessOut, &sessOut
+	if err := sess.Start(); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(stdin, "recorded\n")
+	for deadline := time.Now().Add(10 * time.Second); !e.has(audit.TypeKubeStream, "cat+%3E+%2Ftmp%2Ftyped"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first input was not recorded")
+		}
+	}
+	e.srv.Audit.Close()
+	io.WriteString(stdin, "never recorded\n")
+	waited := make(chan error, 1)
+	go func() { waited <- sess.Wait() }()
+	select {
+	case err := <-waited:
+		if err == nil {
+			t.Errorf("the session went on without its recording: %s", sessOut.String())
+		}
+	case <-time.After(20 * time.Second):
+		sess.Process.Kill()
+		t.Fatal("the session went on without its recording")
+	}
+	stdin.Close()
+	if out, _ := e.kube.Kubectl(ctx, "", "exec", "-n", "demo", "box", "--", "cat", "/tmp/typed"); strings.Contains(out, "never recorded") {
+		t.Errorf("input reached the container unrecorded: %q", out)
+	}
 }
