@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/pem"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -295,6 +296,26 @@ type exchange struct {
 	// unrecordable says why an upgrade (a port-forward, a base64 WebSocket) would not be
 	// recorded.
 	unrecordable string
+	// cut says why Portcullis ended the request's stream (its grant ended).
+	cut atomic.Pointer[string]
+}
+
+// cutMessage is what a client is told when Portcullis ends its stream.
+func cutMessage(why string) string {
+	return "Portcullis ended this stream: " + why + "; request access again to go on"
+}
+
+// endWatch tells a JSON watch that was cut why, as the API server tells a watch it ends: an
+// ERROR event carrying a Status (kubectl prints its message).
+func (x *exchange) endWatch(rec *recorder, why string) {
+	if rec.status != http.StatusOK || x.attrs.Verb != "watch" || !strings.Contains(rec.Header().Get("Content-Type"), "json") {
+		return
+	}
+	b, _ := json.Marshal(map[string]any{"type": "ERROR", "object": map[string]any{"kind": "Status", "apiVersion": "v1", "metadata": map[string]any{},
+		"status": "Failure", "message": cutMessage(why), "reason": "Forbidden", "code": http.StatusForbidden}})
+	if _, err := rec.ResponseWriter.Write(append(b, '\n')); err == nil {
+		http.NewResponseController(rec.ResponseWriter).Flush()
+	}
 }
 
 // refuseUnrecordable answers a stream Portcullis would not record: it does not run.
@@ -523,9 +544,9 @@ func (x *exchange) forward(approval string) {
 	x.cred = cred
 	rec := &recorder{ResponseWriter: x.w, status: http.StatusOK, keep: x.approved}
 	ctx := context.WithValue(x.r.Context(), exchangeKey{}, x)
-	var cut atomic.Pointer[string]
+	cut := &x.cut
 	if g := x.boundGrant(); g != nil {
-		// A stream opened under a grant (a watch, logs -f) ends with the grant.
+		// A stream opened under a grant (a watch, logs -f, exec) ends with the grant.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)
 		stop := s.untilGrantEnds(g, func(why string) { cut.Store(&why); cancel() })
@@ -567,6 +588,9 @@ func (x *exchange) forward(approval string) {
 		switch p := recover(); {
 		case cut.Load() != nil:
 			ev.Result, ev.Reason = "cut", *cut.Load()
+			if !x.upgraded {
+				x.endWatch(rec, *cut.Load())
+			}
 		case castErr != nil:
 			ev.Result, ev.Reason = "error", castErr.Error()
 		case p != nil:

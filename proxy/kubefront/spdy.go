@@ -210,6 +210,18 @@ func (r *spdyReader) forwardFrame(f spdy.Frame) error {
 	return nil
 }
 
+// streamOf returns the stream the client opened for channel ch.
+func (c *spdyConn) streamOf(ch byte) (spdy.StreamId, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, got := range c.streams {
+		if got == ch {
+			return id, true
+		}
+	}
+	return 0, false
+}
+
 // closeStream records the end of the connection on stream id, once.
 func (c *spdyConn) closeStream(id spdy.StreamId) {
 	c.mu.Lock()

@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
+	"github.com/moby/spdystream/spdy"
 
 	"github.com/portcullis/portcullis/audit"
 )
@@ -361,13 +362,43 @@ type tap struct {
 	cast               *cast
 	fromServer, client streamParser
 	mu                 sync.Mutex // orders client writes against their recording
+	spdy               *spdyConn  // the SPDY connection followed, for SPDY streams
+	told               bool       // the client was told why the stream was cut
 }
 
-func newTap(backend io.ReadWriteCloser, c *cast, spdy, tunnel, forward bool) *tap {
+// cutFrame is the message that tells an exec or attach client its stream was cut: a
+// Failure Status on the error channel, as the kubelet reports a failed command, in the
+// stream's own framing. A port-forward is only closed.
+func (t *tap) cutFrame(why string) []byte {
+	st, _ := json.Marshal(map[string]any{"kind": "Status", "apiVersion": "v1", "metadata": map[string]any{}, "status": "Failure",
+		"message": cutMessage(why), "reason": "Forbidden", "code": http.StatusForbidden})
+	var b bytes.Buffer
+	switch {
+	case t.cast.portForward != nil:
+		return nil
+	case t.spdy != nil:
+		id, ok := t.spdy.streamOf(chanError)
+		if !ok {
+			return nil
+		}
+		f, err := spdy.NewFramer(&b, nil)
+		if err != nil || f.WriteFrame(&spdy.DataFrame{StreamId: id, Flags: spdy.DataFlagFin, Data: st}) != nil {
+			return nil
+		}
+	default:
+		if ws.WriteFrame(&b, ws.NewBinaryFrame(append([]byte{chanError}, st...))) != nil {
+			return nil
+		}
+	}
+	return b.Bytes()
+}
+
+func newTap(backend io.ReadWriteCloser, c *cast, isSPDY, tunnel, forward bool) *tap {
 	t := &tap{ReadWriteCloser: backend, cast: c}
 	switch {
-	case spdy:
+	case isSPDY:
 		t.client, t.fromServer = newSPDYConn(c, forward)
+		t.spdy = t.client.(*spdyReader).conn
 	case tunnel:
 		// A WebSocket whose binary messages carry a SPDY connection's bytes.
 		client, server := newSPDYConn(c, forward)
@@ -383,7 +414,20 @@ func newTap(backend io.ReadWriteCloser, c *cast, spdy, tunnel, forward bool) *ta
 }
 
 func (t *tap) Read(p []byte) (int, error) {
+	if t.told {
+		return 0, io.EOF
+	}
 	n, err := t.ReadWriteCloser.Read(p)
+	if err != nil && n == 0 {
+		if why := t.cast.x.cut.Load(); why != nil {
+			// Cut by Portcullis (the grant ended): the client is told why, on the
+			// protocol's status channel, before the stream closes.
+			t.told = true
+			if msg := t.cutFrame(*why); len(msg) <= len(p) {
+				return copy(p, msg), nil
+			}
+		}
+	}
 	if n > 0 {
 		if ferr := t.fromServer.feed(bytes.Clone(p[:n])); ferr != nil {
 			t.cast.fail(ferr)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -180,4 +181,42 @@ func FuzzSPDYReader(f *testing.F) {
 		in.close()
 		out.close()
 	})
+}
+
+// TestCutFrame: a stream cut by Portcullis tells the client why on the error channel, in
+// the stream's own framing — a WebSocket binary message, or a SPDY data frame ending the
+// error stream the client opened.
+func TestCutFrame(t *testing.T) {
+	c := &cast{x: &exchange{srv: &Server{Now: time.Now}}}
+	var h ws.Header
+	wsTap := &tap{cast: c}
+	b := wsTap.cutFrame("elevation apr_X ended")
+	r := bytes.NewReader(b)
+	h, err := ws.ReadHeader(r)
+	if err != nil || h.OpCode != ws.OpBinary || !h.Fin || h.Masked {
+		t.Fatalf("WebSocket frame header %+v, %v", h, err)
+	}
+	payload := b[len(b)-r.Len():]
+	if payload[0] != chanError || !strings.Contains(string(payload[1:]), `"message":"Portcullis ended this stream: elevation apr_X ended; request access again to go on"`) {
+		t.Errorf("WebSocket payload %q", payload)
+	}
+
+	in, _ := newSPDYConn(c, false)
+	var open bytes.Buffer
+	fr, _ := spdy.NewFramer(&open, nil)
+	fr.WriteFrame(&spdy.SynStreamFrame{StreamId: 5, Headers: http.Header{"Streamtype": {"error"}}})
+	if err := in.feed(open.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	spdyTap := &tap{cast: c, spdy: in.conn}
+	got, err := spdy.NewFramer(io.Discard, bytes.NewReader(spdyTap.cutFrame("break-glass bg_Y ended")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := got.ReadFrame()
+	df, ok := f.(*spdy.DataFrame)
+	if err != nil || !ok || df.StreamId != 5 || df.Flags&spdy.DataFlagFin == 0 || !strings.Contains(string(df.Data), "break-glass bg_Y ended") {
+		t.Errorf("SPDY frame %+v, %v", f, err)
+	}
+	in.close()
 }

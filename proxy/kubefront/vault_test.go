@@ -146,6 +146,9 @@ vault: {address: ` + v.Address() + `, token: ` + devserver.VaultRootToken + `}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("the watch opened under the grant still runs after the grant ended:\n%s", watchOut)
 	}
+	if !strings.Contains(watchOut.String(), "Portcullis ended this stream: elevation "+grant.ID+" ended") {
+		t.Errorf("kubectl was not told why its watch ended:\n%s", watchOut)
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for apiStatus(t, e.kube, token) != http.StatusUnauthorized {
 		if time.Now().After(deadline) {
