@@ -20,7 +20,7 @@ KUBE_DIR      := $(CACHE_DIR)/kubernetes-$(KUBE_VERSION)
 ETCD_VERSION  := 3.6.8
 ETCD          := $(CACHE_DIR)/etcd-$(ETCD_VERSION)/etcd
 TEST_FLAGS    ?= -race -count=1 -timeout 15m
-FUZZTIME      ?= 60s
+FUZZTIME      ?= 30s
 APT_PACKAGES  := postgresql redis-server
 OIDC_DIR      := web/testdata/oidc
 
@@ -45,7 +45,7 @@ test: tools build
 	$(GO) test $(TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz-smoke
 
-## fuzz-smoke: each network-facing fuzz target for FUZZTIME (60s), the others briefly.
+## fuzz-smoke: each network-facing fuzz target for FUZZTIME (30s), the others briefly.
 fuzz-smoke:
 	bash .ci/fuzz.sh ./proxy/pgwire FuzzStartup $(FUZZTIME)
 	bash .ci/fuzz.sh ./proxy/pgwire FuzzMessages $(FUZZTIME)
