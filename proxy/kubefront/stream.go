@@ -386,7 +386,10 @@ func (t *tap) cutFrame(why string) []byte {
 			return nil
 		}
 	default:
-		if ws.WriteFrame(&b, ws.NewBinaryFrame(append([]byte{chanError}, st...))) != nil {
+		// The Status, then a normal close: a connection that just ends is an abnormal
+		// closure, which the client reports instead of the Status it read.
+		if ws.WriteFrame(&b, ws.NewBinaryFrame(append([]byte{chanError}, st...))) != nil ||
+			ws.WriteFrame(&b, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))) != nil {
 			return nil
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -60,11 +61,11 @@ func TestElevationRunsAsAVaultServiceAccount(t *testing.T) {
         cluster_role_binding: true`, 1)
 			y = strings.Replace(y, "kubernetes: {namespaces: [prod]}}", "kubernetes: {namespaces: [prod]}, except: {roles: [cluster-admin]}}", 1)
 			return y + `  - name: cluster-admins
-    match: {resources: {names: [cluster]}, actions: [write, delete], principals: {roles: [cluster-admin]}, kubernetes: {namespaces: [prod]}}
+    match: {resources: {names: [cluster]}, actions: [write, delete, exec], principals: {roles: [cluster-admin]}, kubernetes: {namespaces: [prod]}}
     effect: allow
 roles:
   - name: cluster-admin
-    grants: [{resources: [cluster], actions: [write, delete]}]
+    grants: [{resources: [cluster], actions: [write, delete, exec]}]
     max_duration: 1h
     durations: [15m]
     quorum: {required_teams: [sre]}
@@ -112,9 +113,32 @@ vault: {address: ` + v.Address() + `, token: ` + devserver.VaultRootToken + `}
 		t.Fatalf("the grant's token before the end: %d", code)
 	}
 
-	// A watch opened under the grant...
+	// A watch and an exec session opened under the grant...
 	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
 	defer wcancel()
+	n := testenv.Node(t, e.kube)
+	if out, err := e.kube.Kubectl(ctx, n.PodManifest("prod", "orders-0"), "apply", "-f", "-"); err != nil {
+		t.Fatalf("create pod: %v\n%s", err, out)
+	}
+	if out, err := e.kube.Kubectl(ctx, "", "wait", "-n", "prod", "--for=condition=Ready", "pod/orders-0", "--timeout=60s"); err != nil {
+		t.Fatalf("pod not ready: %v\n%s", err, out)
+	}
+	shell := exec.CommandContext(wctx, e.kubectl, "--kubeconfig", e.kubeconfig("alice"), "exec", "-i", "-n", "prod", "orders-0", "--", "cat")
+	shellIn, _ := shell.StdinPipe()
+	shellOut := &testenv.SyncBuffer{}
+	shell.Stdout, shell.Stderr = shellOut, shellOut
+	if err := shell.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer shellIn.Close()
+	io.WriteString(shellIn, "under the grant\n")
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(shellOut.String(), "under the grant"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the exec under the grant did not run:\n%s", shellOut)
+		}
+	}
+	shellDone := make(chan error, 1)
+	go func() { shellDone <- shell.Wait() }()
 	watch := exec.CommandContext(wctx, e.kubectl, "--kubeconfig", e.kubeconfig("alice"), "get", "configmaps", "-n", "prod", "--watch")
 	watchOut := &testenv.SyncBuffer{}
 	watch.Stdout, watch.Stderr = watchOut, watchOut
@@ -148,6 +172,14 @@ vault: {address: ` + v.Address() + `, token: ` + devserver.VaultRootToken + `}
 	}
 	if !strings.Contains(watchOut.String(), "Portcullis ended this stream: elevation "+grant.ID+" ended") {
 		t.Errorf("kubectl was not told why its watch ended:\n%s", watchOut)
+	}
+	select {
+	case err := <-shellDone:
+		if err == nil || !strings.Contains(shellOut.String(), "Portcullis ended this stream: elevation "+grant.ID+" ended") {
+			t.Errorf("the exec under the grant ended with %v, and kubectl said:\n%s", err, shellOut)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the exec opened under the grant still runs after the grant ended:\n%s", shellOut)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for apiStatus(t, e.kube, token) != http.StatusUnauthorized {
