@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,5 +44,24 @@ func TestBuildCast(t *testing.T) {
 	}
 	if c := buildCast(steps[:1]); c != nil {
 		t.Errorf("a session without a recording has a cast: %q", c)
+	}
+}
+
+// TestReplayShowsPortForwardConnections: a port-forward session's page says, per step,
+// which connection opened or closed, to which port, with its bytes.
+func TestReplayShowsPortForwardConnections(t *testing.T) {
+	s := &Server{templates: parseTemplates()}
+	steps := []recordingEntry{
+		{Type: audit.TypeKubePortForward, Details: map[string]any{"connection": "opened", "port": "8080", "request": "0"}},
+		{Type: audit.TypeKubePortForward, Details: map[string]any{"connection": "closed", "port": "8080", "request": "0", "bytes_in": float64(78), "bytes_out": float64(1203)}},
+	}
+	w := httptest.NewRecorder()
+	if err := s.render(w, "replay", &page{Data: &replayData{ID: "kbx_1", User: "alice", Steps: steps}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"connection opened to port 8080</span>", "connection closed to port 8080, 78 bytes in, 1203 bytes out</span>"} {
+		if !strings.Contains(w.Body.String(), want) {
+			t.Errorf("the page lacks %q", want)
+		}
 	}
 }
