@@ -38,22 +38,25 @@ func buildCast(steps []recordingEntry) []byte {
 			if !ok || len(fr) != 3 {
 				continue
 			}
-			if code, _ := fr[1].(string); code == "r" && !sized {
+			code, _ := fr[1].(string)
+			data, ok := fr[2].(string)
+			if !ok {
+				continue
+			}
+			switch {
+			case code == "r" && !sized:
 				// The first size the terminal reported is the recording's.
-				if w, h, ok := strings.Cut(fr[2].(string), "x"); ok {
+				if w, h, ok := strings.Cut(data, "x"); ok {
 					wn, err1 := strconv.Atoi(w)
 					hn, err2 := strconv.Atoi(h)
 					if err1 == nil && err2 == nil && wn > 0 && hn > 0 {
 						width, height, sized = wn, hn, true
 					}
 				}
-			}
-			if code, _ := fr[1].(string); code == "o" && !tty {
+			case code == "o" && !tty:
 				// Without a terminal the command wrote bare newlines; a player is a
 				// terminal, which needs carriage returns too. The log keeps the bytes as sent.
-				if out, ok := fr[2].(string); ok {
-					fr = []any{fr[0], "o", strings.ReplaceAll(strings.ReplaceAll(out, "\r\n", "\n"), "\n", "\r\n")}
-				}
+				fr = []any{fr[0], "o", strings.ReplaceAll(strings.ReplaceAll(data, "\r\n", "\n"), "\n", "\r\n")}
 			}
 			frames = append(frames, fr)
 		}

@@ -152,10 +152,7 @@ func runDemo(ctx context.Context, out io.Writer, cfgPath string) error {
 		started = append(started, "Kubernetes (etcd and kube-apiserver "+k.URL()+", behind resource cluster)")
 		// A node for exec, when this machine can run one (root, make tools).
 		if n, err := startDemoNode(ctx, k); err == nil {
-			defer func() {
-				n.Stop()
-				os.RemoveAll(n.Dir)
-			}()
+			defer n.Stop()
 			node = true
 			started = append(started, "a Kubernetes node (containerd and kubelet; pods prod/orders-0 and demo/shell)")
 		} else {
@@ -463,11 +460,7 @@ Vault's own API (resource vault; Portcullis makes each caller a 5-minute token o
 // startDemoNode starts a node for the demo's cluster and runs its pods: orders-0 in prod
 // (exec needs an SRE's approval) and shell in demo (free), both recorded when exec'd into.
 func startDemoNode(ctx context.Context, k *devserver.Kube) (*devserver.Node, error) {
-	dir, err := os.MkdirTemp("", "pcn-demo") // short: containerd's socket is in it
-	if err != nil {
-		return nil, err
-	}
-	n, err := devserver.StartNode(dir, k)
+	n, err := devserver.StartNode(k)
 	if err != nil {
 		return nil, err
 	}

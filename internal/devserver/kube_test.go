@@ -3,7 +3,6 @@ package devserver
 import (
 	"context"
 	"errors"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -70,18 +69,11 @@ func TestNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { k.Stop() })
-	dir, err := os.MkdirTemp("", "pcn") // short: containerd's socket is in it
+	n, err := StartNode(k)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := StartNode(dir, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		n.Stop()
-		os.RemoveAll(dir)
-	})
+	t.Cleanup(func() { n.Stop() })
 	cfg, err := k.Kubeconfig("admin", KubeAdminToken)
 	if err != nil {
 		t.Fatal(err)

@@ -70,8 +70,13 @@ func lockNode(timeout time.Duration) (*os.File, error) {
 	}
 }
 
-// StartNode starts containerd and a kubelet in dir and waits until the node is Ready in k.
-func StartNode(dir string, k *Kube) (*Node, error) {
+// nodeDirPattern names a node's directory under the system temp dir: short, because
+// containerd's socket is in it (a Unix socket path has at most 107 bytes).
+const nodeDirPattern = "pcn"
+
+// StartNode starts containerd and a kubelet in a directory of their own (removed by Stop)
+// and waits until the node is Ready in k.
+func StartNode(k *Kube) (*Node, error) {
 	kubelet, err := KubeBinary("kubelet")
 	if err != nil {
 		return nil, fmt.Errorf("%w (make kubelet)", err)
@@ -97,54 +102,57 @@ func StartNode(dir string, k *Kube) (*Node, error) {
 	// Containers a node left behind when its process died before stopping it (only one node
 	// runs at a time, and this one holds the lock): their shims serve sockets in other
 	// node directories.
+	stale := []byte(filepath.Join(os.TempDir(), nodeDirPattern))
 	killShims(func(cmdline []byte) bool {
-		return bytes.Contains(cmdline, []byte("containerd.sock")) && bytes.Contains(cmdline, []byte("/pcn"))
+		return bytes.Contains(cmdline, []byte("containerd.sock")) && bytes.Contains(cmdline, stale)
 	})
+	dir, err := os.MkdirTemp("", nodeDirPattern)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
 	n := &Node{Dir: dir, sock: filepath.Join(dir, "containerd.sock"), lock: lock}
-	f := func(name string) string { return filepath.Join(dir, name) }
-	if err := nodeAddrUp(); err != nil {
-		n.Stop()
-		return nil, err
-	}
-	if err := n.writeConfig(); err != nil {
-		n.Stop()
-		return nil, err
-	}
-	n.containerd, err = start("containerd", exec.Command("containerd", "--config", f("containerd.toml")), f("containerd.log"))
-	if err != nil {
-		return nil, err
-	}
-	if err := n.containerd.waitReady(30*time.Second, func(ctx context.Context) error {
-		return exec.CommandContext(ctx, "ctr", "--address", n.sock, "version").Run()
-	}); err != nil {
-		n.Stop()
-		return nil, err
-	}
-	if err := n.importImages(); err != nil {
-		n.Stop()
-		return nil, err
-	}
-	port, err := FreePort()
-	if err != nil {
-		n.Stop()
-		return nil, err
-	}
-	if err := n.writeKubeletConfig(k, port); err != nil {
-		n.Stop()
-		return nil, err
-	}
-	n.kubelet, err = start("kubelet", exec.Command(kubelet, "--config="+f("kubelet.yaml"), "--kubeconfig="+f("kubelet.kubeconfig"),
-		"--root-dir="+f("kubelet"), "--cert-dir="+f("kubelet-pki"), "--node-ip="+NodeIP, "--hostname-override="+NodeName, "--v=1"), f("kubelet.log"))
-	if err != nil {
-		n.Stop()
-		return nil, err
-	}
-	client := k.AdminClient()
-	if err := n.kubelet.waitReady(90*time.Second, func(ctx context.Context) error { return nodeReady(ctx, client, k.URL()) }); err != nil {
+	if err := n.start(k, kubelet); err != nil {
 		n.Stop()
 		return nil, err
 	}
 	return n, nil
+}
+
+// start runs the node's parts in order; StartNode stops what started when one fails.
+func (n *Node) start(k *Kube, kubelet string) error {
+	f := func(name string) string { return filepath.Join(n.Dir, name) }
+	if err := nodeAddrUp(); err != nil {
+		return err
+	}
+	if err := n.writeConfig(); err != nil {
+		return err
+	}
+	var err error
+	if n.containerd, err = start("containerd", exec.Command("containerd", "--config", f("containerd.toml")), f("containerd.log")); err != nil {
+		return err
+	}
+	if err := n.containerd.waitReady(30*time.Second, func(ctx context.Context) error {
+		return exec.CommandContext(ctx, "ctr", "--address", n.sock, "version").Run()
+	}); err != nil {
+		return err
+	}
+	if err := n.importImages(); err != nil {
+		return err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return err
+	}
+	if err := n.writeKubeletConfig(k, port); err != nil {
+		return err
+	}
+	if n.kubelet, err = start("kubelet", exec.Command(kubelet, "--config="+f("kubelet.yaml"), "--kubeconfig="+f("kubelet.kubeconfig"),
+		"--root-dir="+f("kubelet"), "--cert-dir="+f("kubelet-pki"), "--node-ip="+NodeIP, "--hostname-override="+NodeName, "--v=1"), f("kubelet.log")); err != nil {
+		return err
+	}
+	client := k.AdminClient()
+	return n.kubelet.waitReady(90*time.Second, func(ctx context.Context) error { return nodeReady(ctx, client, k.URL()) })
 }
 
 // nodeAddrUp gives this machine the node's address, on the loopback interface: it stays on
@@ -339,8 +347,8 @@ func nodeReady(ctx context.Context, c *http.Client, base string) error {
 	return errors.New("node has no Ready condition yet")
 }
 
-// Stop stops the kubelet, kills every container containerd runs for it, stops containerd
-// and unmounts what they left.
+// Stop stops the kubelet, kills every container containerd runs for it, stops containerd,
+// unmounts what they left and removes the node's directory.
 func (n *Node) Stop() error {
 	var errs []error
 	if n.kubelet != nil {
@@ -360,6 +368,7 @@ func (n *Node) Stop() error {
 	}
 	killShims(func(cmdline []byte) bool { return bytes.Contains(cmdline, []byte(n.sock)) })
 	unmountUnder(n.Dir)
+	errs = append(errs, os.RemoveAll(n.Dir))
 	if n.lock != nil {
 		n.lock.Close() // releases the lock
 		n.lock = nil

@@ -72,19 +72,11 @@ func Kube(t testing.TB, users ...devserver.KubeUser) *devserver.Kube {
 // attach, and stops it when the test ends. It waits while another test binary's node runs.
 func Node(t testing.TB, k *devserver.Kube) *devserver.Node {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "pcn") // short: containerd's socket is in it
+	n, err := devserver.StartNode(k)
 	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := devserver.StartNode(dir, k)
-	if err != nil {
-		os.RemoveAll(dir)
 		t.Fatalf("could not start a Kubernetes node: %v", err)
 	}
-	t.Cleanup(func() {
-		n.Stop()
-		os.RemoveAll(dir)
-	})
+	t.Cleanup(func() { n.Stop() })
 	return n
 }
 

@@ -287,10 +287,11 @@ type exchange struct {
 	status   int
 	// serviceAccount is set when the request runs as a grant's service account.
 	serviceAccount string
-	// offer is the stream subprotocols offered upstream for an exec or attach, which is
-	// recorded by cast once the API server switches protocols (upgraded).
+	// stream is set when the request asks to switch protocols (exec, attach, port-forward).
+	stream bool
+	// offer is the WebSocket subprotocols offered upstream for an exec, attach or
+	// port-forward, which cast records once the API server switches protocols (upgraded).
 	offer    []string
-	recorded bool // an exec or attach stream Portcullis records
 	cast     *cast
 	upgraded bool
 	// unrecordable says why an upgrade (a port-forward, a base64 WebSocket) would not be
@@ -332,6 +333,7 @@ func (x *exchange) serve() {
 	s, r := x.srv, x.r
 	var class policy.Class
 	x.attrs, class = Classify(r)
+	x.stream = isUpgrade(r)
 	x.act = x.action(class)
 	if hasPrefixHeader(r.Header, "Impersonate-") {
 		// Portcullis itself acts as the caller; a caller acting as someone else through it
@@ -360,13 +362,12 @@ func (x *exchange) serve() {
 		ev.Details["original_decision"] = x.dec.Effect.String()
 		ev.Reason = "break-glass " + bg.ID + " bypassed: " + ev.Reason
 	}
-	if isUpgrade(r) {
+	if x.stream {
 		// exec, attach and port-forward are streams into a container: they are recorded,
 		// and a stream Portcullis cannot record does not run (fail closed). One that needs
 		// approval is still held (the request is the same whatever protocol a client
 		// offers), but only a recordable re-run runs it.
 		x.offer, x.unrecordable = recordableUpgrade(r, x.attrs.Subresource)
-		x.recorded = x.unrecordable == ""
 		if x.unrecordable != "" && x.v.Effect == policy.Allow {
 			x.refuseUnrecordable(ev)
 			return
@@ -400,7 +401,7 @@ func (x *exchange) serve() {
 func (x *exchange) action(class policy.Class) *policy.Action {
 	a := x.attrs
 	method := x.r.Method
-	if isUpgrade(x.r) {
+	if x.stream {
 		// An exec or attach is the same request whether kubectl opens it as a WebSocket
 		// (GET) or, falling back, over SPDY (POST): one approval covers either.
 		method = "CONNECT"
@@ -555,8 +556,8 @@ func (x *exchange) forward(approval string) {
 	}
 	r := x.r.WithContext(ctx)
 	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(x.body)), int64(len(x.body))
-	if x.recorded {
-		x.cast = newCast(x)
+	if x.stream && x.unrecordable == "" {
+		x.cast = newCast(x) // an exec, attach or port-forward Portcullis records
 	}
 	// The reverse proxy panics (http.ErrAbortHandler) when the client goes away mid-stream,
 	// or the stream is cut: the result is written either way.

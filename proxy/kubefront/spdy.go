@@ -50,7 +50,6 @@ type spdyReader struct {
 	buf        []byte
 	fed        bool
 	closeOnce  sync.Once
-	stickyErr  error
 }
 
 func newSPDYConn(c *cast, forward bool) (client, server *spdyReader) {
@@ -159,15 +158,15 @@ func (r *spdyReader) failure() error {
 	return io.ErrClosedPipe
 }
 
-// feedErr is feed for a caller that reads the error later (lastErr).
-func (r *spdyReader) feedErr(p []byte) {
-	if err := r.feed(p); err != nil && r.stickyErr == nil {
-		r.stickyErr = err
+// stopped returns why the parser stopped, or nil while it runs.
+func (r *spdyReader) stopped() error {
+	select {
+	case <-r.done:
+		return r.failure()
+	default:
+		return nil
 	}
 }
-
-// lastErr is the first error feedErr met.
-func (r *spdyReader) lastErr() error { return r.stickyErr }
 
 // close ends the direction's parser.
 func (r *spdyReader) close() {

@@ -40,7 +40,6 @@ const (
 	chanStderr = 2
 	chanError  = 3
 	chanResize = 4
-	chanClose  = 255 // v5: the client closed the channel in the data's first byte
 )
 
 const (
@@ -283,11 +282,16 @@ type tunneled struct {
 	inner *spdyReader
 }
 
+func newTunneled(inner *spdyReader) *tunneled {
+	// A message the SPDY reader refuses stops it; feed then reports why.
+	return &tunneled{frameReader: frameReader{onMessage: func(m []byte) { inner.feed(m) }}, inner: inner}
+}
+
 func (t *tunneled) feed(p []byte) error {
 	if err := t.frameReader.feed(p); err != nil {
 		return err
 	}
-	return t.inner.lastErr()
+	return t.inner.stopped()
 }
 
 func (t *tunneled) close() { t.inner.close() }
@@ -361,9 +365,8 @@ type tap struct {
 	io.ReadWriteCloser
 	cast               *cast
 	fromServer, client streamParser
-	mu                 sync.Mutex // orders client writes against their recording
-	spdy               *spdyConn  // the SPDY connection followed, for SPDY streams
-	told               bool       // the client was told why the stream was cut
+	spdy               *spdyConn // the SPDY connection followed, for SPDY streams
+	told               bool      // the client was told why the stream was cut
 }
 
 // cutFrame is the message that tells an exec or attach client its stream was cut: a
@@ -405,8 +408,8 @@ func newTap(backend io.ReadWriteCloser, c *cast, isSPDY, tunnel, forward bool) *
 	case tunnel:
 		// A WebSocket whose binary messages carry a SPDY connection's bytes.
 		client, server := newSPDYConn(c, forward)
-		t.client = &tunneled{frameReader: frameReader{onMessage: func(m []byte) { client.feedErr(m) }}, inner: client}
-		t.fromServer = &tunneled{frameReader: frameReader{onMessage: func(m []byte) { server.feedErr(m) }}, inner: server}
+		t.client = newTunneled(client)
+		t.fromServer = newTunneled(server)
 	default:
 		t.fromServer = &frameReader{onMessage: func(m []byte) { c.message(false, m) }}
 		t.client = &frameReader{onMessage: func(m []byte) { c.message(true, m) }}
@@ -426,13 +429,15 @@ func (t *tap) Read(p []byte) (int, error) {
 			// Cut by Portcullis (the grant ended): the client is told why, on the
 			// protocol's status channel, before the stream closes.
 			t.told = true
-			if msg := t.cutFrame(*why); len(msg) <= len(p) {
+			if msg := t.cutFrame(*why); len(msg) > 0 && len(msg) <= len(p) {
 				return copy(p, msg), nil
 			}
 		}
 	}
 	if n > 0 {
-		if ferr := t.fromServer.feed(bytes.Clone(p[:n])); ferr != nil {
+		// The parsers copy what they keep (frames are unmasked in their own buffer), so p
+		// goes on to the client as it came.
+		if ferr := t.fromServer.feed(p[:n]); ferr != nil {
 			t.cast.fail(ferr)
 			return 0, ferr
 		}
@@ -440,12 +445,11 @@ func (t *tap) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Write is called by the reverse proxy's one client-to-server copier.
 func (t *tap) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	// The frames are parsed (and unmasked) in a copy: the API server gets the bytes as
-	// the client sent them.
-	if err := t.client.feed(bytes.Clone(p)); err != nil {
+	// The parsers copy what they keep (frames are unmasked in their own buffer): the API
+	// server gets the bytes as the client sent them.
+	if err := t.client.feed(p); err != nil {
 		t.cast.fail(err)
 		return 0, err
 	}
@@ -480,7 +484,7 @@ func (c *cast) fail(err error) {
 		c.failed = err
 	}
 	c.mu.Unlock()
-	c.x.srv.Log.Error("exec stream cannot be recorded; the session is ended", "exchange", c.x.id, "err", err)
+	c.x.srv.Log.Error("stream cannot be recorded; the session is ended", "exchange", c.x.id, "err", err)
 	if c.closeFn != nil {
 		c.closeFn()
 	}
