@@ -357,6 +357,51 @@ func TestEncoderMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+// TestAttrsEncodeAsDetails checks that Attrs are written as if they were in Details: the
+// same bytes, keys in order among Details' own, and back in Details when read.
+func TestAttrsEncodeAsDetails(t *testing.T) {
+	e := &Event{Seq: 1, ID: "ev_1", Time: time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC), Type: TypePGStatement, PrevHash: GenesisHash,
+		Details: map[string]any{"b": "map", "d": 4, "f": []string{"x"}},
+		Attrs: []Attr{String("e", "<&>\u2028 \xff"), Int("a", -1<<40), Bool("c", true), Bool("c2", false), Strings("g", []string{"t", "<u>"}),
+			Strings("h", nil), String("b", "ignored: Details has b")}}
+	want, err := json.Marshal(e.withAttrsInDetails())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Details["a"] != nil || len(e.Attrs) != 7 {
+		t.Fatal("withAttrsInDetails changed the event")
+	}
+	// Details' b wins over the Attr: withAttrsInDetails puts the Attr's last, so compare
+	// against the map with Details' value restored.
+	want = []byte(strings.Replace(string(want), `"b":"ignored: Details has b"`, `"b":"map"`, 1))
+	got, err := appendEvent(nil, e)
+	if err != nil || string(got) != string(want) {
+		t.Fatalf("attrs encode differently:\n got %s\nwant %s", got, want)
+	}
+	for _, only := range []*Event{{Type: "t", Attrs: []Attr{Int("n", 3)}}, {Type: "t", Details: map[string]any{"n": 3}}} {
+		b, err := appendEvent(nil, only)
+		if err != nil || !strings.Contains(string(b), `"details":{"n":3}`) {
+			t.Errorf("got %s", b)
+		}
+	}
+	dir := t.TempDir()
+	l := openLog(t, dir, Options{})
+	if err := l.Append(context.Background(), &Event{Type: "t", Attrs: []Attr{Int("rows", 1000), String("tag", "UPDATE 1000")}}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	var read []*Event
+	if err := Scan(dir, Filter{}, func(ev *Event) error { read = append(read, ev); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(read) != 1 || read[0].Details["rows"] != float64(1000) || read[0].Details["tag"] != "UPDATE 1000" {
+		t.Fatalf("read back: %+v", read)
+	}
+	if v, ok := (&Event{Attrs: []Attr{Int("rows", 2)}}).Detail("rows"); !ok || v != int64(2) {
+		t.Errorf("Detail: %v %v", v, ok)
+	}
+}
+
 func TestEnqueuedEventsAreWritten(t *testing.T) {
 	dir := t.TempDir()
 	l := openLog(t, dir, Options{})

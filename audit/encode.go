@@ -42,30 +42,73 @@ func appendEvent(b []byte, e *Event) ([]byte, error) {
 			b = appendString(b, f.v)
 		}
 	}
-	if len(e.Details) > 0 {
+	if len(e.Details) > 0 || len(e.Attrs) > 0 {
 		b = append(b, `,"details":{`...)
-		var arr [16]string // on the stack for the usual handful of details
-		keys := arr[:0]
-		for k := range e.Details {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, k)
-			b = append(b, ':')
-			var err error
-			if b, err = appendValue(b, e.Details[k]); err != nil {
-				return b, err
-			}
+		var err error
+		if b, err = appendDetails(b, e); err != nil {
+			return b, err
 		}
 		b = append(b, '}')
 	}
 	b = append(b, `,"prev_hash":`...)
 	b = appendString(b, e.PrevHash)
 	return append(b, '}'), nil
+}
+
+// appendDetails appends the members of e's details object — Details' entries and Attrs —
+// in key order, as encoding/json orders a map's keys.
+func appendDetails(b []byte, e *Event) ([]byte, error) {
+	var arr [16]string // on the stack for the usual handful of details
+	keys := arr[:0]
+	for k := range e.Details {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var order [16]int // Attrs' indexes in key order: an insertion sort of a few
+	attrs := order[:0]
+	for i := range e.Attrs {
+		if _, dup := e.Details[e.Attrs[i].Key]; dup {
+			continue // Details' wins; a key must not be in both
+		}
+		j := len(attrs)
+		attrs = append(attrs, i)
+		for ; j > 0 && e.Attrs[attrs[j-1]].Key > e.Attrs[i].Key; j-- {
+			attrs[j] = attrs[j-1]
+		}
+		attrs[j] = i
+	}
+	first := true
+	for len(keys) > 0 || len(attrs) > 0 {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		if len(attrs) == 0 || len(keys) > 0 && keys[0] < e.Attrs[attrs[0]].Key {
+			b = appendString(b, keys[0])
+			b = append(b, ':')
+			var err error
+			if b, err = appendValue(b, e.Details[keys[0]]); err != nil {
+				return b, err
+			}
+			keys = keys[1:]
+			continue
+		}
+		a := &e.Attrs[attrs[0]]
+		attrs = attrs[1:]
+		b = appendString(b, a.Key)
+		b = append(b, ':')
+		switch a.kind {
+		case attrString:
+			b = appendString(b, a.str)
+		case attrInt:
+			b = strconv.AppendInt(b, a.num, 10)
+		case attrBool:
+			b = strconv.AppendBool(b, a.num != 0)
+		case attrStrings:
+			b = appendStrings(b, a.strs)
+		}
+	}
+	return b, nil
 }
 
 func appendValue(b []byte, v any) ([]byte, error) {

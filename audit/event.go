@@ -113,6 +113,11 @@ type Event struct {
 	Alert string `json:"alert,omitempty"`
 	// Details holds front-end specific facts (classification, row counts, durations).
 	Details map[string]any `json:"details,omitempty"`
+	// Attrs are more details, kept without a map for the events written on every statement
+	// or request: they are encoded into "details" with Details' entries, all in key order,
+	// exactly as if they were in Details. A key must not be in both. Read back from the
+	// log, they are in Details.
+	Attrs []Attr `json:"-"`
 
 	PrevHash string `json:"prev_hash"`
 	Hash     string `json:"hash,omitempty"`
@@ -129,10 +134,11 @@ func (e *Event) encode(dst []byte) ([]byte, error) {
 		return dst[:start], fmt.Errorf("could not encode audit event: %w", err)
 	}
 	sum := sha256.Sum256(dst[start:])
-	e.Hash = hex.EncodeToString(sum[:])
 	dst = dst[:len(dst)-1] // the closing brace; the hash goes before it
 	dst = append(dst, `,"hash":"`...)
-	dst = append(dst, e.Hash...)
+	h := len(dst)
+	dst = hex.AppendEncode(dst, sum[:])
+	e.Hash = string(dst[h:])
 	return append(dst, "\"}\n"...), nil
 }
 
@@ -157,4 +163,84 @@ func decodeLine(line []byte) (*Event, error) {
 	}
 	e.Hash = string(want)
 	return e, nil
+}
+
+// Attr is one detail of an Event's Attrs: a string, an integer, a boolean or a list of
+// strings, made with String, Int, Bool or Strings.
+type Attr struct {
+	Key  string
+	kind attrKind
+	str  string
+	num  int64
+	strs []string
+}
+
+type attrKind uint8
+
+const (
+	attrString attrKind = iota
+	attrInt
+	attrBool
+	attrStrings
+)
+
+// String is a string detail.
+func String(key, v string) Attr { return Attr{Key: key, kind: attrString, str: v} }
+
+// Int is an integer detail.
+func Int(key string, v int64) Attr { return Attr{Key: key, kind: attrInt, num: v} }
+
+// Bool is a boolean detail.
+func Bool(key string, v bool) Attr {
+	a := Attr{Key: key, kind: attrBool}
+	if v {
+		a.num = 1
+	}
+	return a
+}
+
+// Strings is a list-of-strings detail; the slice is not copied.
+func Strings(key string, v []string) Attr { return Attr{Key: key, kind: attrStrings, strs: v} }
+
+// Value is the detail's value as it reads back from the log's JSON (int64 for Int).
+func (a Attr) Value() any {
+	switch a.kind {
+	case attrInt:
+		return a.num
+	case attrBool:
+		return a.num != 0
+	case attrStrings:
+		return a.strs
+	}
+	return a.str
+}
+
+// Detail returns the detail named key, from Details or Attrs, and whether there is one.
+func (e *Event) Detail(key string) (any, bool) {
+	if v, ok := e.Details[key]; ok {
+		return v, true
+	}
+	for _, a := range e.Attrs {
+		if a.Key == key {
+			return a.Value(), true
+		}
+	}
+	return nil, false
+}
+
+// withAttrsInDetails returns a copy of e whose Details hold its Attrs too, for those who
+// read events as values (sinks): e itself is not changed.
+func (e Event) withAttrsInDetails() Event {
+	if len(e.Attrs) == 0 {
+		return e
+	}
+	d := make(map[string]any, len(e.Details)+len(e.Attrs))
+	for k, v := range e.Details {
+		d[k] = v
+	}
+	for _, a := range e.Attrs {
+		d[a.Key] = a.Value()
+	}
+	e.Details, e.Attrs = d, nil
+	return e
 }

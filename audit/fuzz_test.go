@@ -33,8 +33,12 @@ func FuzzEncode(f *testing.F) {
 	f.Add("\xff\xfe ok", "", "détail")
 	f.Fuzz(func(t *testing.T, action, actor, key string) {
 		e := &Event{Seq: 3, ID: "ev_1", Type: TypePGStatement, Actor: actor, Action: action, Rules: []string{action, actor},
-			Details: map[string]any{key: action, "n": 7, "list": []string{key}}, PrevHash: GenesisHash}
-		want, err := json.Marshal(e)
+			Details: map[string]any{key: action, "n": 7, "list": []string{key}}, PrevHash: GenesisHash,
+			Attrs: []Attr{String("attr_"+key, actor), Int("m", int64(len(action)))}}
+		if key == "m" {
+			e.Attrs = e.Attrs[:1] // a key must not be in both
+		}
+		want, err := json.Marshal(e.withAttrsInDetails())
 		if err != nil {
 			t.Fatal(err)
 		}

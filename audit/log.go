@@ -51,7 +51,7 @@ const (
 type appendReq struct {
 	ev   *Event
 	mode int
-	done chan error // nil for waitNone
+	done chan error // answered once for waitDurable and waitWritten; unused for waitNone
 }
 
 // Log is an open audit log. It is safe for concurrent use.
@@ -216,16 +216,21 @@ func (l *Log) Enqueue(ev *Event) {
 	}
 }
 
+// reqs recycles appendReqs, with their channels: an append is on every statement's path.
+// A request goes back once nobody holds it: its waiter after the answer, or the writer
+// after writing one nobody waits for.
+var reqs = sync.Pool{New: func() any { return &appendReq{done: make(chan error, 1)} }}
+
 func (l *Log) append(ctx context.Context, ev *Event, mode int) error {
-	r := &appendReq{ev: ev, mode: mode}
-	if mode != waitNone {
-		r.done = make(chan error, 1)
-	}
+	r := reqs.Get().(*appendReq)
+	r.ev, r.mode = ev, mode
 	// Joining the queue under the read lock keeps Close from finishing under us.
 	l.mu.RLock()
 	if l.closed || l.failed != nil {
 		closed, failed := l.closed, l.failed
 		l.mu.RUnlock()
+		r.ev = nil
+		reqs.Put(r)
 		if closed {
 			return ErrClosed
 		}
@@ -254,8 +259,12 @@ func (l *Log) append(ctx context.Context, ev *Event, mode int) error {
 	}
 	select {
 	case err := <-r.done:
+		r.ev = nil
+		reqs.Put(r)
 		return err
 	case <-ctx.Done():
+		// The writer still holds r and will answer into its buffered channel: r is left
+		// to the garbage collector.
 		return fmt.Errorf("audit write not confirmed: %w", ctx.Err())
 	}
 }
@@ -347,15 +356,17 @@ func (l *Log) writeBatch(batch []*appendReq) {
 	l.buf = l.buf[:0]
 	if err != nil {
 		for _, r := range batch {
-			if r.done != nil {
+			if r.mode != waitNone {
 				r.done <- err
 			} else {
 				l.opts.Logger.Error("audit event not recorded", "type", r.ev.Type, "err", err)
+				r.ev = nil
+				reqs.Put(r)
 			}
 		}
 		return
 	}
-	defer l.toSinks(batch)
+	l.toSinks(batch) // before the answers: a waiter's request is reused once answered
 	l.syncMu.Lock()
 	l.writtenSeq, l.writtenHash = l.seq, l.prevHash
 	for _, r := range batch {
@@ -364,6 +375,9 @@ func (l *Log) writeBatch(batch []*appendReq) {
 			l.durable = append(l.durable, r)
 		case waitWritten:
 			r.done <- nil
+		case waitNone:
+			r.ev = nil
+			reqs.Put(r)
 		}
 	}
 	durable := len(l.durable) > 0
@@ -384,7 +398,8 @@ func (l *Log) encodeBatch(batch []*appendReq) error {
 		l.seq++
 		ev.Seq, ev.PrevHash = l.seq, l.prevHash
 		if ev.ID == "" {
-			ev.ID = l.idPrefix + strconv.FormatUint(l.seq, 10)
+			var id [48]byte // the prefix and a number, made into one string
+			ev.ID = string(strconv.AppendUint(append(id[:0], l.idPrefix...), l.seq, 10))
 		}
 		if ev.Time.IsZero() {
 			ev.Time = now

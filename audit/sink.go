@@ -61,7 +61,7 @@ func (l *Log) toSinks(batch []*appendReq) {
 		var events []Event
 		for _, req := range batch {
 			if !filtered || w.Wants(req.ev) {
-				events = append(events, *req.ev)
+				events = append(events, req.ev.withAttrsInDetails())
 			}
 		}
 		if len(events) == 0 {

@@ -72,6 +72,7 @@ type Rule struct {
 	when          *condition
 	schedule      *window
 	reason        string
+	names         []string // {Name}: the rule names of a decision it alone matched; read-only
 }
 
 // UsesEstimate reports whether the rule's condition reads action.estimated_rows.
@@ -287,6 +288,7 @@ func compilePolicy(set *Set, p *Policy) (*Rule, []*FieldError) {
 	if p.Description != "" {
 		r.reason += ": " + p.Description
 	}
+	r.names = []string{r.Name}
 	if len(errs) > 0 {
 		return nil, errs
 	}

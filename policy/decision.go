@@ -44,8 +44,12 @@ func (d *Decision) Deciding() []*Rule {
 	return out
 }
 
-// RuleNames returns the names of every matched rule.
+// RuleNames returns the names of every matched rule. The slice must not be modified: a
+// decision that matched one rule returns that rule's own.
 func (d *Decision) RuleNames() []string {
+	if len(d.Matched) == 1 && d.Matched[0].names != nil {
+		return d.Matched[0].names
+	}
 	names := make([]string, len(d.Matched))
 	for i, r := range d.Matched {
 		names[i] = r.Name
@@ -58,7 +62,12 @@ func (d *Decision) RuleNames() []string {
 func (d *Decision) Reason() string {
 	reason := d.reason
 	if reason == "" {
-		deciding := d.Deciding()
+		var deciding []*Rule
+		if len(d.Matched) == 1 && d.Matched[0].Effect == d.Effect {
+			deciding = d.Matched // the usual case, without a new slice
+		} else {
+			deciding = d.Deciding()
+		}
 		switch len(deciding) {
 		case 0:
 			reason = d.Effect.String()

@@ -51,12 +51,11 @@ func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int1
 	if bg := v.BreakGlass; bg != nil {
 		// Break glass: allowed, loudly. The event says what it would have been.
 		ev.Decision, ev.BreakGlass = policy.Allow.String(), bg.ID
-		ev.Details["original_decision"] = d.Effect.String()
 		var bypassed []string
 		for _, r := range d.Deciding() {
 			bypassed = append(bypassed, r.Name)
 		}
-		ev.Details["bypassed"] = bypassed
+		ev.Attrs = append(ev.Attrs, audit.String("original_decision", d.Effect.String()), audit.Strings("bypassed", bypassed))
 		ev.Reason = "break-glass " + bg.ID + " bypassed: " + ev.Reason
 		ss.bindGrant(bg)
 	}
@@ -165,33 +164,50 @@ func (ss *session) auditLoudly(ev *audit.Event) {
 
 func (ss *session) statementEvent(act *policy.Action, params [][]byte, formats []int16, d *policy.Decision) *audit.Event {
 	sum := sha256.Sum256([]byte(act.Statement))
-	details := map[string]any{
-		"class": act.Class.String(), "kind": act.Kind, "digest": hex.EncodeToString(sum[:8]), "client_addr": ss.remote,
-	}
+	var digest [16]byte
+	hex.Encode(digest[:], sum[:8])
+	ev := newEvent()
+	ev.Type, ev.Actor, ev.Resource, ev.Session, ev.Action = audit.TypePGStatement, ss.who.User, ss.res.Name, ss.id, act.Statement
+	ev.Decision, ev.Rules, ev.PolicyHash, ev.Reason = d.Effect.String(), d.RuleNames(), d.Snapshot, d.Reason()
+	ev.Attrs = append(ev.Attrs, audit.String("class", act.Class.String()), audit.String("kind", act.Kind),
+		audit.String("digest", string(digest[:])), audit.String("client_addr", ss.remote))
 	if len(act.Tables) > 0 {
-		details["tables"] = act.Tables
+		ev.Attrs = append(ev.Attrs, audit.Strings("tables", act.Tables))
 	}
 	if act.MultiStatement {
-		details["multi_statement"] = true
+		ev.Attrs = append(ev.Attrs, audit.Bool("multi_statement", true))
 	}
 	if act.InTransaction {
-		details["in_transaction"] = true
+		ev.Attrs = append(ev.Attrs, audit.Bool("in_transaction", true))
 	}
 	if act.EstimatedRows >= 0 {
-		details["estimated_rows"] = act.EstimatedRows
+		ev.Attrs = append(ev.Attrs, audit.Int("estimated_rows", act.EstimatedRows))
 	}
 	if ss.reason != "" {
-		details["requester_reason"] = ss.reason
+		ev.Attrs = append(ev.Attrs, audit.String("requester_reason", ss.reason))
 	}
 	if len(params) > 0 {
 		if ss.res.AuditParams {
-			details["params"] = renderParams(params, formats)
+			ev.Attrs = append(ev.Attrs, audit.Strings("params", renderParams(params, formats)))
 		} else {
-			details["params_digest"] = paramsDigest(params)
+			ev.Attrs = append(ev.Attrs, audit.String("params_digest", paramsDigest(params)))
 		}
 	}
-	return &audit.Event{Type: audit.TypePGStatement, Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Action: act.Statement,
-		Decision: d.Effect.String(), Rules: d.RuleNames(), PolicyHash: d.Snapshot, Reason: d.Reason(), Details: details}
+	return ev
+}
+
+// eventAttrs is an event with room for the details of a statement's events, so that
+// making one is one allocation.
+type eventAttrs struct {
+	ev    audit.Event
+	attrs [12]audit.Attr
+}
+
+// newEvent returns an empty event whose Attrs have room for a statement's details.
+func newEvent() *audit.Event {
+	e := &eventAttrs{}
+	e.ev.Attrs = e.attrs[:0]
+	return &e.ev
 }
 
 // renderParams shows parameter values as text; binary ones as \x hex.

@@ -21,12 +21,13 @@ type reader struct {
 	r   *bufio.Reader
 	max int
 	buf []byte
+	hdr [5]byte // here, not on next's stack, from where io.ReadFull would move it to the heap
 }
 
 // next returns the next message; body is valid until the following call.
 func (m *reader) next() (typ byte, body []byte, err error) {
-	var hdr [5]byte
-	if _, err := io.ReadFull(m.r, hdr[:]); err != nil {
+	hdr := m.hdr[:]
+	if _, err := io.ReadFull(m.r, hdr); err != nil {
 		return 0, nil, err
 	}
 	n := int(binary.BigEndian.Uint32(hdr[1:])) - 4
@@ -51,10 +52,12 @@ func (m *reader) buffered() bool { return m.r.Buffered() > 0 }
 
 // writeRaw writes a message given its type and body.
 func writeRaw(w *bufio.Writer, typ byte, body []byte) error {
-	var hdr [5]byte
-	hdr[0] = typ
-	binary.BigEndian.PutUint32(hdr[1:], uint32(len(body)+4))
-	w.Write(hdr[:])
+	n := uint32(len(body) + 4)
+	w.WriteByte(typ) // byte by byte: a header array passed to Write would be allocated
+	w.WriteByte(byte(n >> 24))
+	w.WriteByte(byte(n >> 16))
+	w.WriteByte(byte(n >> 8))
+	w.WriteByte(byte(n))
 	_, err := w.Write(body)
 	return err
 }

@@ -67,6 +67,7 @@ type session struct {
 	mu       sync.Mutex
 	cond     *sync.Cond // on mu: signalled when the relay settles a response or ends
 	queue    []entry    // responses owed to the client, in order
+	queueArr []entry    // the array queue started in: reused once the queue is empty
 	names    names      // prepared statements and portals, as the server confirmed them
 	txStatus byte
 	ending   bool
@@ -419,11 +420,24 @@ func (ss *session) writeSynthetic() {
 	}
 }
 
+// owe adds a response the client is owed to the queue. The queue is popped from its
+// front, so an append would soon need a new array: once it is empty, it starts again at
+// the beginning of its array. Called with mu held.
+func (ss *session) owe(e entry) {
+	if len(ss.queue) == 0 {
+		ss.queue = ss.queueArr[:0]
+	}
+	ss.queue = append(ss.queue, e)
+	if cap(ss.queue) > cap(ss.queueArr) {
+		ss.queueArr = ss.queue[:0]
+	}
+}
+
 // inject sends bytes of ours to the client after every response owed before them.
 func (ss *session) inject(data []byte, rfq bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	ss.queue = append(ss.queue, entry{data: data, rfq: rfq})
+	ss.owe(entry{data: data, rfq: rfq})
 	if len(ss.queue) == 1 {
 		ss.writeSynthetic()
 		ss.cw.Flush()
@@ -448,7 +462,7 @@ func (ss *session) expectHidden(kind byte, st *stmtResult, o *op, h hide) {
 		}
 	default:
 		ss.discarding = false
-		ss.queue = append(ss.queue, entry{kind: kind, stmt: st, op: o, hide: h})
+		ss.owe(entry{kind: kind, stmt: st, op: o, hide: h})
 	}
 	ss.mu.Unlock()
 }
@@ -476,8 +490,9 @@ func (ss *session) finish(e *entry) {
 	if st.act != nil && mayChangeFunctions(st.act.Class) {
 		ss.srv.funcs.forget(ss.res.Name) // what it changed is now visible to all
 	}
-	ev := &audit.Event{Type: audit.TypePGResult, Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: "ok",
-		Details: map[string]any{"duration_us": ss.srv.Now().Sub(st.start).Microseconds(), "tag": st.tag}}
+	ev := newEvent()
+	ev.Type, ev.Actor, ev.Resource, ev.Session, ev.Result = audit.TypePGResult, ss.who.User, ss.res.Name, ss.id, "ok"
+	ev.Attrs = append(ev.Attrs, audit.Int("duration_us", ss.srv.Now().Sub(st.start).Microseconds()), audit.String("tag", st.tag))
 	if st.act != nil {
 		ev.Action = st.act.Statement // so that a result reads on its own
 	}
@@ -488,7 +503,7 @@ func (ss *session) finish(e *entry) {
 		ev.Result, ev.Reason = "error", st.errCode+": "+st.errMsg
 	}
 	if st.approval != "" {
-		ev.Details["approval"] = st.approval
+		ev.Attrs = append(ev.Attrs, audit.String("approval", st.approval))
 		o := elevation.Outcome{Result: elevation.OutcomeRan, Tag: st.tag}
 		switch {
 		case st.skipped:
