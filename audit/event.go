@@ -165,6 +165,21 @@ func decodeLine(line []byte) (*Event, error) {
 	return e, nil
 }
 
+// eventWithAttrs is an event with room for the details of a statement's or a request's
+// events, so that making one is one allocation.
+type eventWithAttrs struct {
+	ev    Event
+	attrs [12]Attr
+}
+
+// NewEvent returns an empty event whose Attrs have room for a dozen details in the same
+// allocation: for the events written on every statement or request.
+func NewEvent() *Event {
+	e := &eventWithAttrs{}
+	e.ev.Attrs = e.attrs[:0]
+	return &e.ev
+}
+
 // Attr is one detail of an Event's Attrs: a string, an integer, a boolean or a list of
 // strings, made with String, Int, Bool or Strings.
 type Attr struct {

@@ -362,7 +362,7 @@ func (x *exchange) serve() {
 	ev := x.event()
 	if bg := v.BreakGlass; bg != nil {
 		ev.BreakGlass, ev.Decision = bg.ID, policy.Allow.String()
-		ev.Details["original_decision"] = x.dec.Effect.String()
+		ev.Attrs = append(ev.Attrs, audit.String("original_decision", x.dec.Effect.String()))
 		ev.Reason = "break-glass " + bg.ID + " bypassed: " + ev.Reason
 	}
 	switch v.Effect {
@@ -410,7 +410,7 @@ func (x *exchange) held(ev *audit.Event) {
 			return
 		}
 		ev.Decision, ev.Result = policy.Allow.String(), "approved"
-		ev.Details["approval"] = req.ID
+		ev.Attrs = append(ev.Attrs, audit.String("approval", req.ID))
 		x.auditLoudly(ev)
 		x.forward(req.ID)
 		return
@@ -532,22 +532,23 @@ func (x *exchange) forward(approval string) {
 		// early flush would cost a write and chunked framing on every response.
 		release()
 	}
-	ev := &audit.Event{Type: audit.TypeHTTPResult, Actor: x.who.User, Resource: x.res.Name, Session: x.id, Action: x.act.Statement,
-		Result: "ok", Details: map[string]any{"status": rec.status, "bytes": rec.bytes, "duration_us": x.srv.Now().Sub(x.start).Microseconds()}}
+	ev := audit.NewEvent()
+	ev.Type, ev.Actor, ev.Resource, ev.Session, ev.Action, ev.Result = audit.TypeHTTPResult, x.who.User, x.res.Name, x.id, x.act.Statement, "ok"
+	ev.Attrs = append(ev.Attrs, audit.Int("status", int64(rec.status)), audit.Int("bytes", rec.bytes), audit.Int("duration_us", x.srv.Now().Sub(x.start).Microseconds()))
 	if rec.status >= 500 {
 		ev.Result = "error"
 	}
 	if r := &x.res.HTTP.Record; r.Bodies {
 		h := x.w.Header()
 		if b := recordBody(rec.kept, httpx.MediaType(h.Get("Content-Type")), r); b != "" {
-			ev.Details["response_body"] = b
+			ev.Attrs = append(ev.Attrs, audit.String("response_body", b))
 		}
 		if hs := recordHeaders(h, r.Headers, x.injectedHeader()); hs != nil {
-			ev.Details["response_headers"] = hs
+			ev.Details = map[string]any{"response_headers": hs}
 		}
 	}
 	if approval != "" {
-		ev.Details["approval"] = approval
+		ev.Attrs = append(ev.Attrs, audit.String("approval", approval))
 	}
 	x.srv.Audit.Enqueue(ev)
 }
@@ -566,21 +567,24 @@ func (x *exchange) bodySHA256() string {
 
 // event is the audit event of the decided request, before anything is forwarded.
 func (x *exchange) event() *audit.Event {
-	d := map[string]any{"class": x.act.Class.String(), "method": x.act.Method, "path": x.act.Path, "body_sha256": x.bodySHA256(),
-		"body_bytes": len(x.body), "client_addr": x.r.RemoteAddr, "host": x.r.Host}
+	ev := audit.NewEvent()
+	ev.Type, ev.Actor, ev.Resource, ev.Session, ev.Action = audit.TypeHTTPRequest, x.who.User, x.res.Name, x.id, x.act.Statement
+	ev.Decision, ev.Rules, ev.PolicyHash, ev.Reason = x.dec.Effect.String(), x.dec.RuleNames(), x.dec.Snapshot, x.dec.Reason()
+	ev.Attrs = append(ev.Attrs, audit.String("class", x.act.Class.String()), audit.String("method", x.act.Method), audit.String("path", x.act.Path),
+		audit.String("body_sha256", x.bodySHA256()), audit.Int("body_bytes", int64(len(x.body))), audit.String("client_addr", x.r.RemoteAddr),
+		audit.String("host", x.r.Host))
 	if q := x.r.URL.RawQuery; q != "" {
-		d["query"] = q
+		ev.Attrs = append(ev.Attrs, audit.String("query", q))
 	}
 	if rec := &x.res.HTTP.Record; rec.Bodies {
 		if b := recordBody(x.body, httpx.MediaType(x.r.Header.Get("Content-Type")), rec); b != "" {
-			d["request_body"] = b
+			ev.Attrs = append(ev.Attrs, audit.String("request_body", b))
 		}
 		if h := recordHeaders(x.r.Header, rec.Headers, x.injectedHeader()); h != nil {
-			d["request_headers"] = h
+			ev.Details = map[string]any{"request_headers": h}
 		}
 	}
-	return &audit.Event{Type: audit.TypeHTTPRequest, Actor: x.who.User, Resource: x.res.Name, Session: x.id, Action: x.act.Statement,
-		Decision: x.dec.Effect.String(), Rules: x.dec.RuleNames(), PolicyHash: x.dec.Snapshot, Reason: x.dec.Reason(), Details: d}
+	return ev
 }
 
 // artifact is exactly what an approval of this request approves: method, path, query,

@@ -166,7 +166,7 @@ func (ss *session) statementEvent(act *policy.Action, params [][]byte, formats [
 	sum := sha256.Sum256([]byte(act.Statement))
 	var digest [16]byte
 	hex.Encode(digest[:], sum[:8])
-	ev := newEvent()
+	ev := audit.NewEvent()
 	ev.Type, ev.Actor, ev.Resource, ev.Session, ev.Action = audit.TypePGStatement, ss.who.User, ss.res.Name, ss.id, act.Statement
 	ev.Decision, ev.Rules, ev.PolicyHash, ev.Reason = d.Effect.String(), d.RuleNames(), d.Snapshot, d.Reason()
 	ev.Attrs = append(ev.Attrs, audit.String("class", act.Class.String()), audit.String("kind", act.Kind),
@@ -194,20 +194,6 @@ func (ss *session) statementEvent(act *policy.Action, params [][]byte, formats [
 		}
 	}
 	return ev
-}
-
-// eventAttrs is an event with room for the details of a statement's events, so that
-// making one is one allocation.
-type eventAttrs struct {
-	ev    audit.Event
-	attrs [12]audit.Attr
-}
-
-// newEvent returns an empty event whose Attrs have room for a statement's details.
-func newEvent() *audit.Event {
-	e := &eventAttrs{}
-	e.ev.Attrs = e.attrs[:0]
-	return &e.ev
 }
 
 // renderParams shows parameter values as text; binary ones as \x hex.

@@ -490,7 +490,7 @@ func (ss *session) finish(e *entry) {
 	if st.act != nil && mayChangeFunctions(st.act.Class) {
 		ss.srv.funcs.forget(ss.res.Name) // what it changed is now visible to all
 	}
-	ev := newEvent()
+	ev := audit.NewEvent()
 	ev.Type, ev.Actor, ev.Resource, ev.Session, ev.Result = audit.TypePGResult, ss.who.User, ss.res.Name, ss.id, "ok"
 	ev.Attrs = append(ev.Attrs, audit.Int("duration_us", ss.srv.Now().Sub(st.start).Microseconds()), audit.String("tag", st.tag))
 	if st.act != nil {
