@@ -282,8 +282,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "bad-body", "the request body could not be read", nil)
 		return
 	}
-	x := &exchange{srv: s, w: w, r: r, rt: rt, res: res, who: who, body: body, id: s.idPrefix + strconv.FormatUint(s.exchanges.Add(1), 10), start: s.Now()}
+	x := &exchange{srv: s, w: w, r: r, rt: rt, res: res, who: who, body: body, id: s.exchangeID(), start: s.Now()}
 	x.serve()
+}
+
+// exchangeID names the next exchange: the process's prefix and a counter, one allocation.
+func (s *Server) exchangeID() string {
+	var b [40]byte
+	return string(strconv.AppendUint(append(b[:0], s.idPrefix...), s.exchanges.Add(1), 10))
 }
 
 // authenticate returns who sent r — by bearer token, or by the host's session cookie
@@ -525,7 +531,10 @@ func (x *exchange) forward(approval string) {
 		defer release() // also when the client goes away mid-answer (the proxy panics)
 		// A shallow copy: the reverse proxy clones the request (headers too) before changing it.
 		r := x.r.WithContext(context.WithValue(ctx, credKey{}, cred))
-		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(x.body)), int64(len(x.body))
+		r.Body, r.ContentLength = http.NoBody, 0 // a request without a body says so: nothing to probe
+		if len(x.body) > 0 {
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(x.body)), int64(len(x.body))
+		}
 		x.rt.proxy.ServeHTTP(rec, r)
 		// A one-use credential is gone before the client sees the end of the answer. The
 		// answer is not flushed here: recording its result below does not wait, and an

@@ -77,7 +77,23 @@ func UpstreamTLS(t configs.UpstreamTLS) (*tls.Config, error) {
 // response allocates (and clears, and later collects) one.
 var CopyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
 
-type bufferPool struct{ pool sync.Pool }
+// bufferPool keeps buffers behind pointers, as sync.Pool wants, and the pointers
+// themselves in a pool of their own: putting a slice in a pool would allocate its header.
+type bufferPool struct{ pool, boxes sync.Pool }
 
-func (p *bufferPool) Get() []byte  { return *p.pool.Get().(*[]byte) }
-func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
+func (p *bufferPool) Get() []byte {
+	box := p.pool.Get().(*[]byte)
+	b := *box
+	*box = nil
+	p.boxes.Put(box)
+	return b
+}
+
+func (p *bufferPool) Put(b []byte) {
+	box, _ := p.boxes.Get().(*[]byte)
+	if box == nil {
+		box = new([]byte)
+	}
+	*box = b
+	p.pool.Put(box)
+}

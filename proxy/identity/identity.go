@@ -47,6 +47,9 @@ type Identity struct {
 type staticEntry struct {
 	hash [sha256.Size]byte
 	tok  *configs.StaticToken
+	// subject is the token's subject, worked out once: its slices are clipped, so that
+	// an append to a copy's never writes into them.
+	subject policy.Subject
 }
 
 // Authenticator verifies tokens. It is safe for concurrent use.
@@ -80,7 +83,8 @@ func New(cfg *configs.Config, opts ...Option) (*Authenticator, error) {
 		if err != nil || len(b) != sha256.Size {
 			return nil, fmt.Errorf("static token of %s: token_sha256 is not a SHA-256", t.Subject)
 		}
-		e := staticEntry{tok: t}
+		e := staticEntry{tok: t, subject: *cfg.Subject(t.Subject, t.Email, t.Groups)}
+		e.subject.Groups, e.subject.Teams, e.subject.Roles = slices.Clip(e.subject.Groups), slices.Clip(e.subject.Teams), slices.Clip(e.subject.Roles)
 		copy(e.hash[:], b)
 		a.static = append(a.static, e)
 	}
@@ -108,16 +112,16 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (*Identi
 // in constant time, whatever matches, so timing says nothing about which entry matched.
 func (a *Authenticator) static1(token string) *Identity {
 	sum := sha256.Sum256([]byte(token))
-	var found *configs.StaticToken
+	var found *staticEntry
 	for i := range a.static {
 		if subtle.ConstantTimeCompare(sum[:], a.static[i].hash[:]) == 1 {
-			found = a.static[i].tok
+			found = &a.static[i]
 		}
 	}
 	if found == nil {
 		return nil
 	}
-	return &Identity{Subject: *a.cfg.Subject(found.Subject, found.Email, found.Groups), Source: SourceStatic}
+	return &Identity{Subject: found.subject, Source: SourceStatic}
 }
 
 // Provider returns the configured OIDC provider, discovering it on first use; nil and no
