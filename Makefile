@@ -24,7 +24,7 @@ FUZZTIME      ?= 30s
 APT_PACKAGES  := postgresql redis-server
 OIDC_DIR      := web/testdata/oidc
 
-.PHONY: bench-k8s all build demo test fuzz-smoke bench bench-pg bench-http tools servers vault kubernetes kubelet node browser player check fmt vet clean
+.PHONY: bench-k8s all build demo test fuzz-smoke bench bench-pg bench-pg-pinned bench-http tools servers vault kubernetes kubelet node browser player check fmt vet clean
 
 all: build
 
@@ -64,10 +64,11 @@ fuzz-smoke:
 	bash .ci/fuzz.sh ./audit FuzzDecodeLine 10s
 	bash .ci/fuzz.sh ./audit FuzzEncode 10s
 
-## bench: policy evaluation, audit append (with fsync) and encoding, SQL classification, and one
-## HTTP exchange through Portcullis's handler beside a bare reverse proxy.
+## bench: policy evaluation, audit append (with fsync) and encoding, SQL classification, one
+## HTTP exchange through Portcullis's handler beside a bare reverse proxy, and statements
+## through a real PostgreSQL session (BenchmarkSession: the allow path's allocations).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./policy ./audit ./proxy/pgsql ./proxy/httpfront
+	$(GO) test -run '^$$' -bench . -benchmem ./policy ./audit ./proxy/pgsql ./proxy/httpfront ./proxy/pgwire
 
 ## bench-pg: pgbench (select-only simple/prepared c=1/4/16, tpcb-like c=1/8) against the
 ## database directly, a bare relay, PgBouncer and Portcullis, interleaved, with ratios.
@@ -78,6 +79,11 @@ bench-pg: servers
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; \
 		service pgbouncer stop >/dev/null 2>&1 || true; }
 	$(GO) test -tags benchpg -run '^TestBenchPG$$' -count=1 -v -timeout 60m ./proxy/pgwire | grep -v '^=== RUN\|^--- PASS\|^PASS'
+
+## bench-pg-pinned: bench-pg with the proxies pinned to CPU 0 and PostgreSQL and pgbench to
+## the other CPUs (taskset), so each proxy's throughput is its per-core efficiency.
+bench-pg-pinned: servers
+	@$(MAKE) --no-print-directory bench-pg BENCH_PIN=1
 
 ## bench-http: wrk sends a small GET and a 16 KiB POST at c=1/16/64 to the upstream directly, a
 ## bare httputil.ReverseProxy and Portcullis's HTTP front end, interleaved, with ratios and CPU

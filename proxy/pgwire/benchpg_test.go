@@ -12,6 +12,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,7 +25,13 @@ import (
 
 // TestBenchPG is `make bench-pg`: pgbench against the database directly, a bare relay,
 // PgBouncer (session pooling) and Portcullis (policy and audit on), interleaved, in one
-// run. It prints TPS and p50/p99 latency for each and Portcullis's ratios.
+// run. It prints TPS and p50/p99 latency for each, the CPU each proxy spent per
+// transaction, and Portcullis's ratios.
+//
+// BENCH_PIN=1 pins the proxies (this process, which runs the relay and Portcullis, and
+// PgBouncer) to CPU 0 and PostgreSQL and pgbench to the other CPUs, so that each proxy has
+// one core to itself: its throughput is then its per-core efficiency, not its share of
+// cores it competes for (`make bench-pg-pinned`).
 func TestBenchPG(t *testing.T) {
 	seconds, rounds := testenv.BenchSettings()
 	e := newEnv(t)
@@ -36,7 +43,23 @@ func TestBenchPG(t *testing.T) {
 		name, port, user, password, db string
 	}
 	relayPort := startRelay(t, e.pg.Addr())
-	bouncerPort := startPgBouncer(t, e.pg.Addr())
+	bouncerPort, bouncerPID := startPgBouncer(t, e.pg.Addr())
+	var pgbenchPrefix []string
+	layout := fmt.Sprintf("%d cores, shared by all", runtime.NumCPU())
+	if os.Getenv("BENCH_PIN") != "" {
+		proxyCPUs, loadCPUs := "0", fmt.Sprintf("1-%d", runtime.NumCPU()-1)
+		if runtime.NumCPU() == 2 {
+			loadCPUs = "1"
+		}
+		if runtime.NumCPU() < 2 {
+			t.Fatal("BENCH_PIN needs at least 2 CPUs")
+		}
+		pin(t, os.Getpid(), proxyCPUs)
+		pin(t, bouncerPID, proxyCPUs)
+		pinPostgres(t, e.pg.Dir, loadCPUs)
+		pgbenchPrefix = []string{"taskset", "-c", loadCPUs}
+		layout = fmt.Sprintf("the proxies pinned to CPU %s, PostgreSQL and pgbench to CPU %s", proxyCPUs, loadCPUs)
+	}
 	targets := []target{
 		{"direct", pgPort, "portcullis", upstreamPassword, "orders"},
 		{"relay", relayPort, "portcullis", upstreamPassword, "orders"},
@@ -44,7 +67,8 @@ func TestBenchPG(t *testing.T) {
 		{"portcullis", pcPort, "alice", token("alice"), "bench"},
 	}
 	run := func(tg target, logDir string, args ...string) (string, error) {
-		cmd := exec.Command(pgbench, append([]string{"-h", host, "-p", tg.port, "-U", tg.user}, append(args, tg.db)...)...)
+		argv := append(append(slices.Clone(pgbenchPrefix), pgbench, "-h", host, "-p", tg.port, "-U", tg.user), append(args, tg.db)...)
+		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Env = append(os.Environ(), "PGPASSWORD="+tg.password, "PGSSLMODE=disable")
 		cmd.Dir = logDir
 		out, err := cmd.CombinedOutput()
@@ -70,7 +94,7 @@ func TestBenchPG(t *testing.T) {
 		tps       float64
 		latencies []float64 // ms
 		failed    int
-		cpuUS     float64 // this process's CPU per transaction, µs (relay and Portcullis run here)
+		cpuUS     float64 // the proxy's CPU per transaction, µs: this process's for the relay and Portcullis, PgBouncer's own
 	}
 	results := map[string]map[string]*result{}
 	tpsRe := regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
@@ -98,9 +122,13 @@ func TestBenchPG(t *testing.T) {
 				}
 				dir := t.TempDir()
 				args := append(slices.Clone(w.args), "-T", strconv.Itoa(seconds), "--log", "--log-prefix=tx")
-				cpu0 := processCPU()
+				cpuOf := processCPU
+				if tg.name == "pgbouncer" {
+					cpuOf = func() time.Duration { return pidCPU(t, bouncerPID) }
+				}
+				cpu0 := cpuOf()
 				out, err := run(tg, dir, args...)
-				cpu := processCPU() - cpu0
+				cpu := cpuOf() - cpu0
 				if err != nil {
 					t.Fatalf("%s on %s: %v\n%s", w.name, tg.name, err, out)
 				}
@@ -127,23 +155,24 @@ func TestBenchPG(t *testing.T) {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\npgbench, scale 10, %d s per run, %d interleaved rounds, 2 cores\n\n", seconds, rounds)
+	fmt.Fprintf(&b, "\npgbench, scale 10, %d s per run, %d interleaved rounds, %s\n\n", seconds, rounds, layout)
 	fmt.Fprintf(&b, "| workload | target | TPS | p50 ms | p99 ms | proxy CPU µs/tx | failed runs |\n|---|---|---:|---:|---:|---:|---:|\n")
 	for _, w := range workloads {
 		for _, tg := range targets {
 			r := results[w.name][tg.name]
 			cpu := "-"
-			if tg.name == "relay" || tg.name == "portcullis" {
+			if tg.name != "direct" {
 				cpu = fmt.Sprintf("%.1f", r.cpuUS)
 			}
 			fmt.Fprintf(&b, "| %s | %s | %.0f | %.3f | %.3f | %s | %d |\n", w.name, tg.name, r.tps, pct(r.latencies, 50), pct(r.latencies, 99), cpu, r.failed)
 		}
 	}
-	fmt.Fprintf(&b, "\n| workload | Portcullis / direct | Portcullis / relay | Portcullis / PgBouncer |\n|---|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "\n| workload | Portcullis / direct | Portcullis / relay | Portcullis / PgBouncer | CPU per tx, Portcullis / relay | CPU per tx, PgBouncer / relay |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, w := range workloads {
 		r := results[w.name]
 		p := r["portcullis"].tps
-		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %.2f |\n", w.name, p/r["direct"].tps, p/r["relay"].tps, p/r["pgbouncer"].tps)
+		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", w.name, p/r["direct"].tps, p/r["relay"].tps, p/r["pgbouncer"].tps,
+			r["portcullis"].cpuUS/r["relay"].cpuUS, r["pgbouncer"].cpuUS/r["relay"].cpuUS)
 	}
 	fmt.Print(b.String())
 	if out := os.Getenv("BENCH_OUT"); out != "" {
@@ -163,6 +192,50 @@ func processCPU() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// pidCPU returns the CPU time process pid has used (user and system), from /proc.
+func pidCPU(t *testing.T, pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fields after the command name, which is in parentheses and may hold spaces;
+	// utime and stime are the 14th and 15th fields, in clock ticks (100 per second here).
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// pin sets the CPUs every thread of process pid may run on.
+func pin(t *testing.T, pid int, cpus string) {
+	if out, err := exec.Command("taskset", "-a", "-cp", cpus, strconv.Itoa(pid)).CombinedOutput(); err != nil {
+		t.Fatalf("taskset %s %d: %v\n%s", cpus, pid, err, out)
+	}
+}
+
+// pinPostgres pins the PostgreSQL server in dir — the postmaster, whose new backends
+// inherit its CPUs, and the processes it already started.
+func pinPostgres(t *testing.T, dir, cpus string) {
+	b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, _ := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+	pin(t, pm, cpus)
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range procs {
+		st, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+2:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pm) {
+			pid, _ := strconv.Atoi(strings.Split(p, "/")[2])
+			exec.Command("taskset", "-a", "-cp", cpus, strconv.Itoa(pid)).Run() // it may have exited
+		}
+	}
 }
 
 func findBin(t *testing.T, name, glob string) string {
@@ -236,8 +309,9 @@ func startRelay(t *testing.T, upstream string) string {
 	return port
 }
 
-// startPgBouncer runs PgBouncer in session pooling mode in front of upstream.
-func startPgBouncer(t *testing.T, upstream string) string {
+// startPgBouncer runs PgBouncer in session pooling mode in front of upstream and returns
+// its port and process id.
+func startPgBouncer(t *testing.T, upstream string) (string, int) {
 	bin := findBin(t, "pgbouncer", "/usr/sbin/pgbouncer")
 	dir, err := os.MkdirTemp("", "portcullis-pgbouncer-")
 	if err != nil {
@@ -285,7 +359,7 @@ pidfile = %s/pgbouncer.pid
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
 			c.Close()
-			return port
+			return port, cmd.Process.Pid
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(filepath.Join(dir, "pgbouncer.log"))
