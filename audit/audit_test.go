@@ -72,14 +72,47 @@ func TestConcurrentAppendsChain(t *testing.T) {
 
 func TestAppendFillsEvent(t *testing.T) {
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	l := openLog(t, t.TempDir(), Options{Now: func() time.Time { return now }})
-	defer l.Close()
+	dir := t.TempDir()
+	l := openLog(t, dir, Options{Now: func() time.Time { return now }})
 	a, b := &Event{Type: "x"}, &Event{Type: "y"}
 	l.Append(context.Background(), a)
 	l.Append(context.Background(), b)
-	if a.Seq != 1 || b.Seq != 2 || a.PrevHash != GenesisHash || b.PrevHash != a.Hash || len(a.Hash) != 64 || a.ID == "" || a.ID == b.ID || !a.Time.Equal(now) {
+	if a.Seq != 1 || b.Seq != 2 || !a.Time.Equal(now) {
 		t.Errorf("events not filled in: %+v %+v", a, b)
 	}
+	// Ids and hashes are in the log (and in what sinks get), not on the appended events.
+	sink := &memSink{}
+	l.AddSink(sink)
+	c := &Event{Type: "z", ID: "own-id"}
+	l.Append(context.Background(), c)
+	l.Close()
+	var read []*Event
+	Scan(dir, Filter{}, func(ev *Event) error { read = append(read, ev); return nil })
+	if len(read) != 3 || read[0].PrevHash != GenesisHash || read[1].PrevHash != read[0].Hash || len(read[0].Hash) != 64 ||
+		read[0].ID == "" || read[0].ID == read[1].ID || read[2].ID != "own-id" || !read[0].Time.Equal(now) {
+		t.Errorf("events read back: %+v %+v %+v", read[0], read[1], read[2])
+	}
+	if got := sink.events(); len(got) != 1 || got[0].ID != "own-id" || got[0].Hash != read[2].Hash || got[0].PrevHash != read[1].Hash {
+		t.Errorf("the sink got %+v, want the third event as read back", got)
+	}
+}
+
+type memSink struct {
+	mu  sync.Mutex
+	got []Event
+}
+
+func (s *memSink) Name() string { return "memory" }
+func (s *memSink) Write(_ context.Context, evs []Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, evs...)
+	return nil
+}
+func (s *memSink) events() []Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.got
 }
 
 func TestReopenContinuesChainAndRotates(t *testing.T) {
@@ -350,7 +383,7 @@ func TestEncoderMatchesEncodingJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := appendEvent(nil, e)
+		got, err := appendEvent(nil, e, nil)
 		if err != nil || string(got) != string(want) {
 			t.Errorf("encoder differs:\n got %s\nwant %s", got, want)
 		}
@@ -374,12 +407,12 @@ func TestAttrsEncodeAsDetails(t *testing.T) {
 	// Details' b wins over the Attr: withAttrsInDetails puts the Attr's last, so compare
 	// against the map with Details' value restored.
 	want = []byte(strings.Replace(string(want), `"b":"ignored: Details has b"`, `"b":"map"`, 1))
-	got, err := appendEvent(nil, e)
+	got, err := appendEvent(nil, e, nil)
 	if err != nil || string(got) != string(want) {
 		t.Fatalf("attrs encode differently:\n got %s\nwant %s", got, want)
 	}
 	for _, only := range []*Event{{Type: "t", Attrs: []Attr{Int("n", 3)}}, {Type: "t", Details: map[string]any{"n": 3}}} {
-		b, err := appendEvent(nil, only)
+		b, err := appendEvent(nil, only, nil)
 		if err != nil || !strings.Contains(string(b), `"details":{"n":3}`) {
 			t.Errorf("got %s", b)
 		}
@@ -434,7 +467,7 @@ func BenchmarkEncode(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		var err error
-		if buf, err = ev.encode(buf[:0]); err != nil {
+		if buf, err = ev.encode(buf[:0], nil, false); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"slices"
 	"strconv"
@@ -8,14 +9,30 @@ import (
 	"unicode/utf8"
 )
 
+// chain is what the log gives each event as it writes it: an id made of idPrefix and the
+// event's sequence number, when the event has none of its own, and the hash of the event
+// before it — written into the line without making strings of them.
+type chain struct {
+	idPrefix string // plain ASCII
+	prev     [2 * sha256.Size]byte
+}
+
 // appendEvent appends the JSON of e without its hash: the same bytes encoding/json gives
-// for Event with Hash empty, without reflection (the audit log is on every statement's
-// path). Details values of other types than the common ones go through encoding/json.
-func appendEvent(b []byte, e *Event) ([]byte, error) {
+// for Event with Hash empty (and, given c, with the ID and PrevHash c gives it), without
+// reflection (the audit log is on every statement's path). Details values of other types
+// than the common ones go through encoding/json.
+func appendEvent(b []byte, e *Event, c *chain) ([]byte, error) {
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, e.Seq, 10)
 	b = append(b, `,"id":`...)
-	b = appendString(b, e.ID)
+	if e.ID == "" && c != nil {
+		b = append(b, '"')
+		b = append(b, c.idPrefix...)
+		b = strconv.AppendUint(b, e.Seq, 10)
+		b = append(b, '"')
+	} else {
+		b = appendString(b, e.ID)
+	}
 	b = append(b, `,"time":"`...)
 	b = e.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","type":`...)
@@ -51,7 +68,13 @@ func appendEvent(b []byte, e *Event) ([]byte, error) {
 		b = append(b, '}')
 	}
 	b = append(b, `,"prev_hash":`...)
-	b = appendString(b, e.PrevHash)
+	if c != nil {
+		b = append(b, '"')
+		b = append(b, c.prev[:]...)
+		b = append(b, '"')
+	} else {
+		b = appendString(b, e.PrevHash)
+	}
 	return append(b, '}'), nil
 }
 

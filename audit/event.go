@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strconv"
 	"time"
 )
 
@@ -82,7 +83,9 @@ const (
 	TypeConsoleSignOut = "console.signout"
 )
 
-// Event is one audited happening. Append fills Seq, ID, Time (when zero), PrevHash and Hash.
+// Event is one audited happening. Append fills in Seq, and Time when it is zero; the ID
+// (when the event has none), PrevHash and Hash it gives the event are in the log's line, and
+// set on the events sinks get and readers read, not on the appended event.
 type Event struct {
 	Seq  uint64    `json:"seq"`
 	ID   string    `json:"id"`
@@ -125,11 +128,12 @@ type Event struct {
 
 // encode appends the event's line to dst: the JSON of the event without its hash, with
 // ,"hash":"<sha256 of that JSON>" spliced in before the closing brace, and a newline.
-// It sets e.Hash.
-func (e *Event) encode(dst []byte) ([]byte, error) {
-	e.Hash = ""
+// Without c it uses e.ID and e.PrevHash and sets e.Hash. With c (the log's writer) the
+// event is chained: c gives its id, when it has none, and its prev_hash, and c.prev
+// becomes its hash; e is left as it is, unless fill asks for ID, PrevHash and Hash too.
+func (e *Event) encode(dst []byte, c *chain, fill bool) ([]byte, error) {
 	start := len(dst)
-	dst, err := appendEvent(dst, e)
+	dst, err := appendEvent(dst, e, c)
 	if err != nil {
 		return dst[:start], fmt.Errorf("could not encode audit event: %w", err)
 	}
@@ -138,7 +142,18 @@ func (e *Event) encode(dst []byte) ([]byte, error) {
 	dst = append(dst, `,"hash":"`...)
 	h := len(dst)
 	dst = hex.AppendEncode(dst, sum[:])
-	e.Hash = string(dst[h:])
+	switch {
+	case c == nil:
+		e.Hash = string(dst[h:])
+	case fill:
+		if e.ID == "" {
+			e.ID = c.idPrefix + strconv.FormatUint(e.Seq, 10)
+		}
+		e.PrevHash, e.Hash = string(c.prev[:]), string(dst[h:])
+		copy(c.prev[:], dst[h:])
+	default:
+		copy(c.prev[:], dst[h:])
+	}
 	return append(dst, "\"}\n"...), nil
 }
 

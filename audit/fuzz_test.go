@@ -9,7 +9,7 @@ import (
 // it accepts carries a hash and can be written again.
 func FuzzDecodeLine(f *testing.F) {
 	ev := &Event{Seq: 1, Type: "pg.statement", Actor: "alice", PrevHash: GenesisHash}
-	line, _ := ev.encode(nil)
+	line, _ := ev.encode(nil, nil, false)
 	f.Add(string(line[:len(line)-1]))
 	f.Add(`{"seq":1,"hash":"00"}`)
 	f.Fuzz(func(t *testing.T, s string) {
@@ -20,7 +20,7 @@ func FuzzDecodeLine(f *testing.F) {
 		if len(ev.Hash) != 64 {
 			t.Fatalf("accepted line has hash %q", ev.Hash)
 		}
-		if _, err := ev.encode(nil); err != nil {
+		if _, err := ev.encode(nil, nil, false); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -42,7 +42,7 @@ func FuzzEncode(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := appendEvent(nil, e)
+		got, err := appendEvent(nil, e, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

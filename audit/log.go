@@ -3,13 +3,14 @@ package audit
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -77,11 +78,11 @@ type Log struct {
 	flushDone  chan struct{}
 
 	// Owned by the current writer.
-	segNum   int
-	segSize  int64
-	seq      uint64
-	prevHash string
-	buf      []byte
+	segNum  int
+	segSize int64
+	seq     uint64
+	chain   chain // ids and the hash of the last event written
+	buf     []byte
 
 	fileMu sync.Mutex // guards seg against rotation while the syncer syncs it
 	seg    File
@@ -89,16 +90,15 @@ type Log struct {
 
 	syncMu      sync.Mutex // guards the fields below, shared by writer and syncer
 	writtenSeq  uint64
-	writtenHash string
+	writtenHash [2 * sha256.Size]byte
 	durable     []*appendReq // written, waiting for fsync, in seq order
 	syncWake    chan struct{}
 
-	mu     sync.RWMutex // guards closed, failed and sinks
-	closed bool
-	failed error
-	sinks  []*sinkRunner
-
-	idPrefix string // random per Open; event ids are the prefix and the sequence number
+	mu       sync.RWMutex // guards closed, failed and sinks
+	closed   bool
+	failed   error
+	sinks    []*sinkRunner
+	hasSinks atomic.Bool // read by the writer without mu
 
 	syncDone chan struct{}
 }
@@ -137,12 +137,14 @@ func Open(opts Options) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("could not recover the audit log: %w", err)
 	}
-	l := &Log{opts: opts, prevHash: GenesisHash, syncDone: make(chan struct{}), syncWake: make(chan struct{}, 1),
+	l := &Log{opts: opts, syncDone: make(chan struct{}), syncWake: make(chan struct{}, 1),
 		flushWake: make(chan struct{}, 1), flushStop: make(chan struct{}), flushDone: make(chan struct{}),
-		idPrefix: "ev_" + rand.Text()[:10] + "_"}
+		chain: chain{idPrefix: "ev_" + rand.Text()[:10] + "_"}}
+	copy(l.chain.prev[:], GenesisHash)
 	l.qcond = sync.NewCond(&l.qmu)
 	if last != nil {
-		l.seq, l.prevHash = last.Seq, last.Hash
+		l.seq = last.Seq
+		copy(l.chain.prev[:], last.Hash)
 	}
 	if h, err := readHead(opts.Dir); err != nil {
 		return nil, err
@@ -197,7 +199,7 @@ func syncDir(dir string) error {
 }
 
 // Append writes ev to the log and returns once it is durable (written and fsynced). It
-// fills in ev's Seq, ID, PrevHash and Hash, and Time if it is zero. An error means the
+// fills in ev's Seq, and Time if it is zero (see Event for its ID and hashes). An error means the
 // event may not have been recorded and the caller must not go ahead with what it records.
 func (l *Log) Append(ctx context.Context, ev *Event) error { return l.append(ctx, ev, waitDurable) }
 
@@ -368,7 +370,7 @@ func (l *Log) writeBatch(batch []*appendReq) {
 	}
 	l.toSinks(batch) // before the answers: a waiter's request is reused once answered
 	l.syncMu.Lock()
-	l.writtenSeq, l.writtenHash = l.seq, l.prevHash
+	l.writtenSeq, l.writtenHash = l.seq, l.chain.prev
 	for _, r := range batch {
 		switch r.mode {
 		case waitDurable:
@@ -390,29 +392,27 @@ func (l *Log) writeBatch(batch []*appendReq) {
 	}
 }
 
-// encodeBatch chains and encodes a batch onto l.buf.
+// encodeBatch chains and encodes a batch onto l.buf. The events get their ids and hashes
+// only when sinks are there to read them (making strings of them costs two allocations
+// per event).
 func (l *Log) encodeBatch(batch []*appendReq) error {
 	now := l.opts.Now().UTC()
+	fill := l.hasSinks.Load()
 	for _, r := range batch {
 		ev := r.ev
 		l.seq++
-		ev.Seq, ev.PrevHash = l.seq, l.prevHash
-		if ev.ID == "" {
-			var id [48]byte // the prefix and a number, made into one string
-			ev.ID = string(strconv.AppendUint(append(id[:0], l.idPrefix...), l.seq, 10))
-		}
+		ev.Seq = l.seq
 		if ev.Time.IsZero() {
 			ev.Time = now
 		}
 		start := len(l.buf)
 		var err error
-		if l.buf, err = ev.encode(l.buf); err != nil {
+		if l.buf, err = ev.encode(l.buf, &l.chain, fill); err != nil {
 			return l.fail(err)
 		}
 		if len(l.buf)-start > maxLine {
 			return l.fail(fmt.Errorf("event %d is larger than %d bytes", l.seq, maxLine))
 		}
-		l.prevHash = ev.Hash
 	}
 	return nil
 }
@@ -494,7 +494,7 @@ func (l *Log) syncOnce(synced *uint64, force bool) {
 		l.fileMu.Unlock()
 	}
 	if err == nil && upTo > 0 {
-		if _, werr := l.headF.WriteAt(encodeHead(head{Seq: upTo, Hash: hash}), 0); werr != nil {
+		if _, werr := l.headF.WriteAt(encodeHead(head{Seq: upTo, Hash: string(hash[:])}), 0); werr != nil {
 			err = l.fail(fmt.Errorf("could not update the audit head record: %w", werr))
 		}
 	}

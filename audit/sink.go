@@ -47,6 +47,7 @@ func (l *Log) AddSink(s Sink) {
 	}()
 	l.mu.Lock()
 	l.sinks = append(l.sinks, r)
+	l.hasSinks.Store(true)
 	l.mu.Unlock()
 }
 
