@@ -24,11 +24,22 @@ func newClassCache(max int) *classCache {
 
 // classify returns the action of sql, from the cache when its shape was seen before.
 // The returned Action is the caller's to keep; only its slices are shared.
-func (c *classCache) classify(sql string) *policy.Action {
-	key, ok := shapeKey(sql)
+func (c *classCache) classify(sql string) *policy.Action { return c.classifyWith(sql, nil) }
+
+// classifyWith is classify with a buffer for the shape key, kept by the caller across
+// statements: a hit then allocates only the returned Action.
+func (c *classCache) classifyWith(sql string, scratch *[]byte) *policy.Action {
+	var buf []byte
+	if scratch != nil {
+		buf = (*scratch)[:0]
+	}
+	key, ok := appendShapeKey(buf, sql)
+	if scratch != nil {
+		*scratch = key[:0]
+	}
 	if ok {
 		c.mu.RLock()
-		a := c.m[key]
+		a := c.m[string(key)] // a lookup by the bytes: no string is made
 		c.mu.RUnlock()
 		if a != nil {
 			cp := *a
@@ -44,7 +55,7 @@ func (c *classCache) classify(sql string) *policy.Action {
 		if len(c.m) >= c.max {
 			clear(c.m)
 		}
-		c.m[key] = &cp
+		c.m[string(key)] = &cp
 		c.mu.Unlock()
 	}
 	return a
@@ -55,8 +66,15 @@ func (c *classCache) classify(sql string) *policy.Action {
 // dollar quoting, escape-string and prefixed literals, backslashes — so that two texts
 // share a key only when they differ in nothing but literal values.
 func shapeKey(sql string) (key string, ok bool) {
-	var b strings.Builder
-	b.Grow(len(sql))
+	b, ok := appendShapeKey(make([]byte, 0, len(sql)), sql)
+	if !ok {
+		return "", false
+	}
+	return string(b), true
+}
+
+// appendShapeKey appends sql's shape key (see shapeKey) to b.
+func appendShapeKey(b []byte, sql string) ([]byte, bool) {
 	n := len(sql)
 	for i := 0; i < n; {
 		c := sql[i]
@@ -64,12 +82,12 @@ func shapeKey(sql string) (key string, ok bool) {
 		switch {
 		case c == '\'':
 			if prevIdent {
-				return "", false // E'', B'', X'', U&'' and the like
+				return b, false // E'', B'', X'', U&'' and the like
 			}
 			j := i + 1
 			for {
 				if j >= n || sql[j] == '\\' {
-					return "", false
+					return b, false
 				}
 				if sql[j] == '\'' {
 					if j+1 < n && sql[j+1] == '\'' {
@@ -80,7 +98,7 @@ func shapeKey(sql string) (key string, ok bool) {
 				}
 				j++
 			}
-			b.WriteString("'?'")
+			b = append(b, "'?'"...)
 			i = j + 1
 		case c >= '0' && c <= '9' && !prevIdent:
 			j := i
@@ -88,13 +106,13 @@ func shapeKey(sql string) (key string, ok bool) {
 				j++
 			}
 			if j < n && (isIdent(sql[j]) || sql[j] == '\'') {
-				return "", false // 1e5, 0x1F, 10abc
+				return b, false // 1e5, 0x1F, 10abc
 			}
-			b.WriteByte('?')
+			b = append(b, '?')
 			i = j
 		case c == '$':
 			if prevIdent {
-				b.WriteByte(c)
+				b = append(b, c)
 				i++
 				continue
 			}
@@ -103,25 +121,25 @@ func shapeKey(sql string) (key string, ok bool) {
 				j++
 			}
 			if j == i+1 {
-				return "", false // dollar quoting
+				return b, false // dollar quoting
 			}
-			b.WriteString(sql[i:j]) // a parameter, kept as it is
+			b = append(b, sql[i:j]...) // a parameter, kept as it is
 			i = j
 		case c == '"':
 			j := strings.IndexByte(sql[i+1:], '"')
 			if j < 0 {
-				return "", false
+				return b, false
 			}
-			b.WriteString(sql[i : i+j+2])
+			b = append(b, sql[i:i+j+2]...)
 			i += j + 2
 		case c == '-' && i+1 < n && sql[i+1] == '-', c == '/' && i+1 < n && sql[i+1] == '*', c == '\\':
-			return "", false
+			return b, false
 		default:
-			b.WriteByte(c)
+			b = append(b, c)
 			i++
 		}
 	}
-	return b.String(), true
+	return b, true
 }
 
 func isIdent(c byte) bool {

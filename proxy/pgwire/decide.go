@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"syscall"
@@ -68,6 +69,9 @@ func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int1
 			ss.fail(simple, errorResponse("ERROR", codeInternal, "statement not run: the audit log cannot be written", "", "tell the Portcullis operators"))
 			return nil, false
 		}
+		// Written: the log holds it no longer (sinks got copies), so the next statement's
+		// event can use its memory.
+		ss.spareEv = ev
 		return &stmtResult{start: now, act: act}, true
 	case policy.Deny:
 		ss.stats.denied++
@@ -163,14 +167,17 @@ func (ss *session) auditLoudly(ev *audit.Event) {
 }
 
 func (ss *session) statementEvent(act *policy.Action, params [][]byte, formats []int16, d *policy.Decision) *audit.Event {
-	sum := sha256.Sum256([]byte(act.Statement))
-	var digest [16]byte
-	hex.Encode(digest[:], sum[:8])
-	ev := audit.NewEvent()
+	ev := ss.spareEv
+	if ev != nil {
+		ss.spareEv = nil
+		*ev = audit.Event{Attrs: ev.Attrs[:0]}
+	} else {
+		ev = audit.NewEvent()
+	}
 	ev.Type, ev.Actor, ev.Resource, ev.Session, ev.Action = audit.TypePGStatement, ss.who.User, ss.res.Name, ss.id, act.Statement
 	ev.Decision, ev.Rules, ev.PolicyHash, ev.Reason = d.Effect.String(), d.RuleNames(), d.Snapshot, d.Reason()
 	ev.Attrs = append(ev.Attrs, audit.String("class", act.Class.String()), audit.String("kind", act.Kind),
-		audit.String("digest", string(digest[:])), audit.String("client_addr", ss.remote))
+		audit.String("digest", ss.digest(act.Statement)), audit.String("client_addr", ss.remote))
 	if len(act.Tables) > 0 {
 		ev.Attrs = append(ev.Attrs, audit.Strings("tables", act.Tables))
 	}
@@ -194,6 +201,25 @@ func (ss *session) statementEvent(act *policy.Action, params [][]byte, formats [
 		}
 	}
 	return ev
+}
+
+// digest is the short digest of a statement's text in its event: the first 8 bytes of its
+// SHA-256, in hex. A prepared statement runs the same text again and again, so the last
+// one is kept; the hash is the session's own, so that hashing allocates nothing.
+func (ss *session) digest(text string) string {
+	if text == ss.lastDigest.text && ss.lastDigest.sum != "" {
+		return ss.lastDigest.sum
+	}
+	if ss.hash == nil {
+		ss.hash = sha256.New()
+	}
+	ss.hash.Reset()
+	io.WriteString(ss.hash, text)
+	var sum [sha256.Size]byte
+	var hx [16]byte
+	hex.Encode(hx[:], ss.hash.Sum(sum[:0])[:8])
+	ss.lastDigest.text, ss.lastDigest.sum = text, string(hx[:])
+	return ss.lastDigest.sum
 }
 
 // renderParams shows parameter values as text; binary ones as \x hex.

@@ -116,3 +116,21 @@ func FuzzShapeKey(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeExecute checks that Portcullis's Execute decoder, which spares the unnamed
+// portal a string, reads every body exactly as pgproto3 does, errors included.
+func FuzzDecodeExecute(f *testing.F) {
+	f.Add([]byte("\x00\x00\x00\x00\x00"))
+	f.Add([]byte("p1\x00\x00\x00\x00\x0a"))
+	f.Add([]byte("p1\x00\x00\x00"))
+	f.Add([]byte("no nul"))
+	f.Add([]byte("\x00\x00\x00\x00\x00extra"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var want pgproto3.Execute
+		wantErr := want.Decode(body)
+		got, err := decodeExecute(body)
+		if (err != nil) != (wantErr != nil) || err == nil && got != want {
+			t.Fatalf("decodeExecute(%q) = %+v, %v; pgproto3: %+v, %v", body, got, err, want, wantErr)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -87,7 +88,7 @@ func (ss *session) query(body []byte) error {
 			return nil
 		}
 	}
-	act := ss.srv.cache.classify(q.String)
+	act := ss.srv.cache.classifyWith(q.String, &ss.keyBuf)
 	// SQL-level EXECUTE is decided on what the name was prepared as.
 	if name, ok := executeName(act); ok {
 		v, err := ss.lockView()
@@ -127,7 +128,7 @@ func (ss *session) parse(body []byte) error {
 			return nil
 		}
 	}
-	prep := &prepared{act: ss.srv.cache.classify(p.Query), effects: ss.srv.sqlEffects(p.Query)}
+	prep := &prepared{act: ss.srv.cache.classifyWith(p.Query, &ss.keyBuf), effects: ss.srv.sqlEffects(p.Query)}
 	ss.expect('P', nil, &op{kind: opParse, name: p.Name, prep: prep})
 	return ss.forward('P', body)
 }
@@ -162,10 +163,25 @@ func (ss *session) close(body []byte) error {
 	return ss.forward('C', body)
 }
 
+// decodeExecute decodes an Execute as pgproto3 does, without a new string for the unnamed
+// portal, the one drivers use: an Execute is on every prepared statement's path.
+func decodeExecute(body []byte) (pgproto3.Execute, error) {
+	i := bytes.IndexByte(body, 0)
+	if i < 0 || len(body) != i+5 {
+		var e pgproto3.Execute
+		return e, e.Decode(body) // its error, for what is malformed
+	}
+	e := pgproto3.Execute{MaxRows: binary.BigEndian.Uint32(body[i+1:])}
+	if i > 0 {
+		e.Portal = string(body[:i])
+	}
+	return e, nil
+}
+
 // execute enforces the decision on the text the portal's statement was parsed from.
 func (ss *session) execute(body []byte) error {
-	var e pgproto3.Execute
-	if err := e.Decode(body); err != nil {
+	e, err := decodeExecute(body)
+	if err != nil {
 		ss.extendedError(errorResponse("ERROR", codeProtocolViolation, "malformed Execute message", "", ""))
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net"
 	"slices"
@@ -53,10 +54,14 @@ type session struct {
 	upParams map[string]string
 
 	// Client loop state.
-	skip    bool // after an error of ours in the extended protocol, until Sync
-	viewOps []*op
-	dec     policy.Decision
-	stats   struct{ statements, denied, approvals int }
+	keyBuf     []byte    // the shape key of the statement being classified
+	hash       hash.Hash // SHA-256, for statement digests
+	lastDigest struct{ text, sum string }
+	spareEv    *audit.Event // a statement event written and free for the next statement
+	skip       bool         // after an error of ours in the extended protocol, until Sync
+	viewOps    []*op
+	dec        policy.Decision
+	stats      struct{ statements, denied, approvals int }
 	// unsynced is set while writes of the open transaction block were audited without
 	// waiting for fsync; the COMMIT waits for it.
 	unsynced bool
@@ -65,10 +70,11 @@ type session struct {
 	waitCancel atomic.Pointer[context.CancelCauseFunc]
 
 	mu       sync.Mutex
-	cond     *sync.Cond // on mu: signalled when the relay settles a response or ends
-	queue    []entry    // responses owed to the client, in order
-	queueArr []entry    // the array queue started in: reused once the queue is empty
-	names    names      // prepared statements and portals, as the server confirmed them
+	cond     *sync.Cond        // on mu: signalled when the relay settles a response or ends
+	queue    []entry           // responses owed to the client, in order
+	queueArr []entry           // the array queue started in: reused once the queue is empty
+	tags     map[string]string // command tags seen, to reuse their strings (internTag)
+	names    names             // prepared statements and portals, as the server confirmed them
 	txStatus byte
 	ending   bool
 	// terminating is set once the client sent Terminate: the upstream closing is expected.
@@ -341,7 +347,7 @@ func (ss *session) settle(typ byte, body []byte) *mismatch {
 	case 'C':
 		var cc pgproto3.CommandComplete
 		if head != nil && cc.Decode(body) == nil {
-			tag := string(cc.CommandTag)
+			tag := ss.internTag(cc.CommandTag)
 			if st := head.stmt; st != nil && head.hide != hideButEnd {
 				st.tag = tag
 				if st.act != nil && !tagAgrees(st.act, tag, st.copiedOut) {
@@ -418,6 +424,26 @@ func (ss *session) writeSynthetic() {
 			ss.cw.Write(encode(&pgproto3.ReadyForQuery{TxStatus: ss.txStatus}))
 		}
 	}
+}
+
+// maxTags bounds the command tags a session keeps to reuse.
+const maxTags = 64
+
+// internTag returns tag as a string, the same string for the same tag while the session
+// has room to keep them: a session mostly sees a few ("SELECT 1", "UPDATE 1"), and a
+// string per answer would be an allocation per statement. Called with mu held.
+func (ss *session) internTag(tag []byte) string {
+	if t, ok := ss.tags[string(tag)]; ok { // a lookup by the bytes: no string is made
+		return t
+	}
+	t := string(tag)
+	if len(ss.tags) < maxTags {
+		if ss.tags == nil {
+			ss.tags = make(map[string]string, 8)
+		}
+		ss.tags[t] = t
+	}
+	return t
 }
 
 // owe adds a response the client is owed to the queue. The queue is popped from its
