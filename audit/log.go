@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -51,6 +52,7 @@ const (
 
 type appendReq struct {
 	ev   *Event
+	own  eventWithAttrs // Enqueue's copy of its event, so that the caller may reuse its own
 	mode int
 	done chan error // answered once for waitDurable and waitWritten; unused for waitNone
 }
@@ -210,12 +212,21 @@ func (l *Log) AppendWritten(ctx context.Context, ev *Event) error {
 	return l.append(ctx, ev, waitWritten)
 }
 
-// Enqueue adds ev to the log without waiting for it; it is committed in order with the
-// rest. A failure to write it is logged, and fails every later append.
+// Enqueue adds a copy of ev to the log without waiting for it; it is committed in order
+// with the rest. ev may be reused once Enqueue returns (its Details map and slices are
+// not copied: they must not change). A failure to write it is logged, and fails every
+// later append.
 func (l *Log) Enqueue(ev *Event) {
 	if err := l.append(context.Background(), ev, waitNone); err != nil {
 		l.opts.Logger.Error("audit event not recorded", "type", ev.Type, "err", err)
 	}
+}
+
+// recycle puts a request back in reqs, without what it held.
+func (r *appendReq) recycle() {
+	clear(r.own.attrs[:min(len(r.own.ev.Attrs), len(r.own.attrs))])
+	r.own.ev, r.ev = Event{}, nil
+	reqs.Put(r)
 }
 
 // reqs recycles appendReqs, with their channels: an append is on every statement's path.
@@ -226,13 +237,21 @@ var reqs = sync.Pool{New: func() any { return &appendReq{done: make(chan error, 
 func (l *Log) append(ctx context.Context, ev *Event, mode int) error {
 	r := reqs.Get().(*appendReq)
 	r.ev, r.mode = ev, mode
+	if mode == waitNone { // Enqueue: the log keeps a copy
+		r.own.ev = *ev
+		if n := copy(r.own.attrs[:], ev.Attrs); n == len(ev.Attrs) {
+			r.own.ev.Attrs = r.own.attrs[:n]
+		} else {
+			r.own.ev.Attrs = slices.Clone(ev.Attrs)
+		}
+		r.ev = &r.own.ev
+	}
 	// Joining the queue under the read lock keeps Close from finishing under us.
 	l.mu.RLock()
 	if l.closed || l.failed != nil {
 		closed, failed := l.closed, l.failed
 		l.mu.RUnlock()
-		r.ev = nil
-		reqs.Put(r)
+		r.recycle()
 		if closed {
 			return ErrClosed
 		}
@@ -362,8 +381,7 @@ func (l *Log) writeBatch(batch []*appendReq) {
 				r.done <- err
 			} else {
 				l.opts.Logger.Error("audit event not recorded", "type", r.ev.Type, "err", err)
-				r.ev = nil
-				reqs.Put(r)
+				r.recycle()
 			}
 		}
 		return
@@ -378,8 +396,7 @@ func (l *Log) writeBatch(batch []*appendReq) {
 		case waitWritten:
 			r.done <- nil
 		case waitNone:
-			r.ev = nil
-			reqs.Put(r)
+			r.recycle()
 		}
 	}
 	durable := len(l.durable) > 0

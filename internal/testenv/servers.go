@@ -21,10 +21,17 @@ func tempDir(t testing.TB, prefix string) string {
 }
 
 // Postgres starts a fresh PostgreSQL cluster on a free loopback port and stops it when
-// the test ends. The superuser is postgres; connect with DSN.
-func Postgres(t testing.TB) *devserver.Postgres {
+// the test ends. The superuser is postgres; connect with DSN. It runs without fsync, for
+// speed; DurablePostgres keeps it.
+func Postgres(t testing.TB) *devserver.Postgres { return startPostgres(t, false) }
+
+// DurablePostgres is Postgres with fsync on, as production runs it: for benchmarks whose
+// commits should cost what they cost there.
+func DurablePostgres(t testing.TB) *devserver.Postgres { return startPostgres(t, true) }
+
+func startPostgres(t testing.TB, durable bool) *devserver.Postgres {
 	t.Helper()
-	p, err := devserver.StartPostgres(devserver.PostgresOptions{Dir: tempDir(t, "portcullis-pg-")})
+	p, err := devserver.StartPostgres(devserver.PostgresOptions{Dir: tempDir(t, "portcullis-pg-"), Durable: durable})
 	if err != nil {
 		t.Fatalf("could not start PostgreSQL: %v", err)
 	}

@@ -212,6 +212,36 @@ func TestTLSAndCleartextRules(t *testing.T) {
 	}
 }
 
+// logUpstream logs what the upstream PostgreSQL is doing: every session of the orders
+// database with what it waits for, and the locks it holds or waits for.
+func logUpstream(t *testing.T, e *env) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, e.pg.DSN("orders"))
+	if err != nil {
+		t.Logf("upstream: %v", err)
+		return
+	}
+	defer c.Close(ctx)
+	rows, err := c.Query(ctx, `SELECT a.pid, a.usename, coalesce(a.state, ''), coalesce(a.wait_event_type || ':' || a.wait_event, ''),
+		coalesce(a.backend_xid::text, ''), left(a.query, 160),
+		coalesce(string_agg(l.relation::regclass::text || ' ' || l.mode || CASE WHEN l.granted THEN '' ELSE ' (waiting)' END, ', '), '')
+		FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid AND l.relation IS NOT NULL
+		WHERE a.datname = 'orders' AND a.pid <> pg_backend_pid() GROUP BY 1, 2, 3, 4, 5, 6`)
+	if err != nil {
+		t.Logf("upstream: %v", err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var pid int
+		var user, state, wait, xid, query, locks string
+		if err := rows.Scan(&pid, &user, &state, &wait, &xid, &query, &locks); err == nil {
+			t.Logf("upstream session %d %s %s wait=%s xid=%s locks: %s; last query: %s", pid, user, state, wait, xid, locks, query)
+		}
+	}
+}
+
 // TestPgbench runs pgbench through Portcullis in simple, extended and prepared modes and
 // expects zero failed transactions.
 func TestPgbench(t *testing.T) {
@@ -227,10 +257,15 @@ func TestPgbench(t *testing.T) {
 	host, port, _ := net.SplitHostPort(e.addr)
 	env := append(os.Environ(), "PGPASSWORD="+token("alice"), "PGSSLMODE=disable")
 	run := func(args ...string) string {
-		cmd := exec.Command(bin, append([]string{"-h", host, "-p", port, "-U", "alice"}, args...)...)
+		// A bound, and on failure what PostgreSQL was doing: a run once hung with both of
+		// its session's goroutines idle, each waiting for its peer.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, append([]string{"-h", host, "-p", port, "-U", "alice"}, args...)...)
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()
 		if err != nil {
+			logUpstream(t, e)
 			t.Fatalf("pgbench %v: %v\n%s", args, err, out)
 		}
 		return string(out)

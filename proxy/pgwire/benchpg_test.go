@@ -28,13 +28,21 @@ import (
 // run. It prints TPS and p50/p99 latency for each, the CPU each proxy spent per
 // transaction, and Portcullis's ratios.
 //
+// PostgreSQL runs with fsync on, as in production (BENCH_PG_FSYNC=off turns it off).
+//
 // BENCH_PIN=1 pins the proxies (this process, which runs the relay and Portcullis, and
 // PgBouncer) to CPU 0 and PostgreSQL and pgbench to the other CPUs, so that each proxy has
 // one core to itself: its throughput is then its per-core efficiency, not its share of
 // cores it competes for (`make bench-pg-pinned`).
 func TestBenchPG(t *testing.T) {
 	seconds, rounds := testenv.BenchSettings()
-	e := newEnv(t)
+	// PostgreSQL fsyncs its WAL at every commit, as in production, so that a writing
+	// transaction costs what it costs there on every target (BENCH_PG_FSYNC=off: not).
+	pg, fsync := testenv.DurablePostgres(t), "on"
+	if os.Getenv("BENCH_PG_FSYNC") == "off" {
+		pg, fsync = testenv.Postgres(t), "off"
+	}
+	e := newEnvOn(t, pg, nil)
 	pgbench := findBin(t, "pgbench", "/usr/lib/postgresql/*/bin/pgbench")
 	host, pgPort, _ := net.SplitHostPort(e.pg.Addr())
 	_, pcPort, _ := net.SplitHostPort(e.addr)
@@ -155,7 +163,7 @@ func TestBenchPG(t *testing.T) {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\npgbench, scale 10, %d s per run, %d interleaved rounds, %s\n\n", seconds, rounds, layout)
+	fmt.Fprintf(&b, "\npgbench, scale 10, %d s per run, %d interleaved rounds, %s, PostgreSQL fsync %s\n\n", seconds, rounds, layout, fsync)
 	fmt.Fprintf(&b, "| workload | target | TPS | p50 ms | p99 ms | proxy CPU µs/tx | failed runs |\n|---|---|---:|---:|---:|---:|---:|\n")
 	for _, w := range workloads {
 		for _, tg := range targets {

@@ -152,7 +152,13 @@ func newEnv(t testing.TB, opts ...func(*pgwire.Server)) *env {
 // newEnvYAML is newEnv with the configuration changed by mutate first.
 func newEnvYAML(t testing.TB, mutate func(yaml string) string, opts ...func(*pgwire.Server)) *env {
 	t.Helper()
-	e := &env{pg: testenv.Postgres(t)}
+	return newEnvOn(t, testenv.Postgres(t), mutate, opts...)
+}
+
+// newEnvOn is newEnvYAML in front of the PostgreSQL server pg.
+func newEnvOn(t testing.TB, pg *devserver.Postgres, mutate func(yaml string) string, opts ...func(*pgwire.Server)) *env {
+	t.Helper()
+	e := &env{pg: pg}
 	seed(t, e.pg)
 	closed, _ := devserver.FreePort()
 	yaml := fmt.Sprintf(testConfig, sha(token("alice")), sha(token("bob")), sha(token("carol")), sha(token("erin")), sha(token("dave")),

@@ -189,10 +189,10 @@ func (ss *session) execute(body []byte) error {
 	if err != nil {
 		return err
 	}
-	pt := v.portal(e.Portal, len(v.ops))
+	pt, _ := v.portal(e.Portal, len(v.ops)) // the portal as it reads, a copy
 	var act *policy.Action
 	var effects []sqlEffect
-	if pt != nil && pt.stmt != nil {
+	if pt.stmt != nil {
 		act, effects = pt.stmt.act, pt.stmt.effects
 		if name, ok := executeName(act); ok {
 			if p := v.stmt(name, len(v.ops)); p != nil {
@@ -205,7 +205,7 @@ func (ss *session) execute(body []byte) error {
 		// A portal the server has not confirmed, or bound to a statement it has not
 		// confirmed, cannot be trusted to be what it claims: decide it as unknown.
 		act = &policy.Action{Class: policy.ClassUnknown, Kind: "EXECUTE", Statement: "(unknown portal " + e.Portal + ")", EstimatedRows: -1}
-		pt = &portal{}
+		pt = portal{}
 	}
 	st, ok := ss.authorize(act, pt.params, pt.formats, false)
 	if !ok {

@@ -66,6 +66,7 @@ type op struct {
 	formats []int16
 	sql     []sqlEffect // opSQL: one per CommandComplete, in order
 	next    int         // opSQL: the next CommandComplete's index
+	portal  portal      // bind: the portal, once the server confirms it
 }
 
 // sqlEffects returns what running sql does to the session's names; nil when nothing. A
@@ -102,7 +103,9 @@ func (n *names) confirm(o *op) {
 	case opParse:
 		n.stmts[o.name] = o.prep
 	case opBind:
-		n.portals[o.name] = &portal{stmt: n.stmts[o.stmt], params: o.params, formats: o.formats}
+		// The portal lives in its op, which is made per Bind anyway.
+		o.portal = portal{stmt: n.stmts[o.stmt], params: o.params, formats: o.formats}
+		n.portals[o.name] = &o.portal
 	case opCloseStmt:
 		delete(n.stmts, o.name)
 	case opClosePortal:
@@ -193,39 +196,42 @@ type pendingView struct {
 }
 
 // portal returns the portal name as of before ops[upTo], and whether Portcullis knows it.
-func (v *pendingView) portal(name string, upTo int) *portal {
+func (v *pendingView) portal(name string, upTo int) (portal, bool) {
 	if v.uncertain {
-		return nil
+		return portal{}, false
 	}
 	for i := upTo - 1; i >= 0; i-- {
 		o := v.ops[i]
 		switch o.kind {
 		case opBind:
 			if o.name == name {
-				return &portal{stmt: v.stmt(o.stmt, i), params: o.params, formats: o.formats}
+				return portal{stmt: v.stmt(o.stmt, i), params: o.params, formats: o.formats}, true
 			}
 		case opClosePortal:
 			if o.name == name {
-				return nil
+				return portal{}, false
 			}
 		case opSQL:
 			for j := len(o.sql) - 1; j >= 0; j-- {
 				switch e := &o.sql[j]; e.Kind {
 				case pgsql.EffectDeclare:
 					if e.Name == name {
-						return &portal{stmt: e.prep, hold: e.Hold}
+						return portal{stmt: e.prep, hold: e.Hold}, true
 					}
 				case pgsql.EffectClose:
 					if e.Name == name {
-						return nil
+						return portal{}, false
 					}
 				case pgsql.EffectCloseAll, pgsql.EffectDiscardAll:
-					return nil
+					return portal{}, false
 				}
 			}
 		}
 	}
-	return v.n.portals[name]
+	if p := v.n.portals[name]; p != nil {
+		return *p, true
+	}
+	return portal{}, false
 }
 
 // stmt returns the prepared statement name as of before ops[upTo].

@@ -58,10 +58,12 @@ type session struct {
 	hash       hash.Hash // SHA-256, for statement digests
 	lastDigest struct{ text, sum string }
 	spareEv    *audit.Event // a statement event written and free for the next statement
-	skip       bool         // after an error of ours in the extended protocol, until Sync
-	viewOps    []*op
-	dec        policy.Decision
-	stats      struct{ statements, denied, approvals int }
+	// resultEv is the memory of every result event, which the log copies (guarded by mu).
+	resultEv *audit.Event
+	skip     bool // after an error of ours in the extended protocol, until Sync
+	viewOps  []*op
+	dec      policy.Decision
+	stats    struct{ statements, denied, approvals int }
 	// unsynced is set while writes of the open transaction block were audited without
 	// waiting for fsync; the COMMIT waits for it.
 	unsynced bool
@@ -516,7 +518,12 @@ func (ss *session) finish(e *entry) {
 	if st.act != nil && mayChangeFunctions(st.act.Class) {
 		ss.srv.funcs.forget(ss.res.Name) // what it changed is now visible to all
 	}
-	ev := audit.NewEvent()
+	ev := ss.resultEv // Enqueue copies it; finish runs with mu held
+	if ev == nil {
+		ev = audit.NewEvent()
+		ss.resultEv = ev
+	}
+	*ev = audit.Event{Attrs: ev.Attrs[:0]}
 	ev.Type, ev.Actor, ev.Resource, ev.Session, ev.Result = audit.TypePGResult, ss.who.User, ss.res.Name, ss.id, "ok"
 	ev.Attrs = append(ev.Attrs, audit.Int("duration_us", ss.srv.Now().Sub(st.start).Microseconds()), audit.String("tag", st.tag))
 	if st.act != nil {
