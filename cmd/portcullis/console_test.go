@@ -285,34 +285,6 @@ func (e *consoleEnv) openUntil(t *testing.T, ctx context.Context, path, sel stri
 	}
 }
 
-// logUpstream logs what the upstream PostgreSQL is doing: its sessions and the locks they
-// hold or wait for.
-func (e *consoleEnv) logUpstream(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, e.pg.DSN("orders"))
-	if err != nil {
-		t.Logf("upstream: %v", err)
-		return
-	}
-	defer c.Close(ctx)
-	rows, err := c.Query(ctx, `SELECT a.pid, a.usename, a.state, coalesce(a.backend_xid::text, ''), left(a.query, 120),
-		coalesce(string_agg(l.mode || CASE WHEN l.granted THEN '' ELSE ' (waiting)' END, ', '), '')
-		FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid AND l.relation = 'orders'::regclass
-		WHERE a.datname = 'orders' AND a.pid <> pg_backend_pid() GROUP BY 1, 2, 3, 4, 5`)
-	if err != nil {
-		t.Logf("upstream: %v", err)
-		return
-	}
-	for rows.Next() {
-		var pid int
-		var user, state, xid, query, locks string
-		if err := rows.Scan(&pid, &user, &state, &xid, &query, &locks); err == nil {
-			t.Logf("upstream session %d %s %s xid=%s locks on orders: %s; last query: %s", pid, user, state, xid, locks, query)
-		}
-	}
-}
-
 // apiGet GETs an API URL with a bearer token and decodes the JSON answer into out.
 func apiGet(u, token string, out any) error {
 	req, _ := http.NewRequest(http.MethodGet, u, nil)
@@ -538,7 +510,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	ddl := e.sqlClient(t, "dave")
 	dctx, dcancel := context.WithTimeout(context.Background(), time.Minute)
 	if _, err := ddl.Exec(dctx, "CREATE INDEX orders_status ON orders (status)"); err != nil {
-		e.logUpstream(t) // a wait on a lock: who holds it
+		testenv.LogPostgres(t, e.pg, "orders") // a wait on a lock: who holds it
 		t.Errorf("DDL under break-glass: %v", err)
 	}
 	dcancel()

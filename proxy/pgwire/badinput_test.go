@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/portcullis/portcullis/internal/testenv"
 	"github.com/portcullis/portcullis/proxy/pgwire"
 )
 
@@ -212,36 +213,6 @@ func TestTLSAndCleartextRules(t *testing.T) {
 	}
 }
 
-// logUpstream logs what the upstream PostgreSQL is doing: every session of the orders
-// database with what it waits for, and the locks it holds or waits for.
-func logUpstream(t *testing.T, e *env) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, e.pg.DSN("orders"))
-	if err != nil {
-		t.Logf("upstream: %v", err)
-		return
-	}
-	defer c.Close(ctx)
-	rows, err := c.Query(ctx, `SELECT a.pid, a.usename, coalesce(a.state, ''), coalesce(a.wait_event_type || ':' || a.wait_event, ''),
-		coalesce(a.backend_xid::text, ''), left(a.query, 160),
-		coalesce(string_agg(l.relation::regclass::text || ' ' || l.mode || CASE WHEN l.granted THEN '' ELSE ' (waiting)' END, ', '), '')
-		FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid AND l.relation IS NOT NULL
-		WHERE a.datname = 'orders' AND a.pid <> pg_backend_pid() GROUP BY 1, 2, 3, 4, 5, 6`)
-	if err != nil {
-		t.Logf("upstream: %v", err)
-		return
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var pid int
-		var user, state, wait, xid, query, locks string
-		if err := rows.Scan(&pid, &user, &state, &wait, &xid, &query, &locks); err == nil {
-			t.Logf("upstream session %d %s %s wait=%s xid=%s locks: %s; last query: %s", pid, user, state, wait, xid, locks, query)
-		}
-	}
-}
-
 // TestPgbench runs pgbench through Portcullis in simple, extended and prepared modes and
 // expects zero failed transactions.
 func TestPgbench(t *testing.T) {
@@ -265,7 +236,7 @@ func TestPgbench(t *testing.T) {
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			logUpstream(t, e)
+			testenv.LogPostgres(t, e.pg, "orders")
 			t.Fatalf("pgbench %v: %v\n%s", args, err, out)
 		}
 		return string(out)
