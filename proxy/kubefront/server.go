@@ -359,7 +359,7 @@ func (x *exchange) serve() {
 	ev := x.event()
 	if bg := x.v.BreakGlass; bg != nil {
 		ev.BreakGlass, ev.Decision = bg.ID, policy.Allow.String()
-		ev.Details["original_decision"] = x.dec.Effect.String()
+		ev.Attrs = append(ev.Attrs, audit.String("original_decision", x.dec.Effect.String()))
 		ev.Reason = "break-glass " + bg.ID + " bypassed: " + ev.Reason
 	}
 	if x.stream {
@@ -463,7 +463,7 @@ func (x *exchange) held(ev *audit.Event) {
 			return
 		}
 		ev.Decision, ev.Result = policy.Allow.String(), "approved"
-		ev.Details["approval"] = req.ID
+		ev.Attrs = append(ev.Attrs, audit.String("approval", req.ID))
 		if err := s.Audit.Append(r.Context(), ev); err != nil {
 			s.Log.Error("audit write failed; approved request refused", "exchange", x.id, "err", err)
 			status(x.w, http.StatusServiceUnavailable, "ServiceUnavailable", "not forwarded: the audit log cannot be written", nil)
@@ -729,15 +729,19 @@ func (x *exchange) bodySHA256() string {
 // event is the audit event of the decided request, before anything is forwarded.
 func (x *exchange) event() *audit.Event {
 	a := x.attrs
-	d := map[string]any{"class": x.act.Class.String(), "verb": a.Verb, "method": x.r.Method, "path": x.r.URL.Path,
-		"body_sha256": x.bodySHA256(), "body_bytes": len(x.body), "client_addr": x.r.RemoteAddr, "user_agent": x.r.UserAgent()}
-	for k, v := range map[string]string{"query": x.r.URL.RawQuery, "group": a.Group, "resource": a.Kind, "subresource": a.Subresource, "namespace": a.Namespace, "name": a.Name} {
-		if v != "" {
-			d[k] = v
+	ev := audit.NewEvent()
+	ev.Type, ev.Actor, ev.Resource, ev.Session, ev.Action = audit.TypeKubeRequest, x.who.User, x.res.Name, x.id, x.act.Statement
+	ev.Decision, ev.Rules, ev.PolicyHash, ev.Reason = x.dec.Effect.String(), x.dec.RuleNames(), x.dec.Snapshot, x.dec.Reason()
+	ev.Attrs = append(ev.Attrs, audit.String("class", x.act.Class.String()), audit.String("verb", a.Verb), audit.String("method", x.r.Method),
+		audit.String("path", x.r.URL.Path), audit.String("body_sha256", x.bodySHA256()), audit.Int("body_bytes", int64(len(x.body))),
+		audit.String("client_addr", x.r.RemoteAddr), audit.String("user_agent", x.r.UserAgent()))
+	for _, f := range [...]struct{ k, v string }{{"query", x.r.URL.RawQuery}, {"group", a.Group}, {"resource", a.Kind},
+		{"subresource", a.Subresource}, {"namespace", a.Namespace}, {"name", a.Name}} {
+		if f.v != "" {
+			ev.Attrs = append(ev.Attrs, audit.String(f.k, f.v))
 		}
 	}
-	return &audit.Event{Type: audit.TypeKubeRequest, Actor: x.who.User, Resource: x.res.Name, Session: x.id, Action: x.act.Statement,
-		Decision: x.dec.Effect.String(), Rules: x.dec.RuleNames(), PolicyHash: x.dec.Snapshot, Reason: x.dec.Reason(), Details: d}
+	return ev
 }
 
 // artifact is exactly what an approval of this request approves: method, path and query,
