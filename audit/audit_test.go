@@ -430,9 +430,6 @@ func TestAttrsEncodeAsDetails(t *testing.T) {
 	if len(read) != 1 || read[0].Details["rows"] != float64(1000) || read[0].Details["tag"] != "UPDATE 1000" {
 		t.Fatalf("read back: %+v", read)
 	}
-	if v, ok := (&Event{Attrs: []Attr{Int("rows", 2)}}).Detail("rows"); !ok || v != int64(2) {
-		t.Errorf("Detail: %v %v", v, ok)
-	}
 }
 
 func TestEnqueuedEventsAreWritten(t *testing.T) {

@@ -195,6 +195,9 @@ func NewEvent() *Event {
 	return &e.ev
 }
 
+// Reset empties e for reuse, keeping the room its Attrs have.
+func (e *Event) Reset() { *e = Event{Attrs: e.Attrs[:0]} }
+
 // Attr is one detail of an Event's Attrs: a string, an integer, a boolean or a list of
 // strings, made with String, Int, Bool or Strings.
 type Attr struct {
@@ -232,8 +235,8 @@ func Bool(key string, v bool) Attr {
 // Strings is a list-of-strings detail; the slice is not copied.
 func Strings(key string, v []string) Attr { return Attr{Key: key, kind: attrStrings, strs: v} }
 
-// Value is the detail's value as it reads back from the log's JSON (int64 for Int).
-func (a Attr) Value() any {
+// value is the detail's value as Details would hold it (int64 for Int).
+func (a Attr) value() any {
 	switch a.kind {
 	case attrInt:
 		return a.num
@@ -243,19 +246,6 @@ func (a Attr) Value() any {
 		return a.strs
 	}
 	return a.str
-}
-
-// Detail returns the detail named key, from Details or Attrs, and whether there is one.
-func (e *Event) Detail(key string) (any, bool) {
-	if v, ok := e.Details[key]; ok {
-		return v, true
-	}
-	for _, a := range e.Attrs {
-		if a.Key == key {
-			return a.Value(), true
-		}
-	}
-	return nil, false
 }
 
 // withAttrsInDetails returns a copy of e whose Details hold its Attrs too, for those who
@@ -269,7 +259,7 @@ func (e Event) withAttrsInDetails() Event {
 		d[k] = v
 	}
 	for _, a := range e.Attrs {
-		d[a.Key] = a.Value()
+		d[a.Key] = a.value()
 	}
 	e.Details, e.Attrs = d, nil
 	return e

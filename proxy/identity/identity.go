@@ -46,7 +46,6 @@ type Identity struct {
 
 type staticEntry struct {
 	hash [sha256.Size]byte
-	tok  *configs.StaticToken
 	// subject is the token's subject, worked out once: its slices are clipped, so that
 	// an append to a copy's never writes into them.
 	subject policy.Subject
@@ -83,7 +82,7 @@ func New(cfg *configs.Config, opts ...Option) (*Authenticator, error) {
 		if err != nil || len(b) != sha256.Size {
 			return nil, fmt.Errorf("static token of %s: token_sha256 is not a SHA-256", t.Subject)
 		}
-		e := staticEntry{tok: t, subject: *cfg.Subject(t.Subject, t.Email, t.Groups)}
+		e := staticEntry{subject: *cfg.Subject(t.Subject, t.Email, t.Groups)}
 		e.subject.Groups, e.subject.Teams, e.subject.Roles = slices.Clip(e.subject.Groups), slices.Clip(e.subject.Teams), slices.Clip(e.subject.Roles)
 		copy(e.hash[:], b)
 		a.static = append(a.static, e)

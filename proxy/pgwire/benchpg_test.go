@@ -55,12 +55,12 @@ func TestBenchPG(t *testing.T) {
 	var pgbenchPrefix []string
 	layout := fmt.Sprintf("%d cores, shared by all", runtime.NumCPU())
 	if os.Getenv("BENCH_PIN") != "" {
+		if runtime.NumCPU() < 2 {
+			t.Fatal("BENCH_PIN needs at least 2 CPUs")
+		}
 		proxyCPUs, loadCPUs := "0", fmt.Sprintf("1-%d", runtime.NumCPU()-1)
 		if runtime.NumCPU() == 2 {
 			loadCPUs = "1"
-		}
-		if runtime.NumCPU() < 2 {
-			t.Fatal("BENCH_PIN needs at least 2 CPUs")
 		}
 		pin(t, os.Getpid(), proxyCPUs)
 		pin(t, bouncerPID, proxyCPUs)
@@ -204,16 +204,24 @@ func processCPU() time.Duration {
 
 // pidCPU returns the CPU time process pid has used (user and system), from /proc.
 func pidCPU(t *testing.T, pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
+	f := procStat(pid)
+	if f == nil {
+		t.Fatalf("process %d is gone", pid)
 	}
-	// The fields after the command name, which is in parentheses and may hold spaces;
 	// utime and stime are the 14th and 15th fields, in clock ticks (100 per second here).
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// procStat returns the fields of /proc/<pid>/stat after the command name (which is in
+// parentheses and may hold spaces), from the state on; nil if the process is gone.
+func procStat(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	return strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
 }
 
 // pin sets the CPUs every thread of process pid may run on.
@@ -232,15 +240,10 @@ func pinPostgres(t *testing.T, dir, cpus string) {
 	}
 	pm, _ := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
 	pin(t, pm, cpus)
-	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	procs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, p := range procs {
-		st, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+2:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(pm) {
-			pid, _ := strconv.Atoi(strings.Split(p, "/")[2])
+		pid, _ := strconv.Atoi(filepath.Base(p))
+		if f := procStat(pid); len(f) > 1 && f[1] == strconv.Itoa(pm) {
 			exec.Command("taskset", "-a", "-cp", cpus, strconv.Itoa(pid)).Run() // it may have exited
 		}
 	}

@@ -168,12 +168,11 @@ func (ss *session) auditLoudly(ev *audit.Event) {
 
 func (ss *session) statementEvent(act *policy.Action, params [][]byte, formats []int16, d *policy.Decision) *audit.Event {
 	ev := ss.spareEv
-	if ev != nil {
-		ss.spareEv = nil
-		*ev = audit.Event{Attrs: ev.Attrs[:0]}
-	} else {
+	ss.spareEv = nil
+	if ev == nil {
 		ev = audit.NewEvent()
 	}
+	ev.Reset()
 	ev.Type, ev.Actor, ev.Resource, ev.Session, ev.Action = audit.TypePGStatement, ss.who.User, ss.res.Name, ss.id, act.Statement
 	ev.Decision, ev.Rules, ev.PolicyHash, ev.Reason = d.Effect.String(), d.RuleNames(), d.Snapshot, d.Reason()
 	ev.Attrs = append(ev.Attrs, audit.String("class", act.Class.String()), audit.String("kind", act.Kind),

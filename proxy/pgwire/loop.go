@@ -189,7 +189,7 @@ func (ss *session) execute(body []byte) error {
 	if err != nil {
 		return err
 	}
-	pt, _ := v.portal(e.Portal, len(v.ops)) // the portal as it reads, a copy
+	pt := v.portal(e.Portal, len(v.ops))
 	var act *policy.Action
 	var effects []sqlEffect
 	if pt.stmt != nil {

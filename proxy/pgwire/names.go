@@ -195,43 +195,44 @@ type pendingView struct {
 	uncertain bool
 }
 
-// portal returns the portal name as of before ops[upTo], and whether Portcullis knows it.
-func (v *pendingView) portal(name string, upTo int) (portal, bool) {
+// portal returns the portal name as of before ops[upTo], as a copy; the zero portal (no
+// statement) when Portcullis does not know it.
+func (v *pendingView) portal(name string, upTo int) portal {
 	if v.uncertain {
-		return portal{}, false
+		return portal{}
 	}
 	for i := upTo - 1; i >= 0; i-- {
 		o := v.ops[i]
 		switch o.kind {
 		case opBind:
 			if o.name == name {
-				return portal{stmt: v.stmt(o.stmt, i), params: o.params, formats: o.formats}, true
+				return portal{stmt: v.stmt(o.stmt, i), params: o.params, formats: o.formats}
 			}
 		case opClosePortal:
 			if o.name == name {
-				return portal{}, false
+				return portal{}
 			}
 		case opSQL:
 			for j := len(o.sql) - 1; j >= 0; j-- {
 				switch e := &o.sql[j]; e.Kind {
 				case pgsql.EffectDeclare:
 					if e.Name == name {
-						return portal{stmt: e.prep, hold: e.Hold}, true
+						return portal{stmt: e.prep, hold: e.Hold}
 					}
 				case pgsql.EffectClose:
 					if e.Name == name {
-						return portal{}, false
+						return portal{}
 					}
 				case pgsql.EffectCloseAll, pgsql.EffectDiscardAll:
-					return portal{}, false
+					return portal{}
 				}
 			}
 		}
 	}
 	if p := v.n.portals[name]; p != nil {
-		return *p, true
+		return *p
 	}
-	return portal{}, false
+	return portal{}
 }
 
 // stmt returns the prepared statement name as of before ops[upTo].

@@ -523,7 +523,7 @@ func (ss *session) finish(e *entry) {
 		ev = audit.NewEvent()
 		ss.resultEv = ev
 	}
-	*ev = audit.Event{Attrs: ev.Attrs[:0]}
+	ev.Reset()
 	ev.Type, ev.Actor, ev.Resource, ev.Session, ev.Result = audit.TypePGResult, ss.who.User, ss.res.Name, ss.id, "ok"
 	ev.Attrs = append(ev.Attrs, audit.Int("duration_us", ss.srv.Now().Sub(st.start).Microseconds()), audit.String("tag", st.tag))
 	if st.act != nil {
