@@ -52,6 +52,7 @@ fuzz-smoke:
 	bash .ci/fuzz.sh ./proxy/pgwire FuzzNames $(FUZZTIME)
 	bash .ci/fuzz.sh ./proxy/pgwire FuzzShapeKey $(FUZZTIME)
 	bash .ci/fuzz.sh ./proxy/pgwire FuzzDecodeExecute 10s
+	bash .ci/fuzz.sh ./proxy/pgwire FuzzDecodeBind 10s
 	bash .ci/fuzz.sh ./proxy/pgsql FuzzClassify 10s
 	bash .ci/fuzz.sh ./proxy/pgsql FuzzSetting 10s
 	bash .ci/fuzz.sh ./proxy/httpfront FuzzFraming $(FUZZTIME)

@@ -396,12 +396,15 @@ func TestAttrsEncodeAsDetails(t *testing.T) {
 	e := &Event{Seq: 1, ID: "ev_1", Time: time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC), Type: TypePGStatement, PrevHash: GenesisHash,
 		Details: map[string]any{"b": "map", "d": 4, "f": []string{"x"}},
 		Attrs: []Attr{String("e", "<&>\u2028 \xff"), Int("a", -1<<40), Bool("c", true), Bool("c2", false), Strings("g", []string{"t", "<u>"}),
-			Strings("h", nil), String("b", "ignored: Details has b")}}
+			Strings("h", nil), String("b", "ignored: Details has b"), Hex64("i", 0x0123456789abcdef)}}
 	want, err := json.Marshal(e.withAttrsInDetails())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Details["a"] != nil || len(e.Attrs) != 7 {
+	if !strings.Contains(string(want), `"i":"0123456789abcdef"`) {
+		t.Fatalf("Hex64's value: %s", want)
+	}
+	if e.Details["a"] != nil || len(e.Attrs) != 8 {
 		t.Fatal("withAttrsInDetails changed the event")
 	}
 	// Details' b wins over the Attr: withAttrsInDetails puts the Attr's last, so compare

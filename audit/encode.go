@@ -129,6 +129,10 @@ func appendDetails(b []byte, e *Event) ([]byte, error) {
 			b = strconv.AppendBool(b, a.num != 0)
 		case attrStrings:
 			b = appendStrings(b, a.strs)
+		case attrHex64:
+			b = append(b, '"')
+			b = appendHex64(b, uint64(a.num))
+			b = append(b, '"')
 		}
 	}
 	return b, nil

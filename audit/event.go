@@ -215,6 +215,7 @@ const (
 	attrInt
 	attrBool
 	attrStrings
+	attrHex64
 )
 
 // String is a string detail.
@@ -235,9 +236,24 @@ func Bool(key string, v bool) Attr {
 // Strings is a list-of-strings detail; the slice is not copied.
 func Strings(key string, v []string) Attr { return Attr{Key: key, kind: attrStrings, strs: v} }
 
+// Hex64 is a string detail of 16 hexadecimal digits, the big-endian bytes of v: the
+// short digest of something, made without a string.
+func Hex64(key string, v uint64) Attr { return Attr{Key: key, kind: attrHex64, num: int64(v)} }
+
+// appendHex64 appends v's 8 big-endian bytes in lowercase hex.
+func appendHex64(b []byte, v uint64) []byte {
+	const digits = "0123456789abcdef"
+	for shift := 60; shift >= 0; shift -= 4 {
+		b = append(b, digits[v>>uint(shift)&0xf])
+	}
+	return b
+}
+
 // value is the detail's value as Details would hold it (int64 for Int).
 func (a Attr) value() any {
 	switch a.kind {
+	case attrHex64:
+		return string(appendHex64(make([]byte, 0, 16), uint64(a.num)))
 	case attrInt:
 		return a.num
 	case attrBool:

@@ -24,11 +24,17 @@ func newClassCache(max int) *classCache {
 
 // classify returns the action of sql, from the cache when its shape was seen before.
 // The returned Action is the caller's to keep; only its slices are shared.
-func (c *classCache) classify(sql string) *policy.Action { return c.classifyWith(sql, nil) }
+func (c *classCache) classify(sql string) *policy.Action { return c.classifyInto(sql, nil, nil) }
 
 // classifyWith is classify with a buffer for the shape key, kept by the caller across
 // statements: a hit then allocates only the returned Action.
 func (c *classCache) classifyWith(sql string, scratch *[]byte) *policy.Action {
+	return c.classifyInto(sql, scratch, nil)
+}
+
+// classifyInto is classifyWith that, on a hit, writes the Action into dst (when not nil)
+// and returns dst: a hit then allocates nothing.
+func (c *classCache) classifyInto(sql string, scratch *[]byte, dst *policy.Action) *policy.Action {
 	var buf []byte
 	if scratch != nil {
 		buf = (*scratch)[:0]
@@ -42,9 +48,12 @@ func (c *classCache) classifyWith(sql string, scratch *[]byte) *policy.Action {
 		a := c.m[string(key)] // a lookup by the bytes: no string is made
 		c.mu.RUnlock()
 		if a != nil {
-			cp := *a
-			cp.Statement = sql
-			return &cp
+			if dst == nil {
+				dst = new(policy.Action)
+			}
+			*dst = *a
+			dst.Statement = sql
+			return dst
 		}
 	}
 	a := pgsql.Classify(sql)

@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -72,7 +75,7 @@ func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int1
 		// Written: the log holds it no longer (sinks got copies), so the next statement's
 		// event can use its memory.
 		ss.spareEv = ev
-		return &stmtResult{start: now, act: act}, true
+		return ss.newResult(now, act), true
 	case policy.Deny:
 		ss.stats.denied++
 		ev.Result = "denied"
@@ -89,7 +92,8 @@ func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int1
 				"Approvers see the reason with the statement.", reasonHint))
 			return nil, false
 		}
-		return ss.awaitApproval(act, params, formats, d, ev, simple)
+		held := *act // act may be the session's scratch Action, and the wait outlives it
+		return ss.awaitApproval(&held, params, formats, d, ev, simple)
 	}
 }
 
@@ -196,10 +200,19 @@ func (ss *session) statementEvent(act *policy.Action, params [][]byte, formats [
 		if ss.res.AuditParams {
 			ev.Attrs = append(ev.Attrs, audit.Strings("params", renderParams(params, formats)))
 		} else {
-			ev.Attrs = append(ev.Attrs, audit.String("params_digest", paramsDigest(params)))
+			ev.Attrs = append(ev.Attrs, audit.Hex64("params_digest", ss.paramsSum(params)))
 		}
 	}
 	return ev
+}
+
+// sha returns the session's SHA-256, reset.
+func (ss *session) sha() hash.Hash {
+	if ss.hash == nil {
+		ss.hash = sha256.New()
+	}
+	ss.hash.Reset()
+	return ss.hash
 }
 
 // digest is the short digest of a statement's text in its event: the first 8 bytes of its
@@ -209,14 +222,10 @@ func (ss *session) digest(text string) string {
 	if text == ss.lastDigest.text && ss.lastDigest.sum != "" {
 		return ss.lastDigest.sum
 	}
-	if ss.hash == nil {
-		ss.hash = sha256.New()
-	}
-	ss.hash.Reset()
-	io.WriteString(ss.hash, text)
-	var sum [sha256.Size]byte
+	h := ss.sha()
+	io.WriteString(h, text)
 	var hx [16]byte
-	hex.Encode(hx[:], ss.hash.Sum(sum[:0])[:8])
+	hex.Encode(hx[:], h.Sum(ss.sumBuf[:0])[:8])
 	ss.lastDigest.text, ss.lastDigest.sum = text, string(hx[:])
 	return ss.lastDigest.sum
 }
@@ -244,13 +253,16 @@ func renderParams(params [][]byte, formats []int16) []string {
 	return out
 }
 
-func paramsDigest(params [][]byte) string {
-	h := sha256.New()
+// paramsSum is the digest of a statement's parameter values in its event (params_digest,
+// 16 hex digits): the first 8 bytes of the SHA-256 of each value's length, a colon and the
+// value, hashed with the session's own hash so that nothing is allocated.
+func (ss *session) paramsSum(params [][]byte) uint64 {
+	h := ss.sha()
 	for _, p := range params {
-		fmt.Fprintf(h, "%d:", len(p))
+		h.Write(append(strconv.AppendInt(ss.sumBuf[:0], int64(len(p)), 10), ':'))
 		h.Write(p)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:8])
+	return binary.BigEndian.Uint64(h.Sum(ss.sumBuf[:0]))
 }
 
 // awaitApproval has the gate hold the statement for approval, tells the client, and

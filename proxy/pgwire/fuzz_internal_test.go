@@ -1,7 +1,10 @@
 package pgwire
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -133,4 +136,66 @@ func FuzzDecodeExecute(f *testing.F) {
 			t.Fatalf("decodeExecute(%q) = %+v, %v; pgproto3: %+v, %v", body, got, err, want, wantErr)
 		}
 	})
+}
+
+// FuzzDecodeBind checks that Portcullis's Bind decoder, which reuses an op's memory and
+// the last names, reads every body as pgproto3 does: the same errors, names, formats and
+// values (a null value stays nil), also into an op used before, and that the values are
+// copies, unchanged when the reader's buffer is reused.
+func FuzzDecodeBind(f *testing.F) {
+	for _, b := range []*pgproto3.Bind{
+		{},
+		{DestinationPortal: "p", PreparedStatement: "s1", ParameterFormatCodes: []int16{1}, Parameters: [][]byte{[]byte("42"), nil, {}}, ResultFormatCodes: []int16{0, 1}},
+		{PreparedStatement: "P0_1", Parameters: [][]byte{[]byte("x")}},
+	} {
+		buf, _ := b.Encode(nil)
+		f.Add(buf[5:])
+	}
+	f.Add([]byte("p\x00s\x00\x00\x01"))
+	f.Add([]byte("\x00\x00\x00\x00\x00\x01\xff\xff\xff\xfe\x00\x00"))
+	var memo nameMemo
+	reused := new(op)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var want pgproto3.Bind
+		wantErr := want.Decode(body)
+		for _, o := range []*op{new(op), reused} {
+			read := slices.Clone(body) // the reader's buffer
+			err := decodeBind(read, o, &memo)
+			clear(read)
+			if (err != nil) != (wantErr != nil) {
+				t.Fatalf("decodeBind(%q): %v; pgproto3: %v", body, err, wantErr)
+			}
+			if err != nil {
+				continue
+			}
+			if o.kind != opBind || o.name != want.DestinationPortal || o.stmt != want.PreparedStatement ||
+				!slices.Equal(o.formats, want.ParameterFormatCodes) || len(o.params) != len(want.Parameters) {
+				t.Fatalf("decodeBind(%q) = %+v; pgproto3: %+v", body, o, want)
+			}
+			for i, v := range want.Parameters {
+				if (v == nil) != (o.params[i] == nil) || !bytes.Equal(v, o.params[i]) {
+					t.Fatalf("decodeBind(%q): parameter %d is %q; pgproto3: %q", body, i, o.params[i], v)
+				}
+			}
+		}
+	})
+}
+
+// TestParamsSum pins the parameter digest of statement events to its definition: the
+// first 8 bytes of the SHA-256 of each value's length, a colon and the value.
+func TestParamsSum(t *testing.T) {
+	ss := new(session)
+	for _, params := range [][][]byte{nil, {[]byte("42")}, {nil, {}, []byte("x:y"), bytes.Repeat([]byte("v"), 1000)}} {
+		h := sha256.New()
+		for _, p := range params {
+			fmt.Fprintf(h, "%d:", len(p))
+			h.Write(p)
+		}
+		want := binary.BigEndian.Uint64(h.Sum(nil))
+		for range 2 { // the session's hash is reused
+			if got := ss.paramsSum(params); got != want {
+				t.Fatalf("paramsSum(%q) = %x, want %x", params, got, want)
+			}
+		}
+	}
 }

@@ -77,18 +77,18 @@ func (ss *session) forward(typ byte, body []byte) error { return writeRaw(ss.uw,
 
 // query handles a simple-protocol Query: one decision for the whole string.
 func (ss *session) query(body []byte) error {
-	var q pgproto3.Query
-	if err := q.Decode(body); err != nil {
+	if len(body) == 0 || bytes.IndexByte(body, 0) != len(body)-1 { // as pgproto3 decodes a Query
 		ss.inject(encode(errorResponse("ERROR", codeProtocolViolation, "malformed Query message", "", "")), true)
 		return nil
 	}
-	if pgsql.MentionsSetting(q.String) {
-		if s, ok, err := pgsql.ParseSetting(q.String); ok {
+	text := memoString(body[:len(body)-1], &ss.memo.query)
+	if pgsql.MentionsSetting(text) {
+		if s, ok, err := pgsql.ParseSetting(text); ok {
 			ss.setting(s, err)
 			return nil
 		}
 	}
-	act := ss.srv.cache.classifyWith(q.String, &ss.keyBuf)
+	act := ss.srv.cache.classifyInto(text, &ss.keyBuf, &ss.queryAct)
 	// SQL-level EXECUTE is decided on what the name was prepared as.
 	if name, ok := executeName(act); ok {
 		v, err := ss.lockView()
@@ -98,15 +98,16 @@ func (ss *session) query(body []byte) error {
 		p := v.stmt(name, len(v.ops))
 		ss.mu.Unlock()
 		if p != nil {
-			act = executeAction(q.String, p)
+			act = executeAction(text, p)
 		}
 	}
 	st, ok := ss.authorize(act, nil, nil, true)
 	if !ok {
 		return nil
 	}
-	o := &op{kind: opSQL, sql: ss.srv.sqlEffects(q.String)}
-	if st.approval != "" && ss.approvedRole != "" && pgsql.RoleSafe(q.String) {
+	o := ss.newOp()
+	o.kind, o.sql = opSQL, ss.srv.sqlEffects(text)
+	if st.approval != "" && ss.approvedRole != "" && pgsql.RoleSafe(text) {
 		return ss.runApprovedQuery(body, st, o)
 	}
 	ss.expect('Q', st, o)
@@ -134,19 +135,123 @@ func (ss *session) parse(body []byte) error {
 }
 
 func (ss *session) bind(body []byte) error {
-	var b pgproto3.Bind
-	if err := b.Decode(body); err != nil {
+	o := ss.newOp()
+	if err := decodeBind(body, o, &ss.memo); err != nil {
 		ss.extendedError(errorResponse("ERROR", codeProtocolViolation, "malformed Bind message", "", ""))
 		return nil
 	}
-	o := &op{kind: opBind, name: b.DestinationPortal, stmt: b.PreparedStatement, formats: b.ParameterFormatCodes, params: make([][]byte, len(b.Parameters))}
-	for i, v := range b.Parameters {
-		if v != nil {
-			o.params[i] = bytes.Clone(v)
-		}
-	}
 	ss.expect('B', nil, o)
 	return ss.forward('B', body)
+}
+
+// newOp returns an op for the client loop to fill: one the names released, or a new one.
+// A released op is referred to by nothing, and the client loop holds no view of the
+// names while it makes a new op, so no portal it read earlier can be this one.
+func (ss *session) newOp() *op {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if n := len(ss.names.free); n > 0 {
+		o := ss.names.free[n-1]
+		ss.names.free = ss.names.free[:n-1]
+		return o
+	}
+	return new(op)
+}
+
+// nameMemo keeps the last names and text of the messages on a statement's path, so that
+// a driver sending the same ones again (a prepared statement run again, a query repeated)
+// gets the same strings, not a new one each time.
+type nameMemo struct{ portal, stmt, query string }
+
+// memoString returns b as a string: *last when it is the same, else a new one it keeps.
+func memoString(b []byte, last *string) string {
+	if string(b) != *last { // compared without a new string
+		*last = string(b)
+	}
+	return *last
+}
+
+var errMalformed = errors.New("malformed message")
+
+// decodeBind decodes a Bind into o (kind, portal, statement, parameter formats and
+// values) as pgproto3 does, errors included, reusing o's memory and the names in memo:
+// a Bind is on every prepared statement's path. The values are copied into o.paramBuf.
+func decodeBind(body []byte, o *op, memo *nameMemo) error {
+	i := bytes.IndexByte(body, 0)
+	if i < 0 {
+		return errMalformed
+	}
+	portalName := body[:i]
+	rp := i + 1
+	i = bytes.IndexByte(body[rp:], 0)
+	if i < 0 {
+		return errMalformed
+	}
+	stmtName := body[rp : rp+i]
+	rp += i + 1
+	if len(body[rp:]) < 2 {
+		return errMalformed
+	}
+	nf := int(binary.BigEndian.Uint16(body[rp:]))
+	rp += 2
+	if len(body[rp:]) < 2*nf {
+		return errMalformed
+	}
+	formats := o.formats[:0]
+	for range nf {
+		formats = append(formats, int16(binary.BigEndian.Uint16(body[rp:])))
+		rp += 2
+	}
+	if len(body[rp:]) < 2 {
+		return errMalformed
+	}
+	np := int(binary.BigEndian.Uint16(body[rp:]))
+	rp += 2
+	// Two passes: the sizes first, so that the values go into one buffer that does not
+	// move while params slice it.
+	valuesAt, size := rp, 0
+	for range np {
+		if len(body[rp:]) < 4 {
+			return errMalformed
+		}
+		n := int(int32(binary.BigEndian.Uint32(body[rp:])))
+		rp += 4
+		if n == -1 {
+			continue
+		}
+		if n < 0 || len(body[rp:]) < n {
+			return errMalformed
+		}
+		rp += n
+		size += n
+	}
+	if len(body[rp:]) < 2 {
+		return errMalformed
+	}
+	nr := int(binary.BigEndian.Uint16(body[rp:]))
+	if len(body[rp+2:]) < 2*nr {
+		return errMalformed
+	}
+	buf := o.paramBuf[:0]
+	if buf == nil || cap(buf) < size { // never nil: an empty value is not a null one
+		buf = make([]byte, 0, size)
+	}
+	params := o.params[:0]
+	for rp = valuesAt; len(params) < np; {
+		n := int(int32(binary.BigEndian.Uint32(body[rp:])))
+		rp += 4
+		if n == -1 {
+			params = append(params, nil)
+			continue
+		}
+		at := len(buf)
+		buf = append(buf, body[rp:rp+n]...)
+		params = append(params, buf[at:len(buf):len(buf)])
+		rp += n
+	}
+	*o = op{kind: opBind, name: memoString(portalName, &memo.portal), stmt: memoString(stmtName, &memo.stmt),
+		params: params, formats: formats, paramBuf: buf}
+	return nil
 }
 
 func (ss *session) close(body []byte) error {

@@ -31,6 +31,7 @@ type portal struct {
 	params  [][]byte
 	formats []int16
 	hold    bool // a cursor WITH HOLD: it outlives its transaction
+	bind    *op  // the Bind it lives in, if any: free once the portal is gone
 }
 
 // sqlEffect is one SQL statement's effect on the session's names, with what a prepared
@@ -44,6 +45,47 @@ type sqlEffect struct {
 type names struct {
 	stmts   map[string]*prepared
 	portals map[string]*portal
+	// free holds ops nothing refers to any more, for the client loop to reuse (see
+	// session.newOp): a confirmed Bind's once its portal has left the tables, any other
+	// once its message is answered.
+	free []*op
+}
+
+// maxFreeOps bounds names.free.
+const maxFreeOps = 8
+
+// release offers o for reuse. o must be in no table, no owed response and no view.
+func (n *names) release(o *op) {
+	if o.kind == 0 {
+		return // released already: a released op has no kind until it is filled again
+	}
+	if len(n.free) < maxFreeOps {
+		*o = op{params: o.params[:0], formats: o.formats[:0], paramBuf: o.paramBuf[:0]}
+		n.free = append(n.free, o)
+	}
+}
+
+// setPortal makes p the portal name, releasing the Bind of the one it replaces.
+func (n *names) setPortal(name string, p *portal) {
+	n.dropPortal(name)
+	n.portals[name] = p
+}
+
+// dropPortal removes the portal name, releasing the Bind it lived in.
+func (n *names) dropPortal(name string) {
+	if p := n.portals[name]; p != nil {
+		delete(n.portals, name)
+		if p.bind != nil {
+			n.release(p.bind)
+		}
+	}
+}
+
+// clearPortals removes every portal.
+func (n *names) clearPortals() {
+	for name := range n.portals {
+		n.dropPortal(name)
+	}
 }
 
 type opKind uint8
@@ -67,6 +109,9 @@ type op struct {
 	sql     []sqlEffect // opSQL: one per CommandComplete, in order
 	next    int         // opSQL: the next CommandComplete's index
 	portal  portal      // bind: the portal, once the server confirms it
+	// paramBuf holds a Bind's parameter values, which params slice: one buffer, kept
+	// when the op is reused.
+	paramBuf []byte
 }
 
 // sqlEffects returns what running sql does to the session's names; nil when nothing. A
@@ -104,12 +149,12 @@ func (n *names) confirm(o *op) {
 		n.stmts[o.name] = o.prep
 	case opBind:
 		// The portal lives in its op, which is made per Bind anyway.
-		o.portal = portal{stmt: n.stmts[o.stmt], params: o.params, formats: o.formats}
-		n.portals[o.name] = &o.portal
+		o.portal = portal{stmt: n.stmts[o.stmt], params: o.params, formats: o.formats, bind: o}
+		n.setPortal(o.name, &o.portal)
 	case opCloseStmt:
 		delete(n.stmts, o.name)
 	case opClosePortal:
-		delete(n.portals, o.name)
+		n.dropPortal(o.name)
 	}
 }
 
@@ -120,7 +165,7 @@ func (n *names) refused(o *op) {
 	case o.kind == opParse && o.name == "":
 		delete(n.stmts, "")
 	case o.kind == opBind && o.name == "":
-		delete(n.portals, "")
+		n.dropPortal("")
 	}
 }
 
@@ -140,10 +185,10 @@ func (n *names) applyTag(o *op, tag string) {
 		case pgsql.EffectPrepare, pgsql.EffectDeallocate, pgsql.EffectDeallocateAll:
 			clear(n.stmts)
 		case pgsql.EffectDeclare, pgsql.EffectClose, pgsql.EffectCloseAll:
-			clear(n.portals)
+			n.clearPortals()
 		case pgsql.EffectDiscardAll:
 			clear(n.stmts)
-			clear(n.portals)
+			n.clearPortals()
 		}
 		return
 	}
@@ -156,13 +201,13 @@ func (n *names) applyTag(o *op, tag string) {
 		clear(n.stmts)
 	case pgsql.EffectDiscardAll:
 		clear(n.stmts)
-		clear(n.portals)
+		n.clearPortals()
 	case pgsql.EffectDeclare:
-		n.portals[e.Name] = &portal{stmt: e.prep, hold: e.Hold}
+		n.setPortal(e.Name, &portal{stmt: e.prep, hold: e.Hold})
 	case pgsql.EffectClose:
-		delete(n.portals, e.Name)
+		n.dropPortal(e.Name)
 	case pgsql.EffectCloseAll:
-		clear(n.portals)
+		n.clearPortals()
 	}
 }
 
@@ -181,7 +226,7 @@ func tagEffect(tag string) pgsql.EffectKind {
 func (n *names) transactionEnded() {
 	for name, p := range n.portals {
 		if !p.hold {
-			delete(n.portals, name)
+			n.dropPortal(name)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package pgwire
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash"
@@ -54,8 +55,11 @@ type session struct {
 	upParams map[string]string
 
 	// Client loop state.
-	keyBuf     []byte    // the shape key of the statement being classified
-	hash       hash.Hash // SHA-256, for statement digests
+	keyBuf     []byte        // the shape key of the statement being classified
+	queryAct   policy.Action // a simple Query's action, while it is decided (authorize copies it)
+	memo       nameMemo
+	hash       hash.Hash // SHA-256, for statement and parameter digests
+	sumBuf     [sha256.Size]byte
 	lastDigest struct{ text, sum string }
 	spareEv    *audit.Event // a statement event written and free for the next statement
 	// resultEv is the memory of every result event, which the log copies (guarded by mu).
@@ -76,9 +80,12 @@ type session struct {
 	queue    []entry           // responses owed to the client, in order
 	queueArr []entry           // the array queue started in: reused once the queue is empty
 	tags     map[string]string // command tags seen, to reuse their strings (internTag)
-	names    names             // prepared statements and portals, as the server confirmed them
-	txStatus byte
-	ending   bool
+	// freeResult is a statement's result record that finish is done with, for the next
+	// allowed statement (see newResult).
+	freeResult *stmtResult
+	names      names // prepared statements and portals, as the server confirmed them
+	txStatus   byte
+	ending     bool
 	// terminating is set once the client sent Terminate: the upstream closing is expected.
 	terminating bool
 	upDone      bool // the relay has ended
@@ -135,6 +142,26 @@ type stmtResult struct {
 	act       *policy.Action // what was decided: the answer's tag must agree
 	copiedOut bool           // a CopyOutResponse came for the statement now answering
 	skipped   bool           // never ran: an earlier message of its pipeline failed
+	// reuse is set on the records of allowed statements, which only the session's queue
+	// refers to once forwarded: finish frees them for the next one. actCopy holds act.
+	reuse   bool
+	actCopy policy.Action
+}
+
+// newResult returns the result record of an allowed statement, with a copy of act: the
+// caller's Action may be the session's scratch one or a prepared statement's, changed
+// by the next statement while this one's answer is still owed.
+func (ss *session) newResult(start time.Time, act *policy.Action) *stmtResult {
+	ss.mu.Lock()
+	st := ss.freeResult
+	ss.freeResult = nil
+	ss.mu.Unlock()
+	if st == nil {
+		st = new(stmtResult)
+	}
+	*st = stmtResult{start: start, reuse: true, actCopy: *act}
+	st.act = &st.actCopy
+	return st
 }
 
 func (ss *session) run() {
@@ -331,7 +358,7 @@ func (ss *session) settle(typ byte, body []byte) *mismatch {
 		if head != nil && head.kind == 'Q' {
 			// A simple Query drops the unnamed statement and portal.
 			delete(ss.names.stmts, "")
-			delete(ss.names.portals, "")
+			ss.names.dropPortal("")
 		}
 		if ss.txStatus == 'I' {
 			ss.names.transactionEnded()
@@ -409,8 +436,12 @@ func (ss *session) pop() {
 	if len(ss.queue) == 0 {
 		return
 	}
-	if ss.queue[0].hide != hideReady { // its statement ends with the COMMIT that follows
-		ss.finish(&ss.queue[0])
+	head := &ss.queue[0]
+	if head.hide != hideReady { // its statement ends with the COMMIT that follows
+		ss.finish(head)
+	}
+	if o := head.op; o != nil && o.portal.bind != o { // a confirmed Bind's lives on in its portal
+		ss.names.release(o)
 	}
 	ss.queue[0] = entry{}
 	ss.queue = ss.queue[1:]
@@ -548,6 +579,9 @@ func (ss *session) finish(e *entry) {
 		st.approval = "" // recorded
 	}
 	ss.srv.Audit.Enqueue(ev)
+	if st.reuse {
+		ss.freeResult = st
+	}
 }
 
 // outcome records what became of an approved statement on its request, without holding

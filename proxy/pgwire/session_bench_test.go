@@ -20,7 +20,7 @@ import (
 // (with PostgreSQL's answer read once by the proxy): the steady-state allow path's cost.
 //
 // prepared is the extended protocol as pgbench -M prepared and pgx send it: Bind, Execute
-// and Sync of a statement parsed once.
+// and Sync of a statement parsed once; prepared_param binds a parameter, as they do.
 func BenchmarkSession(b *testing.B) {
 	e := newEnv(b)
 	const query = "SELECT status FROM orders WHERE id = 1"
@@ -33,6 +33,9 @@ func BenchmarkSession(b *testing.B) {
 		{"prepared", func() []byte {
 			return encodeMsgs(&pgproto3.Bind{PreparedStatement: "s1"}, &pgproto3.Execute{}, &pgproto3.Sync{})
 		}, encodeMsgs(&pgproto3.Parse{Name: "s1", Query: query}, &pgproto3.Sync{})},
+		{"prepared_param", func() []byte {
+			return encodeMsgs(&pgproto3.Bind{PreparedStatement: "s2", Parameters: [][]byte{[]byte("1")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		}, encodeMsgs(&pgproto3.Parse{Name: "s2", Query: "SELECT status FROM orders WHERE id = $1"}, &pgproto3.Sync{})},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			c := benchConn(b, e, "alice", "bench")
