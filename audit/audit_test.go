@@ -248,9 +248,15 @@ func TestWriteFailureFailsClosed(t *testing.T) {
 		return ff, err
 	}})
 	appendN(t, l, 3, "ok")
+	if err := l.Err(); err != nil {
+		t.Fatalf("Err of a healthy log: %v", err)
+	}
 	ff.failSync = true
 	if err := l.Append(context.Background(), &Event{Type: "doomed"}); err == nil || !strings.Contains(err.Error(), "no space left") {
 		t.Fatalf("Append with failing fsync = %v, want the error", err)
+	}
+	if err := l.Err(); err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("Err after a failure = %v, want it", err)
 	}
 	ff.failSync = false
 	if err := l.Append(context.Background(), &Event{Type: "after"}); err == nil || !strings.Contains(err.Error(), "failed earlier") {

@@ -523,6 +523,20 @@ func (l *Log) syncOnce(synced *uint64, force bool) {
 	}
 }
 
+// Err reports whether the log can be written: nil, or the failure that makes it refuse
+// every further write (a failed write or fsync, or Close).
+func (l *Log) Err() error {
+	if err := l.failedErr(); err != nil {
+		return err
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
 func (l *Log) failedErr() error {
 	l.mu.RLock()
 	defer l.mu.RUnlock()

@@ -392,8 +392,28 @@ type Webhook struct {
 type Store struct {
 	// Redis, when set, is a redis:// or rediss:// URL; otherwise the embedded store is used.
 	Redis string `yaml:"redis"`
+	// Sentinel, instead of Redis, finds the Redis primary through Redis Sentinel and
+	// follows it across failovers.
+	Sentinel *RedisSentinel `yaml:"sentinel"`
 	// Path is the embedded store's directory.
 	Path string `yaml:"path"`
+}
+
+// RedisSentinel is a Redis primary found through Sentinel.
+type RedisSentinel struct {
+	// Master is the name the sentinels monitor the primary under.
+	Master string `yaml:"master"`
+	// Addrs are sentinels' host:port addresses.
+	Addrs []string `yaml:"addrs"`
+	// Username and Password authenticate to the Redis servers; SentinelUsername and
+	// SentinelPassword to the sentinels.
+	Username         string `yaml:"username"`
+	Password         string `yaml:"password"`
+	SentinelUsername string `yaml:"sentinel_username"`
+	SentinelPassword string `yaml:"sentinel_password"`
+	DB               int    `yaml:"db"`
+	// TLS connects to the servers and sentinels over TLS, verified with the system's roots.
+	TLS bool `yaml:"tls"`
 }
 
 // Vault configures the connection to HashiCorp Vault.

@@ -91,6 +91,9 @@ func TestErrorsNameTheLine(t *testing.T) {
 		{"kube access", minimal + "  - name: c\n    kind: kubernetes\n    upstream: https://k:6443\n    kubernetes: {listen: 127.0.0.1:8443, access: admin}\n    credentials: {static: {header: Authorization, value: Bearer x}}\n", 13, "want impersonate or fixed"},
 		{"kube credential", minimal + "  - name: c\n    kind: kubernetes\n    upstream: https://k:6443\n    kubernetes: {listen: 127.0.0.1:8443}\n", 10, "its own credential"},
 		{"kube match", minimal + "policies:\n  - name: p\n    effect: allow\n    match:\n      kubernetes: {namespaces: [\"[x\"]}\n", 14, "syntax error in pattern"},
+		{"redis and sentinel", minimal + "store:\n  redis: redis://r:6379/0\n  sentinel:\n    master: m\n    addrs: [s:26379]\n", 13, "not both"},
+		{"sentinel addrs", minimal + "store:\n  sentinel:\n    master: m\n    addrs: [s:26379, nohost]\n", 13, `"nohost" is not host:port`},
+		{"sentinel master", minimal + "store:\n  sentinel:\n    addrs: [s:26379]\n", 12, "master and addrs"},
 		{"vault needed", strings.Replace(minimal, "labels:", "credentials: {vault: {path: database/creds/x}}\n    labels:", 1), 1, "vault.address is required"},
 	}
 	for _, tt := range tests {

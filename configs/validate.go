@@ -356,6 +356,19 @@ func (c *Config) validate(o origin, errs *Error) {
 			errs.add(o.file, o.line("store", "redis"), "store.redis: want a redis:// or rediss:// URL")
 		}
 	}
+	if sn := c.Store.Sentinel; sn != nil {
+		if c.Store.Redis != "" {
+			errs.add(o.file, o.line("store", "sentinel"), "store: set redis or sentinel, not both")
+		}
+		if sn.Master == "" || len(sn.Addrs) == 0 {
+			errs.add(o.file, o.line("store", "sentinel"), "store.sentinel: master and addrs (the sentinels' host:port) are required")
+		}
+		for i, a := range sn.Addrs {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				errs.add(o.file, o.line("store", "sentinel", "addrs", i), "store.sentinel.addrs: %q is not host:port", a)
+			}
+		}
+	}
 	if usesVault && c.Vault.Address == "" {
 		errs.add(o.file, o.line("vault"), "vault.address is required: resources take credentials from Vault")
 	}

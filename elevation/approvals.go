@@ -283,16 +283,26 @@ const recheck = time.Second
 
 // Wait blocks until request id is no longer pending (expiring it at its timeout) or ctx
 // ends, and returns it. A decision recorded through this service wakes it at once; one
-// recorded by another replica sharing the store, within a second.
+// recorded by another replica sharing the store, within a second. Once it has read the
+// request, it rides out a store outage (a Redis failover) until the request would have
+// expired, reading again every recheck; an outage that lasts past that is returned.
 func (a *Approvals) Wait(ctx context.Context, id string) (*Request, error) {
+	var last *Request
 	for {
 		ch := a.subscribe(id)
 		r, err := a.Get(ctx, id)
-		if err != nil || !r.Pending() {
+		wake := recheck
+		switch {
+		case err != nil && last != nil && errors.Is(err, ErrStoreUnavailable) && a.now().Before(last.ExpiresAt):
+			r = last // the store is away; the request was pending when last read
+		case err != nil || !r.Pending():
 			a.unsubscribe(id, ch)
 			return r, err
+		default:
+			last = r
+			wake = min(recheck, max(0, time.Until(r.ExpiresAt)))
 		}
-		timer := time.NewTimer(min(recheck, max(0, time.Until(r.ExpiresAt))))
+		timer := time.NewTimer(wake)
 		select {
 		case <-ch:
 		case <-timer.C:

@@ -47,6 +47,10 @@ type Server struct {
 	// for kubeconfigs; nil when no Kubernetes front end runs.
 	KubeCA func(resource string) ([]byte, error)
 
+	// Ready are the checks /readyz runs: the replica takes traffic only while each passes
+	// (the shared store, Vault, the audit log). None: always ready once serving.
+	Ready []ReadyCheck
+
 	// svc is the approvals service layer both the API and the console call.
 	svc       *elevation.Service
 	templates map[string]*template.Template
@@ -60,6 +64,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	r := mux.NewRouter()
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }).Methods(http.MethodGet)
+	r.HandleFunc("/readyz", s.readyz).Methods(http.MethodGet)
 	api := r.PathPrefix("/api/v1").Subrouter()
 	api.Handle("/whoami", s.authed(s.whoami)).Methods(http.MethodGet)
 	api.Handle("/login-config", s.handle(s.loginConfig)).Methods(http.MethodGet)

@@ -109,16 +109,25 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 	for _, w := range cfg.Notify.Webhooks {
 		log.AddSink(&audit.Webhook{URL: w.URL, Secret: w.Secret, Format: w.Format, Want: loud, Link: cfg.Server.RequestURL})
 	}
+	// What /readyz checks: a replica takes traffic only while it can write its audit log
+	// and reach the shared store and Vault.
+	checks := []web.ReadyCheck{{Name: "audit", Check: func(context.Context) error { return log.Err() }}}
 	var store elevation.Store
-	if cfg.Store.Redis != "" {
+	if cfg.Store.Redis != "" || cfg.Store.Sentinel != nil {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		rs, err := redisstore.Open(sctx, cfg.Store.Redis, "portcullis:")
+		var rs *redisstore.Store
+		if cfg.Store.Sentinel != nil {
+			rs, err = redisstore.OpenSentinel(sctx, cfg.Store.Sentinel, "portcullis:")
+		} else {
+			rs, err = redisstore.Open(sctx, cfg.Store.Redis, "portcullis:")
+		}
 		cancel()
 		if err != nil {
 			return err
 		}
 		defer rs.Close()
 		store = rs
+		checks = append(checks, web.ReadyCheck{Name: "redis", Check: rs.Ping})
 	} else if store, err = elevation.OpenFileStore(cfg.Store.Path); err != nil {
 		return err
 	}
@@ -148,6 +157,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		}
 		defer vb.Close()
 		broker, headers, tokens = vb, vb, vb
+		checks = append(checks, web.ReadyCheck{Name: "vault", Check: vb.Health})
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
@@ -213,7 +223,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		addrs.kube = append(addrs.kube, kln.Addr().String())
 		go func() { errc <- front.Serve(kln) }()
 	}
-	ws := &web.Server{Config: cfg, Auth: auth, Approvals: approvals, Audit: log, Log: logger, Keys: keys}
+	ws := &web.Server{Config: cfg, Auth: auth, Approvals: approvals, Audit: log, Log: logger, Keys: keys, Ready: checks}
 	if len(kubes) > 0 {
 		ws.KubeCA = func(name string) ([]byte, error) {
 			if k := kubes[name]; k != nil {

@@ -5,6 +5,7 @@ package redisstore
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
 )
 
@@ -45,7 +47,26 @@ func Open(ctx context.Context, url, prefix string) (*Store, error) {
 	}
 	// Fail fast in an outage: statements waiting to be recorded should hear at once.
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.MaxRetries = 2*time.Second, 2*time.Second, 2*time.Second, 1
-	rdb := redis.NewClient(opt)
+	return open(ctx, redis.NewClient(opt), prefix)
+}
+
+// OpenSentinel connects to the Redis primary the sentinels name, follows it across
+// failovers, and checks it answers.
+func OpenSentinel(ctx context.Context, sn *configs.RedisSentinel, prefix string) (*Store, error) {
+	opt := &redis.FailoverOptions{
+		MasterName: sn.Master, SentinelAddrs: sn.Addrs,
+		Username: sn.Username, Password: sn.Password, SentinelUsername: sn.SentinelUsername, SentinelPassword: sn.SentinelPassword, DB: sn.DB,
+		// As Open's, but with retries: during a failover the first attempt may reach the
+		// old primary, and the client asks the sentinels again before the next.
+		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, MaxRetries: 3,
+	}
+	if sn.TLS {
+		opt.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return open(ctx, redis.NewFailoverClient(opt), prefix)
+}
+
+func open(ctx context.Context, rdb *redis.Client, prefix string) (*Store, error) {
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
 		return nil, fmt.Errorf("could not reach Redis: %w", err)
@@ -58,6 +79,9 @@ func Open(ctx context.Context, url, prefix string) (*Store, error) {
 
 // Close closes the connection pool.
 func (s *Store) Close() error { return s.rdb.Close() }
+
+// Ping reports whether Redis answers.
+func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
 
 func (s *Store) key(id string) string { return s.prefix + "req:" + id }
 func (s *Store) index() string        { return s.prefix + "reqs" }

@@ -10,6 +10,7 @@ import (
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/elevation/storetest"
+	"github.com/portcullis/portcullis/internal/devserver"
 	"github.com/portcullis/portcullis/internal/testenv"
 	"github.com/portcullis/portcullis/policy"
 )
@@ -154,5 +155,85 @@ func TestWatchSeesEveryReplicasChanges(t *testing.T) {
 	stop()
 	if _, err := a.Cancel(ctx, own.ID, &policy.Subject{User: "alice"}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSentinelFailover: through Redis Sentinel, a store follows the primary when it dies.
+// A request waits for two approvals; the first is given, the primary is killed (SIGKILL),
+// the sentinel promotes the replica; the second approval goes through once the store
+// reaches the new primary, the waiter on the other replica resumes and sees the request
+// approved, and the request holds each approval exactly once.
+func TestSentinelFailover(t *testing.T) {
+	primary, _, sentinel := testenv.RedisSentinel(t)
+	ctx := context.Background()
+	sn := &configs.RedisSentinel{Master: devserver.SentinelMaster, Addrs: []string{sentinel.Addr()}}
+	open := func() (*Store, *elevation.Approvals) {
+		s, err := OpenSentinel(ctx, sn, "failover:")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		a := elevation.NewApprovals(s, nil)
+		t.Cleanup(a.Close)
+		return s, a
+	}
+	s, a := open()
+	_, b := open()
+	q := &policy.Quorum{MinApprovals: 2, AnyApprover: true, Timeout: 5 * time.Minute}
+	req, err := a.Create(ctx, &policy.Subject{User: "alice"}, "s", elevation.Artifact{Statement: "UPDATE t SET x = 1", Quorum: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan *elevation.Request, 1)
+	go func() {
+		w, err := a.Wait(ctx, req.ID)
+		if err != nil {
+			t.Errorf("the waiter: %v", err)
+		}
+		waited <- w
+	}()
+	if _, err := b.Approve(ctx, req.ID, &policy.Subject{User: "bob"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	// The first approval is on the replica before the primary dies (replication is
+	// asynchronous: Redis itself may lose what it acknowledged and had not yet sent).
+	if n, err := s.rdb.Wait(ctx, 1, 5*time.Second).Result(); err != nil || n < 1 {
+		t.Fatalf("WAIT 1: %d %v", n, err)
+	}
+	if err := primary.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	var approved *elevation.Request
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if approved, err = b.Approve(ctx, req.ID, &policy.Subject{User: "carol"}, ""); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no approval 60 s after the primary died: %v", err)
+		}
+	}
+	t.Logf("the second approval went through %v after the primary died", time.Since(killed).Round(time.Millisecond))
+	if approved.State != elevation.StateApproved {
+		t.Fatalf("after two approvals the request is %s", approved.State)
+	}
+	select {
+	case w := <-waited:
+		if w == nil || w.State != elevation.StateApproved {
+			t.Fatalf("the waiter resumed with %+v", w)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the waiter did not resume after the failover")
+	}
+	got, err := a.Get(ctx, req.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var voters []string
+	for _, v := range got.Votes {
+		voters = append(voters, v.Approver.User)
+	}
+	if fmt.Sprint(voters) != "[bob carol]" {
+		t.Errorf("votes after the failover: %v, want bob and carol once each", voters)
 	}
 }

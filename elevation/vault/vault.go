@@ -5,6 +5,7 @@ package vault
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -95,6 +96,24 @@ func (b *Broker) keepToken(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// Health reports whether Vault answers, initialized and unsealed, and still accepts
+// Portcullis's own token.
+func (b *Broker) Health(ctx context.Context) error {
+	h, err := b.client.Sys().HealthWithContext(ctx)
+	switch {
+	case err != nil:
+		return err
+	case !h.Initialized:
+		return errors.New("vault is not initialized")
+	case h.Sealed:
+		return errors.New("vault is sealed")
+	}
+	if _, err := b.client.Auth().Token().LookupSelfWithContext(ctx); err != nil {
+		return fmt.Errorf("portcullis's vault token: %w", err)
+	}
+	return nil
 }
 
 // Close revokes the tokens made for callers of http resources and stops renewing

@@ -51,6 +51,27 @@ func Redis(t testing.TB) *devserver.Redis {
 	return r
 }
 
+// RedisSentinel starts a Redis primary, a replica of it, and a sentinel monitoring them
+// (devserver.SentinelMaster), all on loopback, and stops them when the test ends.
+func RedisSentinel(t testing.TB) (primary, replica *devserver.Redis, sentinel *devserver.Sentinel) {
+	t.Helper()
+	dir := tempDir(t, "portcullis-sentinel-")
+	primary, err := devserver.StartRedis(dir)
+	if err != nil {
+		t.Fatalf("could not start Redis: %v", err)
+	}
+	t.Cleanup(func() { primary.Stop() })
+	if replica, err = devserver.StartRedisReplica(dir, primary); err != nil {
+		t.Fatalf("could not start a Redis replica: %v", err)
+	}
+	t.Cleanup(func() { replica.Stop() })
+	if sentinel, err = devserver.StartSentinel(dir, primary); err != nil {
+		t.Fatalf("could not start Redis Sentinel: %v", err)
+	}
+	t.Cleanup(func() { sentinel.Stop() })
+	return primary, replica, sentinel
+}
+
 // Vault starts a Vault dev server (root token devserver.VaultRootToken) on a free
 // loopback port and stops it when the test ends.
 func Vault(t testing.TB) *devserver.Vault {
