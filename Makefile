@@ -19,12 +19,14 @@ KUBE_VERSION  := 1.36.3
 KUBE_DIR      := $(CACHE_DIR)/kubernetes-$(KUBE_VERSION)
 ETCD_VERSION  := 3.6.8
 ETCD          := $(CACHE_DIR)/etcd-$(ETCD_VERSION)/etcd
+HELM_VERSION  := 4.3.2
+HELM          := $(CACHE_DIR)/helm-$(HELM_VERSION)/helm
 TEST_FLAGS    ?= -race -count=1 -timeout 15m
 FUZZTIME      ?= 30s
 APT_PACKAGES  := postgresql redis-server
 OIDC_DIR      := web/testdata/oidc
 
-.PHONY: bench-k8s all build demo test fuzz-smoke bench bench-pg bench-pg-pinned bench-http tools servers vault kubernetes kubelet node browser player check fmt vet clean
+.PHONY: helm chart bench-k8s all build demo test fuzz-smoke bench bench-pg bench-pg-pinned bench-http tools servers vault kubernetes kubelet node browser player check fmt vet clean
 
 all: build
 
@@ -105,8 +107,25 @@ bench-k8s: kubernetes
 	$(GO) test -tags benchk8s -run '^TestBenchK8s$$' -count=1 -v -timeout 30m ./proxy/kubefront | grep -v '^=== RUN\|^--- PASS\|^PASS'
 
 ## tools: everything the tests need: the system's servers, Vault, etcd and Kubernetes, Chromium and
-## the OIDC provider.
-tools: servers vault kubernetes kubelet node browser
+## the OIDC provider, Helm for the chart's tests.
+tools: servers vault kubernetes kubelet node browser helm
+
+## helm: build Helm from the module proxy once (cached like Vault); the chart tests run it.
+helm: $(HELM)
+
+$(HELM):
+	@echo "building Helm $(HELM_VERSION) into $(dir $(HELM)) (once)"
+	@mkdir -p $(dir $(HELM))
+	cd /tmp && GOBIN=$(dir $(HELM)) CGO_ENABLED=0 $(GO) install -trimpath -ldflags='-s -w' helm.sh/helm/v4/cmd/helm@v$(HELM_VERSION)
+
+## chart: lint the Helm chart and write deploy/helm/rendered/portcullis.yaml, its output with
+## the default values, for those who apply manifests without Helm.
+chart: $(HELM)
+	$(HELM) lint --strict deploy/helm/portcullis
+	@mkdir -p deploy/helm/rendered
+	{ printf '%s\n' '# Rendered from deploy/helm/portcullis with its default values (make chart); apply with' \
+		'# kubectl apply -n NAMESPACE -f deploy/helm/rendered/portcullis.yaml after editing the ConfigMap.'; \
+		$(HELM) template portcullis deploy/helm/portcullis --namespace portcullis; } > deploy/helm/rendered/portcullis.yaml
 
 ## browser: Debian's Chromium for the console's browser tests, and the npm oidc-provider
 ## (web/testdata/oidc, from its lock file) they sign in through.

@@ -260,3 +260,12 @@ func httpOK(ctx context.Context, c *http.Client, url, token string) error {
 	}
 	return nil
 }
+
+// HelmVersion is the Helm `make helm` builds from the module proxy, for the chart tests.
+const HelmVersion = "4.3.2"
+
+// HelmBinary returns the helm program `make helm` caches under
+// ~/.cache/portcullis/helm-VERSION/, or $PORTCULLIS_HELM.
+func HelmBinary() (string, error) {
+	return cachedBinary("PORTCULLIS_HELM", "helm-"+HelmVersion, "helm", "make helm")
+}
