@@ -14,6 +14,7 @@ import (
 // before it — written into the line without making strings of them.
 type chain struct {
 	idPrefix string // plain ASCII
+	replica  string // the log's replica name, for events without one
 	prev     [2 * sha256.Size]byte
 }
 
@@ -52,7 +53,7 @@ func appendEvent(b []byte, e *Event, c *chain) ([]byte, error) {
 	}
 	for _, f := range [...]struct{ name, v string }{
 		{`,"policy_hash":`, e.PolicyHash}, {`,"reason":`, e.Reason}, {`,"result":`, e.Result}, {`,"session":`, e.Session},
-		{`,"break_glass":`, e.BreakGlass}, {`,"alert":`, e.Alert},
+		{`,"break_glass":`, e.BreakGlass}, {`,"alert":`, e.Alert}, {`,"replica":`, replicaOf(e, c)},
 	} {
 		if f.v != "" {
 			b = append(b, f.name...)
@@ -76,6 +77,14 @@ func appendEvent(b []byte, e *Event, c *chain) ([]byte, error) {
 		b = appendString(b, e.PrevHash)
 	}
 	return append(b, '}'), nil
+}
+
+// replicaOf is the replica an event is written with: its own, or the log's.
+func replicaOf(e *Event, c *chain) string {
+	if e.Replica == "" && c != nil {
+		return c.replica
+	}
+	return e.Replica
 }
 
 // appendDetails appends the members of e's details object — Details' entries and Attrs —

@@ -114,6 +114,9 @@ type Event struct {
 	// notify webhooks, counted in the metrics, never filtered out of an export. It names
 	// what was found, for example "mismatch".
 	Alert string `json:"alert,omitempty"`
+	// Replica names the Portcullis process whose log holds the event (audit.replica, by
+	// default the host name): with several replicas, each writes its own chain.
+	Replica string `json:"replica,omitempty"`
 	// Details holds front-end specific facts (classification, row counts, durations).
 	Details map[string]any `json:"details,omitempty"`
 	// Attrs are more details, kept without a map for the events written on every statement
@@ -129,8 +132,9 @@ type Event struct {
 // encode appends the event's line to dst: the JSON of the event without its hash, with
 // ,"hash":"<sha256 of that JSON>" spliced in before the closing brace, and a newline.
 // Without c it uses e.ID and e.PrevHash and sets e.Hash. With c (the log's writer) the
-// event is chained: c gives its id, when it has none, and its prev_hash, and c.prev
-// becomes its hash; e is left as it is, unless fill asks for ID, PrevHash and Hash too.
+// event is chained: c gives its id and replica, when it has none, and its prev_hash, and
+// c.prev becomes its hash; e is left as it is, unless fill asks for ID, Replica, PrevHash
+// and Hash too.
 func (e *Event) encode(dst []byte, c *chain, fill bool) ([]byte, error) {
 	start := len(dst)
 	dst, err := appendEvent(dst, e, c)
@@ -148,6 +152,9 @@ func (e *Event) encode(dst []byte, c *chain, fill bool) ([]byte, error) {
 	case fill:
 		if e.ID == "" {
 			e.ID = c.idPrefix + strconv.FormatUint(e.Seq, 10)
+		}
+		if e.Replica == "" {
+			e.Replica = c.replica
 		}
 		e.PrevHash, e.Hash = string(c.prev[:]), string(dst[h:])
 		copy(c.prev[:], dst[h:])

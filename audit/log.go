@@ -41,6 +41,8 @@ type Options struct {
 	Logger *slog.Logger
 	// OpenSegment opens a segment file for appending; tests replace it to inject faults.
 	OpenSegment func(path string) (File, error)
+	// Replica names this process in every event it writes (Event.Replica); empty: none.
+	Replica string
 }
 
 // Wait modes of an append.
@@ -141,7 +143,7 @@ func Open(opts Options) (*Log, error) {
 	}
 	l := &Log{opts: opts, syncDone: make(chan struct{}), syncWake: make(chan struct{}, 1),
 		flushWake: make(chan struct{}, 1), flushStop: make(chan struct{}), flushDone: make(chan struct{}),
-		chain: chain{idPrefix: "ev_" + rand.Text()[:10] + "_"}}
+		chain: chain{idPrefix: "ev_" + rand.Text()[:10] + "_", replica: opts.Replica}}
 	copy(l.chain.prev[:], GenesisHash)
 	l.qcond = sync.NewCond(&l.qmu)
 	if last != nil {

@@ -439,6 +439,9 @@ type Audit struct {
 	SegmentMaxBytes int64 `yaml:"segment_max_bytes"`
 	// NoSync turns off fsync; only for throwaway demos.
 	NoSync bool `yaml:"no_sync"`
+	// Replica names this Portcullis in every event it writes; default: the host name
+	// (the pod's name on Kubernetes).
+	Replica string `yaml:"replica"`
 	// Readers may read every session recording through the API; everyone may read
 	// their own.
 	Readers policy.Principals `yaml:"readers"`

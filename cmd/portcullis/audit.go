@@ -43,7 +43,8 @@ func auditVerifyCmd() *cobra.Command {
 		Short: "Recompute the audit log's hash chain",
 		Long: "Verify reads every segment of the audit log, checks each event's hash and its link to\n" +
 			"the event before, and exits 1 naming the first event that was edited, removed or\n" +
-			"reordered, or the end of the log if events were cut off it.",
+			"reordered, or the end of the log if events were cut off it. A directory holding the\n" +
+			"logs of several replicas (one directory each, below it) has each chain verified.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			d, err := auditDir(dir, cfgPath)
@@ -53,12 +54,27 @@ func auditVerifyCmd() *cobra.Command {
 			if _, err := os.Stat(d); err != nil {
 				return fmt.Errorf("no audit log at %s: %w", d, err)
 			}
-			s, err := audit.Verify(d)
+			// One chain per replica: the directory itself, or those under it.
+			chains, err := audit.Chains(d)
 			if err != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "audit log %s is BROKEN: %v\n", d, err)
+				return err
+			}
+			if len(chains) == 0 {
+				chains = []string{d} // an empty log: Verify says so
+			}
+			broken := false
+			for _, c := range chains {
+				s, err := audit.Verify(c)
+				if err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "audit log %s is BROKEN: %v\n", c, err)
+					broken = true
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "audit log %s is intact: %d events in %d segments, last hash %s\n", c, s.Events, s.Segments, s.LastHash)
+			}
+			if broken {
 				return exitError{1}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "audit log %s is intact: %d events in %d segments, last hash %s\n", d, s.Events, s.Segments, s.LastHash)
 			return nil
 		},
 	}
@@ -75,7 +91,8 @@ func auditExportCmd() *cobra.Command {
 		Short: "Stream audit events as JSON lines",
 		Long: "Export writes the events that pass the filters to standard output as JSON lines,\n" +
 			"exactly as stored (with seq, prev_hash and hash). Times are RFC 3339 or a duration\n" +
-			"back from now (--since 24h).",
+			"back from now (--since 24h). The logs of several replicas below the directory are\n" +
+			"merged by time, each replica's events in their chain's order (field replica).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			d, err := auditDir(dir, cfgPath)
@@ -88,7 +105,7 @@ func auditExportCmd() *cobra.Command {
 			if f.Until, err = parseWhen(until); err != nil {
 				return fmt.Errorf("--until: %w", err)
 			}
-			if _, err := audit.Export(d, f, cmd.OutOrStdout()); err != nil {
+			if _, err := audit.ExportTree(d, f, cmd.OutOrStdout()); err != nil {
 				return err
 			}
 			return nil

@@ -97,7 +97,11 @@ type listening struct {
 // serve runs the server for cfg until ctx ends. ready is called with the listen addresses
 // once the server accepts connections.
 func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready func(listening)) error {
-	log, err := audit.Open(audit.Options{Dir: cfg.Audit.Dir, SegmentMaxBytes: cfg.Audit.SegmentMaxBytes, NoSync: cfg.Audit.NoSync, Logger: logger})
+	replica := cfg.Audit.Replica
+	if replica == "" {
+		replica, _ = os.Hostname()
+	}
+	log, err := audit.Open(audit.Options{Dir: cfg.Audit.Dir, SegmentMaxBytes: cfg.Audit.SegmentMaxBytes, NoSync: cfg.Audit.NoSync, Logger: logger, Replica: replica})
 	if err != nil {
 		return fmt.Errorf("could not open the audit log: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -236,4 +237,60 @@ func TestSentinelFailover(t *testing.T) {
 	if fmt.Sprint(voters) != "[bob carol]" {
 		t.Errorf("votes after the failover: %v, want bob and carol once each", voters)
 	}
+}
+
+// TestTwoSweepersEndEachGrantOnce: every replica runs the grant sweeper; two sweeping the
+// same Redis at once end each expired grant exactly once between them (each end is an
+// audit event and a cut session: the loser of a race must see it was already done).
+func TestTwoSweepersEndEachGrantOnce(t *testing.T) {
+	r := testenv.Redis(t)
+	ctx := context.Background()
+	var stores []*Store
+	var replicas []*elevation.Approvals
+	for range 2 {
+		s, err := Open(ctx, r.URL(), "sweep:")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		a := elevation.NewApprovals(s, nil)
+		t.Cleanup(a.Close)
+		stores, replicas = append(stores, s), append(replicas, a)
+	}
+	const grants = 40
+	past := time.Now().Add(-time.Minute)
+	for i := range grants {
+		g := &elevation.Request{ID: fmt.Sprintf("grant-%02d", i), Type: elevation.TypeElevation, State: elevation.StateApproved,
+			Requester: policy.Subject{User: fmt.Sprintf("user%d", i)}, Artifact: elevation.Artifact{Role: "orders-writer"},
+			CreatedAt: past.Add(-time.Hour), ExpiresAt: past, DecidedAt: past.Add(-time.Hour), NotAfter: past}
+		if err := stores[0].Create(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ended := make([][]*elevation.Request, 2)
+	var wg sync.WaitGroup
+	for i, a := range replicas {
+		wg.Go(func() {
+			for range 5 { // sweeping again and again, as the ticker does
+				got, err := a.EndExpired(ctx)
+				if err != nil {
+					t.Errorf("replica %d: %v", i, err)
+				}
+				ended[i] = append(ended[i], got...)
+			}
+		})
+	}
+	wg.Wait()
+	seen := map[string]int{}
+	for _, e := range ended {
+		for _, g := range e {
+			seen[g.ID]++
+		}
+	}
+	for i := range grants {
+		if n := seen[fmt.Sprintf("grant-%02d", i)]; n != 1 {
+			t.Errorf("grant-%02d ended %d times", i, n)
+		}
+	}
+	t.Logf("replica A ended %d, replica B %d", len(ended[0]), len(ended[1]))
 }
