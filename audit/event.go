@@ -19,6 +19,9 @@ const GenesisHash = "00000000000000000000000000000000000000000000000000000000000
 const (
 	TypeServerStarted = "server.started"
 	TypeServerStopped = "server.stopped"
+	// TypePoliciesReloaded: SIGHUP put a new policy set in force (details: the snapshots
+	// before and after); a refused reload is the same type with result "refused".
+	TypePoliciesReloaded = "server.policies_reloaded"
 
 	TypePGSessionStart = "pg.session.start"
 	TypePGSessionEnd   = "pg.session.end"

@@ -56,6 +56,9 @@ type Server struct {
 	MaxMessageBytes int `yaml:"max_message_bytes"`
 	// StartupTimeout bounds a PostgreSQL client's startup (default 10s).
 	StartupTimeout Duration `yaml:"startup_timeout"`
+	// ShutdownTimeout bounds the drain on SIGTERM (default 30s): sessions end as they
+	// become idle; those still busy then are cut.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 }
 
 // TLS names a certificate and key in PEM files.

@@ -28,6 +28,7 @@ const (
 	DefaultVaultTimeout    = 10 * time.Second
 	DefaultMaxMessageBytes = 64 << 20
 	DefaultStartupTimeout  = 10 * time.Second
+	DefaultShutdownTimeout = 30 * time.Second
 	// An http resource's limits when it sets none.
 	DefaultHTTPMaxRequestBytes = 1 << 20
 	DefaultHTTPTimeout         = 30 * time.Second
@@ -47,6 +48,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Server.MaxMessageBytes == 0 {
 		c.Server.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.Server.ShutdownTimeout == 0 {
+		c.Server.ShutdownTimeout = Duration(DefaultShutdownTimeout)
 	}
 	if c.Server.StartupTimeout == 0 {
 		c.Server.StartupTimeout = Duration(DefaultStartupTimeout)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 )
 
 // Set is everything Compile needs: the policy documents, the resources they may select,
@@ -91,16 +92,28 @@ type compiledResource struct {
 // Engine decides requests against a compiled policy set. It is immutable and safe for
 // concurrent use; a configuration reload builds a new Engine.
 type Engine struct {
+	// cur is the compiled set in force; Replace swaps it whole, so that a decision never
+	// sees half of one set and half of another.
+	cur atomic.Pointer[compiled]
+}
+
+// compiled is one compiled policy set; it does not change once built.
+type compiled struct {
 	rules     []*Rule
 	resources map[string]*compiledResource
 	snapshot  string
 }
 
+// Replace puts the policy set of next in force in e, for every decision from now on
+// (decisions under way finish with the set they started with). next is not changed and
+// may be dropped.
+func (e *Engine) Replace(next *Engine) { e.cur.Store(next.cur.Load()) }
+
 // Compile validates every policy of the set and builds an Engine. It returns all errors
 // found, joined; each policy error is a *FieldError.
 func Compile(set *Set) (*Engine, error) {
 	var errs []error
-	e := &Engine{resources: make(map[string]*compiledResource, len(set.Resources))}
+	e := &compiled{resources: make(map[string]*compiledResource, len(set.Resources))}
 
 	defEffect, err := parseDefault(set.Defaults.Effect, Allow)
 	if err != nil {
@@ -164,7 +177,9 @@ func Compile(set *Set) (*Engine, error) {
 		return nil, errors.Join(errs...)
 	}
 	e.snapshot = snapshotHash(set)
-	return e, nil
+	eng := new(Engine)
+	eng.cur.Store(e)
+	return eng, nil
 }
 
 func parseDefault(s string, def Effect) (Effect, error) {
@@ -317,14 +332,14 @@ func selects(s *ResourceSelector, r *Resource) bool {
 // Snapshot returns the policy snapshot hash: a stable SHA-256 (hex) of the policy set,
 // the resources it selects and the defaults. It changes when any of them changes in
 // meaning, and not when only their order or formatting does.
-func (e *Engine) Snapshot() string { return e.snapshot }
+func (e *Engine) Snapshot() string { return e.cur.Load().snapshot }
 
 // Rules returns the compiled rules in policy order.
-func (e *Engine) Rules() []*Rule { return e.rules }
+func (e *Engine) Rules() []*Rule { return e.cur.Load().rules }
 
 // Resource returns the resource named name, or nil.
 func (e *Engine) Resource(name string) *Resource {
-	if cr := e.resources[name]; cr != nil {
+	if cr := e.cur.Load().resources[name]; cr != nil {
 		return &cr.Resource
 	}
 	return nil
@@ -333,6 +348,6 @@ func (e *Engine) Resource(name string) *Resource {
 // NeedsEstimate reports whether any rule that could apply to class on resource reads the
 // estimated row count, so the front end should estimate before deciding.
 func (e *Engine) NeedsEstimate(resource string, class Class) bool {
-	cr := e.resources[resource]
+	cr := e.cur.Load().resources[resource]
 	return cr != nil && class < numClasses && cr.usesEstimate[class]
 }

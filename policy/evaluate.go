@@ -8,8 +8,9 @@ import "fmt"
 // action is denied. Evaluate does not allocate when the request is allowed by policies
 // without conditions.
 func (e *Engine) Evaluate(req *Request, d *Decision) {
-	d.reset(e.snapshot)
-	cr := e.resources[req.Resource]
+	c := e.cur.Load() // one set for the whole decision
+	d.reset(c.snapshot)
+	cr := c.resources[req.Resource]
 	switch {
 	case cr == nil:
 		d.Effect, d.reason = Deny, "unknown resource "+req.Resource

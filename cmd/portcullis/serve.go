@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,11 +10,16 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
@@ -21,6 +27,7 @@ import (
 	"github.com/portcullis/portcullis/elevation/redisstore"
 	"github.com/portcullis/portcullis/elevation/vault"
 	"github.com/portcullis/portcullis/internal/signed"
+	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/gate"
 	"github.com/portcullis/portcullis/proxy/httpfront"
 	"github.com/portcullis/portcullis/proxy/identity"
@@ -97,6 +104,7 @@ type listening struct {
 // serve runs the server for cfg until ctx ends. ready is called with the listen addresses
 // once the server accepts connections.
 func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready func(listening)) error {
+	settings := settingsOf(cfg) // as loaded: what a reload may not change
 	replica := cfg.Audit.Replica
 	if replica == "" {
 		replica, _ = os.Hostname()
@@ -115,7 +123,16 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 	}
 	// What /readyz checks: a replica takes traffic only while it can write its audit log
 	// and reach the shared store and Vault.
-	checks := []web.ReadyCheck{{Name: "audit", Check: func(context.Context) error { return log.Err() }}}
+	var draining atomic.Bool // from the signal on: the load balancer should stop sending
+	checks := []web.ReadyCheck{
+		{Name: "shutdown", Check: func(context.Context) error {
+			if draining.Load() {
+				return errors.New("shutting down")
+			}
+			return nil
+		}},
+		{Name: "audit", Check: func(context.Context) error { return log.Err() }},
+	}
 	var store elevation.Store
 	if cfg.Store.Redis != "" || cfg.Store.Sentinel != nil {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -257,6 +274,20 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 			errc <- srv.Serve(ln)
 		}
 	}()
+	// SIGHUP: the policy set is read again (see reload).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				reload(ctx, cfg, settings, log, logger)
+			}
+		}
+	}()
 	ready(addrs)
 	select {
 	case <-ctx.Done():
@@ -265,17 +296,99 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 			return err
 		}
 	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Drain: the front ends at once, each session or request ending when done (up to
+	// server.shutdown_timeout); the API and console last, so that approvers keep deciding
+	// for statements waiting on other replicas until then.
+	draining.Store(true)
+	logger.Info("shutting down: draining sessions", "timeout", cfg.Server.ShutdownTimeout.D())
+	shutdown, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D())
 	defer cancel()
-	srv.Shutdown(shutdown)
+	var fronts sync.WaitGroup
+	if pg != nil {
+		fronts.Go(func() {
+			if err := pg.Shutdown(shutdown); err != nil {
+				logger.Warn("PostgreSQL sessions still busy at the shutdown deadline were cut", "err", err)
+			}
+		})
+	}
 	if hfront != nil {
-		hfront.Shutdown(shutdown)
+		fronts.Go(func() { hfront.Shutdown(shutdown) })
 	}
 	for _, k := range kubes {
-		k.Shutdown(shutdown)
+		fronts.Go(func() { k.Shutdown(shutdown) })
 	}
-	if pg != nil {
-		pg.Close()
+	fronts.Wait()
+	last, cancelLast := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelLast()
+	srv.Shutdown(last)
+	return log.Append(last, &audit.Event{Type: audit.TypeServerStopped, Actor: "portcullis", PolicyHash: cfg.Engine.Snapshot()})
+}
+
+// reload reads the configuration file again and, when what changed is the policies alone
+// (policies, policy_files and the files they name, defaults), puts the new policy set in
+// force for every decision from now on; sessions stay, and approvals given under the old
+// set are refused at use, as after any policy change. A file that does not load, or a
+// change to anything else (resources, identity, listeners, ...: those need a restart), is
+// refused and the set in force kept. Either way the outcome is audited.
+func reload(ctx context.Context, cfg *configs.Config, settings []byte, log *audit.Log, logger *slog.Logger) error {
+	before := cfg.Engine.Snapshot()
+	ev := &audit.Event{Type: audit.TypePoliciesReloaded, Actor: "portcullis", PolicyHash: before, Details: map[string]any{"config": cfg.Path, "before": before}}
+	next, err := configs.Load(cfg.Path)
+	if err == nil {
+		err = onlyPoliciesDiffer(settings, next)
 	}
-	return log.Append(shutdown, &audit.Event{Type: audit.TypeServerStopped, Actor: "portcullis", PolicyHash: cfg.Engine.Snapshot()})
+	if err != nil {
+		ev.Result, ev.Reason = "refused", err.Error()
+		if aerr := log.Append(ctx, ev); aerr != nil {
+			logger.Error("could not audit a refused reload", "err", aerr)
+		}
+		logger.Error("reload refused; the policies in force stay", "err", err)
+		return err
+	}
+	// Audit before act: the new set is in force only once the log says so.
+	ev.Result, ev.PolicyHash, ev.Details["after"] = "ok", next.Engine.Snapshot(), next.Engine.Snapshot()
+	if err := log.Append(ctx, ev); err != nil {
+		logger.Error("reload refused: the audit log cannot be written", "err", err)
+		return err
+	}
+	cfg.Engine.Replace(next.Engine)
+	logger.Info("policies reloaded", "before", before, "after", cfg.Engine.Snapshot())
+	return nil
+}
+
+// settingsOf is the configuration without its policy set, as YAML: what a reload may not
+// change. Taken as loaded, before serve fills in what it learns (a listener's port).
+func settingsOf(c *configs.Config) []byte {
+	cp := *c
+	cp.Policies, cp.PolicyFiles, cp.Defaults = nil, nil, policy.Defaults{}
+	b, err := yaml.Marshal(&cp)
+	if err != nil {
+		return []byte(err.Error())
+	}
+	return b
+}
+
+// onlyPoliciesDiffer reports an error naming the top-level keys that changed besides the
+// policy set between the settings in force and next.
+func onlyPoliciesDiffer(settings []byte, next *configs.Config) error {
+	b := settingsOf(next)
+	if bytes.Equal(settings, b) {
+		return nil
+	}
+	var keys []string
+	var ma, mb map[string]any
+	yaml.Unmarshal(settings, &ma)
+	yaml.Unmarshal(b, &mb)
+	for k := range mb {
+		if !reflect.DeepEqual(ma[k], mb[k]) {
+			keys = append(keys, k)
+		}
+	}
+	for k := range ma {
+		if _, ok := mb[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return fmt.Errorf("more than the policies changed (%s): restart Portcullis to apply that", strings.Join(keys, ", "))
 }

@@ -321,9 +321,13 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 	case err == nil:
 		return &stmtResult{start: ss.srv.Now(), approval: r.ID, act: act}, true
 	case errors.As(err, &withdrawn):
-		if errors.Is(err, errCancelRequested) {
+		switch {
+		case errors.Is(err, errCancelRequested):
 			ss.fail(simple, errorResponse("ERROR", codeQueryCanceled, "canceling statement due to user request; approval request "+req.ID+" withdrawn", "", ""))
-		} else {
+		case errors.Is(err, errShuttingDown):
+			ss.fail(simple, errorResponse("ERROR", codeAdminShutdown, "statement not run: Portcullis is shutting down; approval request "+req.ID+" withdrawn", "",
+				"Connect again and run the statement again: another Portcullis asks for its approval."))
+		default:
 			ss.client.Close()
 		}
 	case errors.Is(err, gate.ErrRefused):

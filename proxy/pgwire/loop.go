@@ -24,7 +24,17 @@ func (ss *session) clientLoop() error {
 			}
 			return err
 		}
+		// A message is being handled: Shutdown waits (drain); if it ended the session
+		// first, the message is dropped unhandled — the client was told, it never ran.
+		ss.mu.Lock()
+		if ss.ending {
+			ss.mu.Unlock()
+			return nil
+		}
+		ss.busy = true
+		ss.mu.Unlock()
 		if ss.skip && typ != 'S' {
+			ss.idle()
 			continue
 		}
 		switch typ {
@@ -70,7 +80,15 @@ func (ss *session) clientLoop() error {
 				return err
 			}
 		}
+		ss.idle()
 	}
+}
+
+// idle marks the end of handling a message (see drain).
+func (ss *session) idle() {
+	ss.mu.Lock()
+	ss.busy = false
+	ss.mu.Unlock()
 }
 
 func (ss *session) forward(typ byte, body []byte) error { return writeRaw(ss.uw, typ, body) }

@@ -151,6 +151,54 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// Shutdown stops accepting connections and drains the sessions. Each ends as soon as it is
+// idle — no answer owed, no transaction block open, no message being handled — with a
+// FATAL 57P01 that says Portcullis is shutting down, so the client connects again (to
+// another replica behind the load balancer) between statements, never inside one. A
+// statement waiting for approval is told the same and its request withdrawn. Sessions
+// still busy when ctx ends are cut, as Close does. It returns when every session has
+// ended, with ctx's error if some had to be cut.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.mu.Lock()
+	s.closed = true
+	for _, ln := range s.lns {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+	for {
+		s.mu.Lock()
+		live := make([]*session, 0, len(s.sessions))
+		for _, ss := range s.sessions {
+			live = append(live, ss)
+		}
+		s.mu.Unlock()
+		if len(live) == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			err = ctx.Err()
+			for _, ss := range live {
+				ss.kill()
+			}
+			break
+		}
+		for _, ss := range live {
+			ss.drain()
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+		}
+	}
+	s.wg.Wait()
+	s.outcomes.Wait()
+	return err
+}
+
 func isLoopback(a net.Addr) bool {
 	ta, ok := a.(*net.TCPAddr)
 	return ok && ta.IP.IsLoopback()

@@ -86,6 +86,8 @@ type session struct {
 	names      names // prepared statements and portals, as the server confirmed them
 	txStatus   byte
 	ending     bool
+	running    bool // run has started: the client loop and the relay are up
+	busy       bool // the client loop is handling a message (see drain)
 	// terminating is set once the client sent Terminate: the upstream closing is expected.
 	terminating bool
 	upDone      bool // the relay has ended
@@ -167,6 +169,9 @@ func (ss *session) newResult(start time.Time, act *policy.Action) *stmtResult {
 func (ss *session) run() {
 	ss.names = names{stmts: map[string]*prepared{}, portals: map[string]*portal{}}
 	ss.cond = sync.NewCond(&ss.mu)
+	ss.mu.Lock()
+	ss.running = true
+	ss.mu.Unlock()
 	start := ss.srv.Now()
 	relayDone := make(chan struct{})
 	go func() {
@@ -262,6 +267,31 @@ func endedMessage(r *elevation.Request) string {
 		return fmt.Sprintf("terminating connection: break-glass session %s ended", r.ID)
 	}
 	return fmt.Sprintf("terminating connection: your %s elevation (%s) ended", r.Artifact.Role, r.ID)
+}
+
+// errShuttingDown withdraws a statement waiting for approval when Portcullis shuts down.
+var errShuttingDown = errors.New("Portcullis is shutting down")
+
+// drain ends the session if it is idle, telling the client why (see Server.Shutdown); a
+// statement waiting for approval is withdrawn first, its client told, and the session
+// ended once idle, at a later call.
+func (ss *session) drain() {
+	if wc := ss.waitCancel.Load(); wc != nil {
+		(*wc)(errShuttingDown)
+		return
+	}
+	ss.mu.Lock()
+	idle := ss.running && !ss.busy && !ss.ending && len(ss.queue) == 0 && ss.txStatus == 'I'
+	if idle {
+		ss.ending = true
+		ss.cw.Write(encode(errorResponse("FATAL", codeAdminShutdown, "terminating connection: Portcullis is shutting down", "",
+			"Connect again: another Portcullis takes the session. No statement was cut.")))
+		ss.cw.Flush()
+	}
+	ss.mu.Unlock()
+	if idle {
+		ss.kill()
+	}
 }
 
 // kill ends the session from outside (server shutdown).
