@@ -23,7 +23,7 @@ HELM_VERSION  := 4.3.2
 HELM          := $(CACHE_DIR)/helm-$(HELM_VERSION)/helm
 TEST_FLAGS    ?= -race -count=1 -timeout 15m
 FUZZTIME      ?= 30s
-APT_PACKAGES  := postgresql redis-server
+APT_PACKAGES  := postgresql redis-server rsyslog
 OIDC_DIR      := web/testdata/oidc
 
 .PHONY: helm chart bench-k8s all build demo test fuzz-smoke bench bench-pg bench-pg-pinned bench-http tools servers vault kubernetes kubelet node browser player check fmt vet clean
@@ -157,13 +157,15 @@ servers:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	[ -x /usr/sbin/rsyslogd ] || command -v rsyslogd >/dev/null || missing="$$missing rsyslog"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing; install them (sudo apt-get install -y$$missing) or run as root"; exit 1; fi; \
 		echo "installing$$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-		systemctl disable --now postgresql redis-server >/dev/null 2>&1 || true; \
+		systemctl disable --now postgresql redis-server rsyslog >/dev/null 2>&1 || true; \
 		service postgresql stop >/dev/null 2>&1 || true; service redis-server stop >/dev/null 2>&1 || true; \
+		service rsyslog stop >/dev/null 2>&1 || true; \
 	fi
 
 ## vault: build the pinned Vault server and its PostgreSQL and Kubernetes plugins once (about 5 minutes cold).

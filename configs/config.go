@@ -445,9 +445,29 @@ type Audit struct {
 	// Replica names this Portcullis in every event it writes; default: the host name
 	// (the pod's name on Kubernetes).
 	Replica string `yaml:"replica"`
+	// Sinks mirror committed events to where security looks (a syslog collector, a JSON
+	// lines file or standard output); the segments stay the record.
+	Sinks []AuditSink `yaml:"sinks"`
 	// Readers may read every session recording through the API; everyone may read
 	// their own.
 	Readers policy.Principals `yaml:"readers"`
+}
+
+// AuditSink is one place committed events are mirrored to.
+type AuditSink struct {
+	// Kind is syslog (RFC 5424, each event's JSON as the message) or jsonl (one event's
+	// JSON per line, as stored).
+	Kind string `yaml:"kind"`
+	// Address is a syslog collector: tcp://host:port, tls://host:port or udp://host:port.
+	Address string `yaml:"address"`
+	// CAFile verifies a tls:// collector (default: the system's roots).
+	CAFile string `yaml:"ca_file"`
+	// Path is the jsonl file, appended to; "-" is standard output.
+	Path string `yaml:"path"`
+	// Events is all (default) or loud: break-glass and alert events only.
+	Events string `yaml:"events"`
+	// AppName is syslog's APP-NAME (default portcullis).
+	AppName string `yaml:"app_name"`
 }
 
 // Console configures the web console's sessions and sign-in.

@@ -94,6 +94,9 @@ func TestErrorsNameTheLine(t *testing.T) {
 		{"redis and sentinel", minimal + "store:\n  redis: redis://r:6379/0\n  sentinel:\n    master: m\n    addrs: [s:26379]\n", 13, "not both"},
 		{"sentinel addrs", minimal + "store:\n  sentinel:\n    master: m\n    addrs: [s:26379, nohost]\n", 13, `"nohost" is not host:port`},
 		{"sentinel master", minimal + "store:\n  sentinel:\n    addrs: [s:26379]\n", 12, "master and addrs"},
+		{"syslog address", minimal + "audit:\n  sinks:\n    - kind: syslog\n      address: localhost:514\n", 12, "want tcp://, tls:// or udp://host:port"},
+		{"sink kind", minimal + "audit:\n  sinks:\n    - kind: kafka\n", 12, "want syslog or jsonl"},
+		{"sink events", minimal + "audit:\n  sinks:\n    - kind: jsonl\n      path: '-'\n      events: some\n", 12, "want all or loud"},
 		{"vault needed", strings.Replace(minimal, "labels:", "credentials: {vault: {path: database/creds/x}}\n    labels:", 1), 1, "vault.address is required"},
 	}
 	for _, tt := range tests {

@@ -360,6 +360,33 @@ func (c *Config) validate(o origin, errs *Error) {
 			errs.add(o.file, o.line("store", "redis"), "store.redis: want a redis:// or rediss:// URL")
 		}
 	}
+	for i := range c.Audit.Sinks {
+		sk := &c.Audit.Sinks[i]
+		at := o.line("audit", "sinks", i)
+		switch sk.Kind {
+		case "syslog":
+			u, err := url.Parse(sk.Address)
+			if err != nil || (u.Scheme != "tcp" && u.Scheme != "tls" && u.Scheme != "udp") || u.Port() == "" {
+				errs.add(o.file, at, "audit.sinks[%d].address: want tcp://, tls:// or udp://host:port", i)
+			}
+		case "jsonl":
+			if sk.Path == "" {
+				errs.add(o.file, at, "audit.sinks[%d].path: a file, or - for standard output", i)
+			}
+		default:
+			errs.add(o.file, at, "audit.sinks[%d].kind: want syslog or jsonl", i)
+		}
+		switch sk.Events {
+		case "":
+			sk.Events = "all"
+		case "all", "loud":
+		default:
+			errs.add(o.file, at, "audit.sinks[%d].events: want all or loud", i)
+		}
+		if sk.AppName == "" {
+			sk.AppName = "portcullis"
+		}
+	}
 	if sn := c.Store.Sentinel; sn != nil {
 		if c.Store.Redis != "" {
 			errs.add(o.file, o.line("store", "sentinel"), "store: set redis or sentinel, not both")

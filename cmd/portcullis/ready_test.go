@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +31,8 @@ func TestReadiness(t *testing.T) {
 	}
 	cfg.Server.Listen, cfg.Server.PostgresListen, cfg.Server.HTTPListen = "127.0.0.1:0", "", ""
 	cfg.Store.Redis = redis.URL()
+	mirror := filepath.Join(t.TempDir(), "events.jsonl")
+	cfg.Audit.Sinks = []configs.AuditSink{{Kind: "jsonl", Path: mirror, Events: "all"}}
 	a := startServe(t, context.Background(), cfg, slog.New(slog.DiscardHandler))
 	probe := func(path string) (int, string) {
 		t.Helper()
@@ -53,6 +57,15 @@ func TestReadiness(t *testing.T) {
 		t.Fatalf("/readyz: %d %q, want %d %q", gotCode, got, code, body)
 	}
 	until(200, "ready")
+	// The configured sink mirrors the log from the first event on.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if b, _ := os.ReadFile(mirror); strings.Contains(string(b), `"type":"server.started"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the jsonl sink did not get server.started")
+		}
+	}
 
 	redis.Stop()
 	until(503, "not ready: redis unavailable")

@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"reflect"
@@ -70,6 +74,56 @@ func loud(ev *audit.Event) bool {
 	return ev.BreakGlass != "" || ev.Alert != "" || strings.HasPrefix(ev.Type, "breakglass.")
 }
 
+// addSinks mirrors committed events to the configured audit.sinks. The returned func
+// closes what they opened, once the log is closed.
+func addSinks(cfg *configs.Config, log *audit.Log, host string) (func(), error) {
+	var closers []io.Closer
+	done := func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}
+	for _, sk := range cfg.Audit.Sinks {
+		var want func(*audit.Event) bool
+		if sk.Events == "loud" {
+			want = loud
+		}
+		switch sk.Kind {
+		case "syslog":
+			u, _ := url.Parse(sk.Address) // validated
+			s := &audit.Syslog{Network: u.Scheme, Addr: u.Host, AppName: sk.AppName, Hostname: host, Want: want}
+			if u.Scheme == "tls" && sk.CAFile != "" {
+				pem, err := os.ReadFile(sk.CAFile)
+				if err != nil {
+					done()
+					return nil, fmt.Errorf("audit sink %s: %w", sk.Address, err)
+				}
+				pool := x509.NewCertPool()
+				if !pool.AppendCertsFromPEM(pem) {
+					done()
+					return nil, fmt.Errorf("audit sink %s: no certificate in %s", sk.Address, sk.CAFile)
+				}
+				s.TLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: u.Hostname()}
+			}
+			closers = append(closers, s)
+			log.AddSink(s)
+		case "jsonl":
+			w, label := io.Writer(os.Stdout), "standard output"
+			if sk.Path != "-" {
+				f, err := os.OpenFile(sk.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+				if err != nil {
+					done()
+					return nil, fmt.Errorf("audit sink: %w", err)
+				}
+				closers = append(closers, f)
+				w, label = f, sk.Path
+			}
+			log.AddSink(&audit.JSONLines{Label: label, W: w, Want: want})
+		}
+	}
+	return done, nil
+}
+
 // sweepGrants ends expired elevation grants every second and audits each ending.
 func sweepGrants(ctx context.Context, a *elevation.Approvals, log *audit.Log, logger *slog.Logger) {
 	t := time.NewTicker(time.Second)
@@ -113,7 +167,11 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 	if err != nil {
 		return fmt.Errorf("could not open the audit log: %w", err)
 	}
-	defer log.Close()
+	closeSinks := func() {}
+	defer func() {
+		log.Close() // flushes the sinks, which close after it
+		closeSinks()
+	}()
 	auth, err := identity.New(cfg)
 	if err != nil {
 		return err
@@ -121,6 +179,11 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 	for _, w := range cfg.Notify.Webhooks {
 		log.AddSink(&audit.Webhook{URL: w.URL, Secret: w.Secret, Format: w.Format, Want: loud, Link: cfg.Server.RequestURL})
 	}
+	cs, err := addSinks(cfg, log, replica)
+	if err != nil {
+		return err
+	}
+	closeSinks = cs
 	// What /readyz checks: a replica takes traffic only while it can write its audit log
 	// and reach the shared store and Vault.
 	var draining atomic.Bool // from the signal on: the load balancer should stop sending

@@ -72,6 +72,18 @@ func RedisSentinel(t testing.TB) (primary, replica *devserver.Redis, sentinel *d
 	return primary, replica, sentinel
 }
 
+// Rsyslog starts rsyslogd collecting syslog on loopback ports into r.File, and stops it
+// when the test ends.
+func Rsyslog(t testing.TB) *devserver.Rsyslog {
+	t.Helper()
+	r, err := devserver.StartRsyslog(tempDir(t, "portcullis-rsyslog-"))
+	if err != nil {
+		t.Fatalf("could not start rsyslogd: %v", err)
+	}
+	t.Cleanup(func() { r.Stop() })
+	return r
+}
+
 // Vault starts a Vault dev server (root token devserver.VaultRootToken) on a free
 // loopback port and stops it when the test ends.
 func Vault(t testing.TB) *devserver.Vault {
