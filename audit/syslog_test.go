@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -88,7 +87,7 @@ func TestJSONLinesAsStored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	l.AddSink(&audit.JSONLines{Label: "test", W: &out})
 	for _, a := range []string{"SELECT 1", "SELECT 'é\u2028<x>'", "UPDATE t SET a = 1"} {
 		ev := &audit.Event{Type: audit.TypePGStatement, Actor: "alice", Action: a}
@@ -111,21 +110,4 @@ func TestJSONLinesAsStored(t *testing.T) {
 	if got := strings.TrimSpace(out.String()); got != strings.Join(stored, "\n") {
 		t.Errorf("jsonl sink:\n%s\nsegment:\n%s", got, strings.Join(stored, "\n"))
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
