@@ -274,6 +274,24 @@ func (a Attr) value() any {
 	return a.str
 }
 
+// Int returns the integer detail key, from Attrs or Details.
+func (e *Event) Int(key string) (int64, bool) {
+	for i := range e.Attrs {
+		if a := &e.Attrs[i]; a.Key == key && a.kind == attrInt {
+			return a.num, true
+		}
+	}
+	switch v := e.Details[key].(type) {
+	case int64:
+		return v, true
+	case int:
+		return int64(v), true
+	case float64: // read back from JSON
+		return int64(v), true
+	}
+	return 0, false
+}
+
 // withAttrsInDetails returns a copy of e whose Details hold its Attrs too, for those who
 // read events as values (sinks): e itself is not changed.
 func (e Event) withAttrsInDetails() Event {

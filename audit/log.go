@@ -98,11 +98,12 @@ type Log struct {
 	durable     []*appendReq // written, waiting for fsync, in seq order
 	syncWake    chan struct{}
 
-	mu       sync.RWMutex // guards closed, failed and sinks
-	closed   bool
-	failed   error
-	sinks    []*sinkRunner
-	hasSinks atomic.Bool // read by the writer without mu
+	mu        sync.RWMutex // guards closed, failed, sinks and observers
+	observers []Observer
+	closed    bool
+	failed    error
+	sinks     []*sinkRunner
+	hasSinks  atomic.Bool // read by the writer without mu
 
 	syncDone chan struct{}
 }

@@ -18,6 +18,20 @@ type Sink interface {
 	Write(ctx context.Context, events []Event) error
 }
 
+// Observer sees every committed event as it is committed, in order, on the log's own
+// goroutine: it must be quick and must not keep the event (counters, histograms). Unlike
+// a Sink it gets no copy, so it costs the request path nothing but its own work.
+type Observer interface {
+	Observe(*Event)
+}
+
+// AddObserver calls o for every event committed from now on.
+func (l *Log) AddObserver(o Observer) {
+	l.mu.Lock()
+	l.observers = append(l.observers, o)
+	l.mu.Unlock()
+}
+
 // wanter is a Sink that takes only some events; the others are not queued for it.
 type wanter interface {
 	Wants(*Event) bool
@@ -55,8 +69,13 @@ func (l *Log) AddSink(s Sink) {
 // sink gets copies of the events it wants, in order.
 func (l *Log) toSinks(batch []*appendReq) {
 	l.mu.RLock()
-	sinks := l.sinks
+	sinks, observers := l.sinks, l.observers
 	l.mu.RUnlock()
+	for _, o := range observers {
+		for _, req := range batch {
+			o.Observe(req.ev)
+		}
+	}
 	for _, r := range sinks {
 		w, filtered := r.sink.(wanter)
 		var events []Event

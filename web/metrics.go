@@ -115,5 +115,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 func (s *Server) metricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newCollector(s))
+	if s.Metrics != nil {
+		reg.MustRegister(s.Metrics)
+	}
+	if s.Audit != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_audit_log_failed",
+			Help: "1 when the audit log refuses writes after a failed write or fsync (every audited action is refused), else 0."},
+			func() float64 {
+				if s.Audit.Err() != nil {
+					return 1
+				}
+				return 0
+			}))
+	}
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

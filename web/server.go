@@ -47,6 +47,9 @@ type Server struct {
 	// for kubeconfigs; nil when no Kubernetes front end runs.
 	KubeCA func(resource string) ([]byte, error)
 
+	// Metrics, when set, are the audit log's event counts /metrics serves with the rest.
+	Metrics *EventMetrics
+
 	// Ready are the checks /readyz runs: the replica takes traffic only while each passes
 	// (the shared store, Vault, the audit log). None: always ready once serving.
 	Ready []ReadyCheck

@@ -179,6 +179,8 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 	for _, w := range cfg.Notify.Webhooks {
 		log.AddSink(&audit.Webhook{URL: w.URL, Secret: w.Secret, Format: w.Format, Want: loud, Link: cfg.Server.RequestURL})
 	}
+	metrics := web.NewEventMetrics() // counted from the committed events
+	log.AddObserver(metrics)
 	cs, err := addSinks(cfg, log, replica)
 	if err != nil {
 		return err
@@ -307,7 +309,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		addrs.kube = append(addrs.kube, kln.Addr().String())
 		go func() { errc <- front.Serve(kln) }()
 	}
-	ws := &web.Server{Config: cfg, Auth: auth, Approvals: approvals, Audit: log, Log: logger, Keys: keys, Ready: checks}
+	ws := &web.Server{Config: cfg, Auth: auth, Approvals: approvals, Audit: log, Log: logger, Keys: keys, Ready: checks, Metrics: metrics}
 	if len(kubes) > 0 {
 		ws.KubeCA = func(name string) ([]byte, error) {
 			if k := kubes[name]; k != nil {

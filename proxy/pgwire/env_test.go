@@ -197,7 +197,9 @@ func newEnvOn(t testing.TB, pg *devserver.Postgres, mutate func(yaml string) str
 	}
 	e.addr = ln.Addr().String()
 	go e.srv.Serve(ln)
-	e.api = httptest.NewServer((&web.Server{Config: cfg, Auth: auth, Approvals: e.approvals, Audit: e.log, Log: logger, ClassifySQL: e.srv.Classify}).Handler())
+	metrics := web.NewEventMetrics()
+	e.log.AddObserver(metrics)
+	e.api = httptest.NewServer((&web.Server{Config: cfg, Auth: auth, Approvals: e.approvals, Audit: e.log, Log: logger, ClassifySQL: e.srv.Classify, Metrics: metrics}).Handler())
 	t.Cleanup(func() {
 		e.api.Close()
 		e.srv.Close()
