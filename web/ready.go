@@ -2,11 +2,14 @@ package web
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/portcullis/portcullis/audit"
 )
 
 // ReadyCheck is one thing a replica needs to serve: a name for the probe's answer and a
@@ -14,6 +17,22 @@ import (
 type ReadyCheck struct {
 	Name  string
 	Check func(context.Context) error
+}
+
+// healthz answers a liveness probe: ok while the process serves, 503 once its audit log
+// has failed (a full disk, an I/O error). Such a replica refuses every audited action and
+// only a restart recovers it (the log is reopened from its last intact event), so the
+// orchestrator should restart it.
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if s.Audit != nil {
+		if err := s.Audit.Err(); err != nil && !errors.Is(err, audit.ErrClosed) {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "audit log failed: restart to recover")
+			return
+		}
+	}
+	fmt.Fprintln(w, "ok")
 }
 
 // readyCheckTimeout bounds each check of one probe.

@@ -28,30 +28,8 @@ import (
 // the old set is refused at use, saying why. A reload that changes more than policies is
 // refused and the set in force kept. Both are audited.
 func TestReloadPolicies(t *testing.T) {
-	pg := testenv.Postgres(t)
 	ctx := context.Background()
-	if err := seedOrders(ctx, pg, "upstream-pw"); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	demo, err := os.ReadFile("../../configs/demo.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for old, repl := range map[string]string{
-		"listen: 127.0.0.1:8080":          "listen: 127.0.0.1:0",
-		"postgres_listen: 127.0.0.1:6432": "postgres_listen: 127.0.0.1:0",
-		"http_listen: 127.0.0.1:8081":     "http_listen: 127.0.0.1:0",
-	} {
-		demo = bytes.Replace(demo, []byte(old), []byte(repl), 1)
-	}
-	cfgPath := filepath.Join(dir, "demo.yaml")
-	os.WriteFile(cfgPath, demo, 0o644)
-	copyPolicies(t, filepath.Join(dir, "policies"))
-	t.Setenv("DEMO_DIR", dir)
-	t.Setenv("DEMO_PG_PORT", fmt.Sprint(pg.Port))
-	t.Setenv("DEMO_PG_PASSWORD", "upstream-pw")
-	t.Setenv("DEMO_KUBE_PORT", "0")
+	cfgPath, dir, demo := demoFiles(t)
 	cfg, err := configs.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +124,37 @@ func TestReloadPolicies(t *testing.T) {
 	if ok != 1 {
 		t.Errorf("%d audited reloads from %s to %s, want 1", ok, before, after)
 	}
+}
+
+// demoFiles writes the demo configuration and policies into a new directory, listening
+// on free loopback ports, against a new seeded PostgreSQL, and returns the configuration's
+// path, the directory and the configuration's text.
+func demoFiles(t *testing.T) (cfgPath, dir string, demo []byte) {
+	t.Helper()
+	pg := testenv.Postgres(t)
+	if err := seedOrders(context.Background(), pg, "upstream-pw"); err != nil {
+		t.Fatal(err)
+	}
+	dir = t.TempDir()
+	demo, err := os.ReadFile("../../configs/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for old, repl := range map[string]string{
+		"listen: 127.0.0.1:8080":          "listen: 127.0.0.1:0",
+		"postgres_listen: 127.0.0.1:6432": "postgres_listen: 127.0.0.1:0",
+		"http_listen: 127.0.0.1:8081":     "http_listen: 127.0.0.1:0",
+	} {
+		demo = bytes.Replace(demo, []byte(old), []byte(repl), 1)
+	}
+	cfgPath = filepath.Join(dir, "demo.yaml")
+	os.WriteFile(cfgPath, demo, 0o644)
+	copyPolicies(t, filepath.Join(dir, "policies"))
+	t.Setenv("DEMO_DIR", dir)
+	t.Setenv("DEMO_PG_PORT", fmt.Sprint(pg.Port))
+	t.Setenv("DEMO_PG_PASSWORD", "upstream-pw")
+	t.Setenv("DEMO_KUBE_PORT", "0")
+	return cfgPath, dir, demo
 }
 
 // pendingApproval waits for the one pending approval request, as bob sees it, and returns
