@@ -51,6 +51,13 @@ func (l *Log) AddSink(s Sink) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
+		if rs, ok := s.(interface{ Resume(context.Context) error }); ok {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			if err := rs.Resume(ctx); err != nil {
+				l.opts.Logger.Warn("audit sink could not deliver what it missed; it tries again with the next batch", "sink", s.Name(), "err", err)
+			}
+			cancel()
+		}
 		for evs := range r.ch {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			if err := s.Write(ctx, evs); err != nil {
@@ -91,6 +98,9 @@ func (l *Log) toSinks(batch []*appendReq) {
 		case r.ch <- events:
 		default:
 			l.opts.Logger.Error("audit sink is behind; batch not delivered", "sink", r.sink.Name(), "first_seq", events[0].Seq, "last_seq", events[len(events)-1].Seq)
+			if m, ok := r.sink.(interface{ Missed() }); ok {
+				m.Missed() // it delivers them from the log later
+			}
 		}
 	}
 }

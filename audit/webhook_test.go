@@ -86,3 +86,85 @@ func TestWebhookSlackFormat(t *testing.T) {
 		t.Errorf("slack body %s", b)
 	}
 }
+
+// TestWebhookOutbox: with an outbox, a receiver that is down loses nothing. Loud events
+// committed while it fails are delivered from the log — after the next event, and after a
+// restart of Portcullis (a new log and webhook over the same directory) — in order, each
+// once, and quiet events are never sent.
+func TestWebhookOutbox(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	down := true
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		var ev Event
+		json.NewDecoder(r.Body).Decode(&ev)
+		got = append(got, ev.Action)
+	}))
+	defer srv.Close()
+	loud := func(ev *Event) bool { return ev.BreakGlass != "" }
+	dir := t.TempDir()
+	newHook := func() *Webhook {
+		return &Webhook{URL: srv.URL, Secret: "s", Want: loud, Attempts: 1, Backoff: time.Millisecond, Outbox: dir}
+	}
+	add := func(l *Log, action string, isLoud bool) {
+		ev := &Event{Type: "pg.statement", Action: action}
+		if isLoud {
+			ev.BreakGlass = "bg-1"
+		}
+		if err := l.Append(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	delivered := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			mu.Lock()
+			s := strings.Join(got, " ")
+			mu.Unlock()
+			if s == want {
+				return
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("delivered %q, want %q", strings.Join(got, " "), want)
+	}
+
+	l := openLog(t, dir, Options{})
+	l.AddSink(newHook())
+	add(l, "q0", false)
+	add(l, "b1", true) // the receiver is down: not delivered
+	add(l, "q2", false)
+	add(l, "b3", true)
+	time.Sleep(50 * time.Millisecond)
+	l.Close() // Portcullis stops with b1 and b3 undelivered
+
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	l = openLog(t, dir, Options{})
+	l.AddSink(newHook()) // a restart: it delivers what it missed from the log
+	delivered("b1 b3")
+	add(l, "q4", false)
+	add(l, "b5", true)
+	delivered("b1 b3 b5")
+
+	// Down again, then up: the next event brings the missed one first.
+	mu.Lock()
+	down = true
+	mu.Unlock()
+	add(l, "b6", true)
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	add(l, "b7", true)
+	delivered("b1 b3 b5 b6 b7")
+	l.Close()
+}

@@ -177,7 +177,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		return err
 	}
 	for _, w := range cfg.Notify.Webhooks {
-		log.AddSink(&audit.Webhook{URL: w.URL, Secret: w.Secret, Format: w.Format, Want: loud, Link: cfg.Server.RequestURL})
+		log.AddSink(&audit.Webhook{URL: w.URL, Secret: w.Secret, Format: w.Format, Want: loud, Link: cfg.Server.RequestURL, Outbox: cfg.Audit.Dir})
 	}
 	metrics := web.NewEventMetrics() // counted from the committed events
 	log.AddObserver(metrics)
