@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/portcullis/portcullis/audit"
@@ -114,6 +115,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 func (s *Server) metricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()
+	// The process's own health: goroutines, heap, CPU, open files, resident memory.
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(newCollector(s))
 	if s.Metrics != nil {
 		reg.MustRegister(s.Metrics)

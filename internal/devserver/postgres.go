@@ -93,7 +93,7 @@ func StartPostgres(opts PostgresOptions) (*Postgres, error) {
 			return nil, fmt.Errorf("initdb failed: %v\n%s", err, out)
 		}
 	}
-	args := []string{"-D", data, "-p", strconv.Itoa(opts.Port), "-k", sock, "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"}
+	args := []string{"-D", data, "-p", strconv.Itoa(opts.Port), "-k", sock, "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300"}
 	if !opts.Durable {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 	}

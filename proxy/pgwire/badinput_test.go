@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -232,11 +233,23 @@ func TestPgbench(t *testing.T) {
 		// its session's goroutines idle, each waiting for its peer.
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
+		// Before the bound kills pgbench (and its sessions with it): what PostgreSQL and
+		// Portcullis's session goroutines are doing.
+		dump := time.AfterFunc(2*time.Minute+45*time.Second, func() {
+			testenv.LogPostgres(t, e.pg, "orders")
+			var b strings.Builder
+			pprof.Lookup("goroutine").WriteTo(&b, 1)
+			for _, g := range strings.Split(b.String(), "\n\n") {
+				if strings.Contains(g, "pgwire.(*session)") {
+					t.Logf("goroutine:\n%s", g)
+				}
+			}
+		})
+		defer dump.Stop()
 		cmd := exec.CommandContext(ctx, bin, append([]string{"-h", host, "-p", port, "-U", "alice"}, args...)...)
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			testenv.LogPostgres(t, e.pg, "orders")
 			t.Fatalf("pgbench %v: %v\n%s", args, err, out)
 		}
 		return string(out)
