@@ -20,6 +20,7 @@ import (
 
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
+	"github.com/portcullis/portcullis/internal/devserver"
 	"github.com/portcullis/portcullis/internal/testenv"
 )
 
@@ -131,7 +132,14 @@ func TestReloadPolicies(t *testing.T) {
 // path, the directory and the configuration's text.
 func demoFiles(t *testing.T) (cfgPath, dir string, demo []byte) {
 	t.Helper()
-	pg := testenv.Postgres(t)
+	cfgPath, dir, demo, _ = demoFilesOn(t)
+	return cfgPath, dir, demo
+}
+
+// demoFilesOn is demoFiles that also returns the PostgreSQL it started.
+func demoFilesOn(t *testing.T) (cfgPath, dir string, demo []byte, pg *devserver.Postgres) {
+	t.Helper()
+	pg = testenv.Postgres(t)
 	if err := seedOrders(context.Background(), pg, "upstream-pw"); err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +162,7 @@ func demoFiles(t *testing.T) (cfgPath, dir string, demo []byte) {
 	t.Setenv("DEMO_PG_PORT", fmt.Sprint(pg.Port))
 	t.Setenv("DEMO_PG_PASSWORD", "upstream-pw")
 	t.Setenv("DEMO_KUBE_PORT", "0")
-	return cfgPath, dir, demo
+	return cfgPath, dir, demo, pg
 }
 
 // pendingApproval waits for the one pending approval request, as bob sees it, and returns

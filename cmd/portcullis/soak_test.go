@@ -50,7 +50,7 @@ func TestSoak(t *testing.T) {
 	redis, vault := testenv.Redis(t), testenv.Vault(t)
 	t.Setenv("DEMO_VAULT_ADDR", vault.Address())
 	t.Setenv("DEMO_VAULT_TOKEN", devserver.VaultRootToken)
-	cfgPath, dir, demo := demoFiles(t)
+	cfgPath, dir, demo, pg := demoFilesOn(t)
 	os.Remove(cfgPath)
 
 	type replica struct {
@@ -162,7 +162,8 @@ func TestSoak(t *testing.T) {
 	// A watchdog: sessions still waiting well after the end get the replicas' goroutines
 	// dumped (SIGQUIT ends them) into their logs, kept beside the test's output.
 	watchdog := time.AfterFunc(duration+30*time.Second, func() {
-		t.Errorf("sessions still waiting 30 s after the end: dumping the replicas' goroutines")
+		t.Errorf("sessions still waiting 30 s after the end: dumping PostgreSQL's sessions and the replicas' goroutines")
+		testenv.LogPostgres(t, pg, "orders")
 		for i, r := range replicas {
 			r.cmd.Process.Signal(syscall.SIGQUIT)
 			time.Sleep(time.Second)
