@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -164,6 +165,11 @@ func TestSoak(t *testing.T) {
 	watchdog := time.AfterFunc(duration+30*time.Second, func() {
 		t.Errorf("sessions still waiting 30 s after the end: dumping PostgreSQL's sessions and the replicas' goroutines")
 		testenv.LogPostgres(t, pg, "orders")
+		// And the clients' side: where each waiting session's pgx connection is.
+		if f, err := os.Create(filepath.Join(os.TempDir(), "soak-clients.log")); err == nil {
+			pprof.Lookup("goroutine").WriteTo(f, 2)
+			f.Close()
+		}
 		for i, r := range replicas {
 			r.cmd.Process.Signal(syscall.SIGQUIT)
 			time.Sleep(time.Second)
