@@ -1,10 +1,6 @@
 package audit
 
 import (
-	"bufio"
-	"errors"
-	"io"
-	"os"
 	"path/filepath"
 	"time"
 )
@@ -76,42 +72,3 @@ func Scan(dir string, f Filter, fn func(*Event) error) error {
 	return nil
 }
 
-// Export writes every event in dir that passes f to w as JSON lines, exactly as stored
-// (with seq, prev_hash and hash, so the receiver can check them). It stops with an error at
-// an event that fails its own hash check.
-func Export(dir string, f Filter, w io.Writer) (int, error) {
-	segs, err := segments(dir)
-	if err != nil {
-		return 0, err
-	}
-	bw := bufio.NewWriterSize(w, 64<<10)
-	n := 0
-	for _, s := range segs {
-		file, err := os.Open(filepath.Join(dir, segmentName(s)))
-		if err != nil {
-			return n, err
-		}
-		lr := newLineReader(file)
-		for {
-			line, err := lr.next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err == nil {
-				var ev *Event
-				if ev, err = decodeLine(line); err == nil && f.Match(ev) {
-					bw.Write(line)
-					err = bw.WriteByte('\n')
-					n++
-				}
-			}
-			if err != nil {
-				file.Close()
-				bw.Flush()
-				return n, &ChainError{Segment: segmentName(s), Line: lr.line, Reason: err.Error()}
-			}
-		}
-		file.Close()
-	}
-	return n, bw.Flush()
-}

@@ -78,10 +78,13 @@ func (r *chainReader) close() {
 	}
 }
 
-// ExportTree is Export over every chain under dir (see Chains): the events of all
-// replicas merged by time into one stream, each chain's own events in their order, so a
-// receiver can still check each replica's hash chain (the replica field says whose).
-func ExportTree(dir string, f Filter, w io.Writer) (int, error) {
+// Export writes every event under dir that passes f to w as JSON lines, exactly as
+// stored (with seq, prev_hash and hash, so the receiver can check them), and stops with an
+// error at an event that fails its own hash check. With several replicas' chains under
+// dir (see Chains) their events are merged by time into one stream, each chain's own
+// events in their order, so a receiver can still check each replica's hash chain (the
+// replica field says whose).
+func Export(dir string, f Filter, w io.Writer) (int, error) {
 	dirs, err := Chains(dir)
 	if err != nil {
 		return 0, err

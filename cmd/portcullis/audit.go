@@ -105,7 +105,7 @@ func auditExportCmd() *cobra.Command {
 			if f.Until, err = parseWhen(until); err != nil {
 				return fmt.Errorf("--until: %w", err)
 			}
-			if _, err := audit.ExportTree(d, f, cmd.OutOrStdout()); err != nil {
+			if _, err := audit.Export(d, f, cmd.OutOrStdout()); err != nil {
 				return err
 			}
 			return nil

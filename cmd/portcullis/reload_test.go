@@ -165,33 +165,39 @@ func demoFilesOn(t *testing.T) (cfgPath, dir string, demo []byte, pg *devserver.
 	return cfgPath, dir, demo, pg
 }
 
-// pendingApproval waits for the one pending approval request, as bob sees it, and returns
-// its id.
+// pendingApproval waits for a pending approval request, as bob sees it, and returns its
+// id.
 func pendingApproval(t *testing.T, api string) string {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		req, _ := http.NewRequest("GET", "http://"+api+"/api/v1/approvals", nil)
-		req.Header.Set("Authorization", "Bearer bob-demo-token")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var body struct {
-			Approvals []struct {
-				ID    string `json:"id"`
-				State string `json:"state"`
-			} `json:"approvals"`
-		}
-		json.NewDecoder(resp.Body).Decode(&body)
-		resp.Body.Close()
-		for _, r := range body.Approvals {
-			if r.State == "pending" {
-				return r.ID
-			}
+		if ids := pendingIDs(t, api); len(ids) > 0 {
+			return ids[0]
 		}
 	}
 	t.Fatal("no pending approval request")
 	return ""
+}
+
+// pendingIDs lists the pending approval requests bob sees.
+func pendingIDs(t *testing.T, api string) []string {
+	req, _ := http.NewRequest("GET", "http://"+api+"/api/v1/approvals", nil)
+	req.Header.Set("Authorization", "Bearer bob-demo-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Approvals []struct{ ID, State string }
+	}
+	json.NewDecoder(resp.Body).Decode(&body)
+	var ids []string
+	for _, r := range body.Approvals {
+		if r.State == "pending" {
+			ids = append(ids, r.ID)
+		}
+	}
+	return ids
 }
 
 func apiCall(t *testing.T, api, user, method, path string) int {

@@ -422,13 +422,14 @@ func reload(ctx context.Context, cfg *configs.Config, settings []byte, log *audi
 }
 
 // settingsOf is the configuration without its policy set, as YAML: what a reload may not
-// change. Taken as loaded, before serve fills in what it learns (a listener's port).
+// change. Taken as loaded, before serve fills in what it learns (a listener's port). nil
+// when it cannot be written out: no reload can then be shown to change only policies.
 func settingsOf(c *configs.Config) []byte {
 	cp := *c
 	cp.Policies, cp.PolicyFiles, cp.Defaults = nil, nil, policy.Defaults{}
 	b, err := yaml.Marshal(&cp)
 	if err != nil {
-		return []byte(err.Error())
+		return nil
 	}
 	return b
 }
@@ -437,6 +438,9 @@ func settingsOf(c *configs.Config) []byte {
 // policy set between the settings in force and next.
 func onlyPoliciesDiffer(settings []byte, next *configs.Config) error {
 	b := settingsOf(next)
+	if settings == nil || b == nil {
+		return errors.New("the configuration cannot be compared with the one in force: restart Portcullis to apply it")
+	}
 	if bytes.Equal(settings, b) {
 		return nil
 	}

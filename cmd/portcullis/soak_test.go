@@ -5,7 +5,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -285,27 +284,6 @@ func metricSample(text, name string) float64 {
 	}
 	v, _ := strconv.ParseFloat(m[1], 64)
 	return v
-}
-
-func pendingIDs(t *testing.T, api string) []string {
-	req, _ := http.NewRequest("GET", "http://"+api+"/api/v1/approvals", nil)
-	req.Header.Set("Authorization", "Bearer bob-demo-token")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Approvals []struct{ ID, State string }
-	}
-	json.NewDecoder(resp.Body).Decode(&body)
-	var ids []string
-	for _, r := range body.Approvals {
-		if r.State == "pending" {
-			ids = append(ids, r.ID)
-		}
-	}
-	return ids
 }
 
 func approveAt(api, id string) {
