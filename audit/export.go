@@ -71,4 +71,3 @@ func Scan(dir string, f Filter, fn func(*Event) error) error {
 	}
 	return nil
 }
-
