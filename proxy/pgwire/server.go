@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
@@ -44,6 +46,9 @@ type Server struct {
 	// PipelineWait bounds how long a decision waits for the answers to an earlier
 	// pipeline before deciding the names they could change as unknown (default 3s).
 	PipelineWait time.Duration
+	// DialUpstream dials PostgreSQL for a session (default: a net.Dialer bounded by
+	// StartupTimeout).
+	DialUpstream pgconn.DialFunc
 
 	initOnce sync.Once
 	cache    *classCache

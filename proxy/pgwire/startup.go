@@ -308,6 +308,9 @@ func (s *Server) connectUpstream(ctx context.Context, ss *session, params map[st
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = upstreamApp
 	}
+	if s.DialUpstream != nil {
+		cfg.DialFunc = s.DialUpstream
+	}
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		s.Log.Warn("upstream connection failed", "resource", ss.res.Name, "upstream", ss.res.Upstream, "err", err)
@@ -316,6 +319,15 @@ func (s *Server) connectUpstream(ctx context.Context, ss *session, params map[st
 			return fatal(codeConnectionFailure, "could not connect to resource %s: the upstream refused the connection (%s)", ss.res.Name, pgErr.Code)
 		}
 		return fatal(codeConnectionFailure, "could not connect to resource %s: the upstream is unreachable", ss.res.Name)
+	}
+	// pgconn reads in the background while a write of its is slow (the startup or the
+	// password message, when the machine is busy): that reader may still be blocked in a
+	// Read of the connection, and would take the answer to the session's first statement
+	// for itself. SyncConn stops it and drains what it buffered before we take the
+	// connection over.
+	if err := pc.SyncConn(ctx); err != nil {
+		pc.Close(ctx)
+		return fatal(codeConnectionFailure, "could not connect to resource %s: the upstream connection did not settle", ss.res.Name)
 	}
 	hc, err := pc.Hijack()
 	if err != nil {
