@@ -21,12 +21,16 @@ ETCD_VERSION  := 3.6.8
 ETCD          := $(CACHE_DIR)/etcd-$(ETCD_VERSION)/etcd
 HELM_VERSION  := 4.3.2
 HELM          := $(CACHE_DIR)/helm-$(HELM_VERSION)/helm
+# The OpenTelemetry Collector the telemetry tests export to: the OTLP receiver and the file
+# exporter (internal/tools/otelcol, a module of its own), built once.
+OTELCOL_VERSION := 0.161.0
+OTELCOL       := $(CACHE_DIR)/otelcol-$(OTELCOL_VERSION)/otelcol
 TEST_FLAGS    ?= -race -count=1 -timeout 15m
 FUZZTIME      ?= 30s
 APT_PACKAGES  := postgresql redis-server rsyslog
 OIDC_DIR      := web/testdata/oidc
 
-.PHONY: soak helm chart bench-k8s all build demo test fuzz-smoke bench bench-pg bench-pg-pinned bench-http tools servers vault kubernetes kubelet node browser player check fmt vet clean
+.PHONY: soak helm otelcol chart bench-k8s all build demo test fuzz-smoke bench bench-pg bench-pg-pinned bench-http tools servers vault kubernetes kubelet node browser player check fmt vet clean
 
 all: build
 
@@ -115,7 +119,15 @@ bench-k8s: kubernetes
 
 ## tools: everything the tests need: the system's servers, Vault, etcd and Kubernetes, Chromium and
 ## the OIDC provider, Helm for the chart's tests.
-tools: servers vault kubernetes kubelet node browser helm
+tools: servers vault kubernetes kubelet node browser helm otelcol
+
+## otelcol: build the minimal OpenTelemetry Collector once (cached like Vault).
+otelcol: $(OTELCOL)
+
+$(OTELCOL):
+	@echo "building the OpenTelemetry Collector $(OTELCOL_VERSION) into $(dir $(OTELCOL)) (once)"
+	@mkdir -p $(dir $(OTELCOL))
+	cd internal/tools/otelcol && CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(OTELCOL).tmp . && mv $(OTELCOL).tmp $(OTELCOL)
 
 ## helm: build Helm from the module proxy once (cached like Vault); the chart tests run it.
 helm: $(HELM)

@@ -7,16 +7,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -46,9 +40,8 @@ type Webhook struct {
 	// receiver dedupes by X-Portcullis-Seq), in order, and never lost while the log exists.
 	Outbox string
 
-	mu     sync.Mutex  // one delivery at a time; guards cursor
-	cursor uint64      // the last wanted event delivered; 0: not read yet
-	behind atomic.Bool // a delivery failed or a batch was dropped: catch up from the log
+	once sync.Once
+	box  Outbox
 }
 
 var _ Sink = (*Webhook)(nil)
@@ -63,116 +56,29 @@ func (w *Webhook) Wants(ev *Event) bool { return w.Want == nil || w.Want(ev) }
 // an outbox, after a failure or a dropped batch it first delivers, from the log, the
 // wanted events between the last one it delivered and this batch.
 func (w *Webhook) Write(ctx context.Context, events []Event) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.Outbox != "" && len(events) > 0 {
-		if err := w.load(events[0].Seq); err != nil {
-			return err
-		}
-		if w.behind.Load() {
-			if err := w.catchUp(ctx, events[0].Seq-1); err != nil {
-				return err
-			}
-			w.behind.Store(false)
-		}
-	}
-	for i := range events {
-		ev := &events[i]
-		if !w.Wants(ev) || w.Outbox != "" && ev.Seq <= w.cursor {
-			continue // not for this receiver, or delivered from the log already
-		}
-		if err := w.deliver(ctx, ev); err != nil {
-			w.behind.Store(true)
-			return err
-		}
-		if err := w.advance(ev.Seq); err != nil {
-			return err
-		}
-	}
-	return nil
+	return w.outbox().Deliver(ctx, events, w.Wants, w.send)
 }
 
 // Missed is told by the log that a batch for this sink was dropped (it was behind).
-func (w *Webhook) Missed() { w.behind.Store(true) }
+func (w *Webhook) Missed() { w.outbox().Missed() }
 
 // Resume delivers, from the log, what was committed and not delivered before this
 // process started (the log calls it once, when the sink is added).
 func (w *Webhook) Resume(ctx context.Context) error {
-	if w.Outbox == "" {
-		return nil
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err := w.load(0); err != nil || w.cursor == 0 {
-		return err // started fresh: the first batch sets the cursor
-	}
-	return w.catchUp(ctx, ^uint64(0))
+	return w.outbox().Resume(ctx, w.Wants, w.send)
 }
 
-// load reads the cursor once. A webhook without one (its first run) starts just before
-// seq from (0: not yet): it does not replay the log's history.
-func (w *Webhook) load(from uint64) error {
-	if w.cursor != 0 {
-		return nil
-	}
-	b, err := os.ReadFile(w.cursorFile())
-	switch {
-	case err == nil:
-		if w.cursor, err = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err != nil {
-			return fmt.Errorf("webhook outbox %s: %w", w.cursorFile(), err)
-		}
-		return nil
-	case errors.Is(err, fs.ErrNotExist):
-		if from <= 1 {
-			return nil
-		}
-		return w.advance(from - 1)
-	}
-	return err
-}
-
-// cursorFile is where the outbox keeps its position: one per receiver URL.
-func (w *Webhook) cursorFile() string {
-	sum := sha256.Sum256([]byte(w.URL))
-	return filepath.Join(w.Outbox, "webhook-"+hex.EncodeToString(sum[:6])+".cursor")
-}
-
-// catchUp delivers, from the log, the wanted events after the cursor up to seq upTo.
-func (w *Webhook) catchUp(ctx context.Context, upTo uint64) error {
-	if w.cursor >= upTo {
-		return nil
-	}
-	err := Scan(w.Outbox, Filter{}, func(ev *Event) error {
-		if ev.Seq <= w.cursor || ev.Seq > upTo {
-			return nil
-		}
-		if !w.Wants(ev) {
-			return nil
-		}
-		if err := w.deliver(ctx, ev); err != nil {
-			return err
-		}
-		return w.advance(ev.Seq)
+// outbox is the webhook's place in the log: a cursor file per receiver URL.
+func (w *Webhook) outbox() *Outbox {
+	w.once.Do(func() {
+		sum := sha256.Sum256([]byte(w.URL))
+		w.box = Outbox{Dir: w.Outbox, Name: "webhook-" + hex.EncodeToString(sum[:6]) + ".cursor"}
 	})
-	var ce *ChainError
-	if errors.As(err, &ce) && upTo == ^uint64(0) {
-		return nil // a line being written at the end: the live batches carry on from here
-	}
-	return err
+	return &w.box
 }
 
-// advance records that the wanted events up to seq were delivered.
-func (w *Webhook) advance(seq uint64) error {
-	w.cursor = seq
-	if w.Outbox == "" {
-		return nil
-	}
-	tmp := w.cursorFile() + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(seq, 10)+"\n"), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, w.cursorFile())
-}
+// send POSTs one event (the outbox's batch is 1).
+func (w *Webhook) send(ctx context.Context, evs []*Event) error { return w.deliver(ctx, evs[0]) }
 
 func (w *Webhook) deliver(ctx context.Context, ev *Event) error {
 	body, err := w.body(ev)

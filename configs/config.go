@@ -27,6 +27,7 @@ type Config struct {
 	Vault       Vault           `yaml:"vault"`
 	Audit       Audit           `yaml:"audit"`
 	Console     Console         `yaml:"console"`
+	Telemetry   Telemetry       `yaml:"telemetry"`
 
 	// Path is the file the configuration was loaded from.
 	Path string `yaml:"-"`
@@ -468,6 +469,31 @@ type AuditSink struct {
 	Events string `yaml:"events"`
 	// AppName is syslog's APP-NAME (default portcullis).
 	AppName string `yaml:"app_name"`
+	// Endpoint is an OpenTelemetry Collector's OTLP/HTTP base URL (kind otlp), such as
+	// http://otel-collector:4318; events go to its /v1/logs.
+	Endpoint string `yaml:"endpoint"`
+	// Headers are sent with each OTLP request (kind otlp), such as an API key.
+	Headers map[string]string `yaml:"headers"`
+}
+
+// Telemetry configures what Portcullis exports about its own work.
+type Telemetry struct {
+	// Traces, when set, exports OpenTelemetry traces: a span per session, statement or
+	// request, decision, approval wait and upstream call.
+	Traces *Traces `yaml:"traces"`
+}
+
+// Traces is an OTLP/HTTP trace exporter.
+type Traces struct {
+	// Endpoint is the Collector's OTLP/HTTP base URL (http://host:4318); spans go to its
+	// /v1/traces.
+	Endpoint string            `yaml:"endpoint"`
+	Headers  map[string]string `yaml:"headers"`
+	// CAFile verifies an https:// endpoint (default: the system's roots).
+	CAFile string `yaml:"ca_file"`
+	// SampleRatio is the share of traces kept, 0 to 1 (default 1); a request that comes
+	// with a sampled W3C traceparent is kept either way.
+	SampleRatio *float64 `yaml:"sample_ratio"`
 }
 
 // Console configures the web console's sessions and sign-in.

@@ -95,7 +95,10 @@ func TestErrorsNameTheLine(t *testing.T) {
 		{"sentinel addrs", minimal + "store:\n  sentinel:\n    master: m\n    addrs: [s:26379, nohost]\n", 13, `"nohost" is not host:port`},
 		{"sentinel master", minimal + "store:\n  sentinel:\n    addrs: [s:26379]\n", 12, "master and addrs"},
 		{"syslog address", minimal + "audit:\n  sinks:\n    - kind: syslog\n      address: localhost:514\n", 12, "want tcp://, tls:// or udp://host:port"},
-		{"sink kind", minimal + "audit:\n  sinks:\n    - kind: kafka\n", 12, "want syslog or jsonl"},
+		{"sink kind", minimal + "audit:\n  sinks:\n    - kind: kafka\n", 12, "want syslog, jsonl or otlp"},
+		{"otlp endpoint", minimal + "audit:\n  sinks:\n    - kind: otlp\n      endpoint: collector:4318\n", 12, "want the Collector's OTLP/HTTP URL"},
+		{"traces endpoint", minimal + "telemetry:\n  traces:\n    endpoint: grpc://c:4317\n", 12, "telemetry.traces.endpoint"},
+		{"traces ratio", minimal + "telemetry:\n  traces:\n    endpoint: http://c:4318\n    sample_ratio: 2\n", 13, "from 0 to 1"},
 		{"sink events", minimal + "audit:\n  sinks:\n    - kind: jsonl\n      path: '-'\n      events: some\n", 12, "want all or loud"},
 		{"vault needed", strings.Replace(minimal, "labels:", "credentials: {vault: {path: database/creds/x}}\n    labels:", 1), 1, "vault.address is required"},
 	}

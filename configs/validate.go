@@ -373,8 +373,12 @@ func (c *Config) validate(o origin, errs *Error) {
 			if sk.Path == "" {
 				errs.add(o.file, at, "audit.sinks[%d].path: a file, or - for standard output", i)
 			}
+		case "otlp":
+			if !httpURL(sk.Endpoint) {
+				errs.add(o.file, at, "audit.sinks[%d].endpoint: want the Collector's OTLP/HTTP URL, such as http://otel-collector:4318", i)
+			}
 		default:
-			errs.add(o.file, at, "audit.sinks[%d].kind: want syslog or jsonl", i)
+			errs.add(o.file, at, "audit.sinks[%d].kind: want syslog, jsonl or otlp", i)
 		}
 		switch sk.Events {
 		case "":
@@ -385,6 +389,14 @@ func (c *Config) validate(o origin, errs *Error) {
 		}
 		if sk.AppName == "" {
 			sk.AppName = "portcullis"
+		}
+	}
+	if tr := c.Telemetry.Traces; tr != nil {
+		if !httpURL(tr.Endpoint) {
+			errs.add(o.file, o.line("telemetry", "traces", "endpoint"), "telemetry.traces.endpoint: want the Collector's OTLP/HTTP URL, such as http://otel-collector:4318")
+		}
+		if r := tr.SampleRatio; r != nil && (*r < 0 || *r > 1) {
+			errs.add(o.file, o.line("telemetry", "traces", "sample_ratio"), "telemetry.traces.sample_ratio: want a share from 0 to 1")
 		}
 	}
 	if sn := c.Store.Sentinel; sn != nil {
@@ -547,4 +559,10 @@ func validateKube(errs *Error, o origin, i int, r *Resource) {
 	case (st == nil || st.Header == "") && k.TLS.CertFile == "":
 		errs.add(o.file, at("credentials"), "resources[%d]: Portcullis needs its own credential for the API server: credentials.static (header: Authorization, value: Bearer <token>) or a client certificate in kubernetes.tls", i)
 	}
+}
+
+// httpURL reports whether s is an http:// or https:// URL with a host.
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

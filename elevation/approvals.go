@@ -101,6 +101,9 @@ func (a *Approvals) create(ctx context.Context, requester *policy.Subject, sessi
 		ExpiresAt:    now.Add(art.Quorum.Timeout),
 		Timeline:     []TimelineEntry{{At: now, What: "requested", Who: requester.User}},
 	}
+	if typ == TypeStatement {
+		r.WaiterUntil = now.Add(waiterLease) // its session waits for it from now
+	}
 	if err := a.store.Create(ctx, r); err != nil {
 		return nil, fmt.Errorf("could not store the approval request: %w", err)
 	}
@@ -301,6 +304,16 @@ func (a *Approvals) Wait(ctx context.Context, id string) (*Request, error) {
 		default:
 			last = r
 			wake = min(recheck, max(0, time.Until(r.ExpiresAt)))
+			if r.Type == TypeStatement && r.WaiterUntil.Sub(a.now()) < waiterLease/2 {
+				// Renew the lease. A renewal lost to a store outage only lets a re-run of
+				// the same statement take the request up: Consume still runs it once.
+				a.store.Update(ctx, id, func(r *Request) error {
+					if r.Pending() {
+						r.WaiterUntil = a.now().UTC().Add(waiterLease)
+					}
+					return nil
+				})
+			}
 		}
 		timer := time.NewTimer(wake)
 		select {
@@ -315,6 +328,75 @@ func (a *Approvals) Wait(ctx context.Context, id string) (*Request, error) {
 		a.unsubscribe(id, ch)
 	}
 }
+
+// waiterLease is how long a waiting session's claim on its request lasts unrenewed.
+const waiterLease = 6 * time.Second
+
+// Release gives up the waiting session's claim on a request it leaves pending (its
+// Portcullis is shutting down), so that a re-run elsewhere takes it up at once.
+func (a *Approvals) Release(ctx context.Context, id string) error {
+	_, err := a.store.Update(ctx, id, func(r *Request) error {
+		r.WaiterUntil = time.Time{}
+		r.Timeline = append(r.Timeline, TimelineEntry{At: a.now().UTC(), What: "left pending for a re-run", Note: "its Portcullis shut down"})
+		return nil
+	})
+	return err
+}
+
+// Adopt takes up, for session, the requester's request for the same statement (artifact
+// hash) under the same policy snapshot that nobody waits for any more: pending, or
+// approved and not yet run, with its waiter's lease lapsed. A lease still running (its
+// session may be alive, or its replica was just killed) is waited out once, up to its
+// length. It returns nil when there is none.
+func (a *Approvals) Adopt(ctx context.Context, requester *policy.Subject, session, artifactHash, snapshot string) (*Request, error) {
+	for attempt := 0; ; attempt++ {
+		list, err := a.List(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var found *Request
+		for _, r := range list {
+			if r.Type == TypeStatement && r.Requester.User == requester.User && r.ArtifactHash == artifactHash &&
+				r.Artifact.Snapshot == snapshot && (r.Pending() || r.State == StateApproved) {
+				found = r
+				break
+			}
+		}
+		if found == nil {
+			return nil, nil
+		}
+		if wait := found.WaiterUntil.Sub(a.now()); wait > 0 {
+			if attempt > 0 {
+				return nil, nil // someone waits for it: this run asks anew
+			}
+			select {
+			case <-time.After(wait + 100*time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		taken, err := a.store.Update(ctx, found.ID, func(r *Request) error {
+			if (!r.Pending() && r.State != StateApproved) || r.WaiterUntil.After(a.now()) {
+				return errTaken
+			}
+			now := a.now().UTC()
+			r.WaiterUntil = now.Add(waiterLease)
+			r.Timeline = append(r.Timeline, TimelineEntry{At: now, What: "taken up by a re-run", Note: "session " + session + " (the first session's Portcullis went away)"})
+			r.Session = session
+			return nil
+		})
+		if errors.Is(err, errTaken) {
+			return nil, nil
+		}
+		if err == nil {
+			a.notify(taken.ID)
+		}
+		return taken, err
+	}
+}
+
+var errTaken = errors.New("taken up by another session")
 
 // Consume marks an approved request as executed, once, if it was approved for exactly
 // this artifact hash under this policy snapshot.

@@ -123,6 +123,10 @@ type Request struct {
 	Timeline      []TimelineEntry `json:"timeline"`
 	// Outcome is how an approved statement ended upstream, once the front end knows.
 	Outcome *Outcome `json:"outcome,omitempty"`
+	// WaiterUntil is the lease of the session waiting for a statement's decision, renewed
+	// while it waits: a request whose lease has lapsed (its replica was killed, or shut
+	// down) is taken up by the requester's re-run of the same statement (see Adopt).
+	WaiterUntil time.Time `json:"waiter_until,omitzero"`
 }
 
 // Outcome results.

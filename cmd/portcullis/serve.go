@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +25,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/portcullis/portcullis/audit"
+	"github.com/portcullis/portcullis/audit/otlplog"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/elevation/redisstore"
@@ -93,15 +93,10 @@ func addSinks(cfg *configs.Config, log *audit.Log, host string) (func(), error) 
 			u, _ := url.Parse(sk.Address) // validated
 			s := &audit.Syslog{Network: u.Scheme, Addr: u.Host, AppName: sk.AppName, Hostname: host, Want: want}
 			if u.Scheme == "tls" && sk.CAFile != "" {
-				pem, err := os.ReadFile(sk.CAFile)
+				pool, err := caPool(sk.CAFile)
 				if err != nil {
 					done()
 					return nil, fmt.Errorf("audit sink %s: %w", sk.Address, err)
-				}
-				pool := x509.NewCertPool()
-				if !pool.AppendCertsFromPEM(pem) {
-					done()
-					return nil, fmt.Errorf("audit sink %s: no certificate in %s", sk.Address, sk.CAFile)
 				}
 				s.TLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: u.Hostname()}
 			}
@@ -119,6 +114,20 @@ func addSinks(cfg *configs.Config, log *audit.Log, host string) (func(), error) 
 				w, label = f, sk.Path
 			}
 			log.AddSink(&audit.JSONLines{Label: label, W: w, Want: want})
+		case "otlp":
+			tc, err := clientTLS(sk.CAFile)
+			if err != nil {
+				done()
+				return nil, fmt.Errorf("audit sink %s: %w", sk.Endpoint, err)
+			}
+			s, err := otlplog.New(context.Background(), otlplog.Options{Endpoint: sk.Endpoint, Headers: sk.Headers, TLS: tc, Want: want,
+				Replica: host, Version: version, Outbox: cfg.Audit.Dir})
+			if err != nil {
+				done()
+				return nil, err
+			}
+			closers = append(closers, s)
+			log.AddSink(s)
 		}
 	}
 	return done, nil
@@ -186,6 +195,11 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		return err
 	}
 	closeSinks = cs
+	tracer, stopTracing, err := startTracing(ctx, cfg, replica, logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	// What /readyz checks: a replica takes traffic only while it can write its audit log
 	// and reach the shared store and Vault.
 	var draining atomic.Bool // from the signal on: the load balancer should stop sending
@@ -266,7 +280,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		}
 		addrs.postgres = pln.Addr().String()
 		pg = &pgwire.Server{Config: cfg, Auth: auth, Broker: broker, Approvals: approvals, Audit: log, Log: logger, TLS: tlsCfg,
-			MaxMessageSize: cfg.Server.MaxMessageBytes, StartupTimeout: cfg.Server.StartupTimeout.D()}
+			MaxMessageSize: cfg.Server.MaxMessageBytes, StartupTimeout: cfg.Server.StartupTimeout.D(), Tracer: tracer}
 		go func() { errc <- pg.Serve(pln) }()
 		defer pg.Close()
 	}
@@ -279,7 +293,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		}
 		addrs.http = hln.Addr().String()
 		front := &httpfront.Server{Config: cfg, Auth: auth, Audit: log, Log: logger, Credentials: headers, Keys: keys,
-			Gate: &gate.Gate{Config: cfg, Approvals: approvals, Audit: log, Log: logger}}
+			Gate: &gate.Gate{Config: cfg, Approvals: approvals, Audit: log, Log: logger, Tracer: tracer}}
 		hfront = front
 		go func() { errc <- front.Serve(hln) }()
 	}
@@ -299,7 +313,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 			res.Kubernetes.PublicURL = "https://" + kln.Addr().String() // kubeconfigs name the port chosen
 		}
 		front := &kubefront.Server{Config: cfg, Resource: res, Auth: auth, Audit: log, Log: logger, Credentials: headers, Tokens: tokens,
-			Gate: &gate.Gate{Config: cfg, Approvals: approvals, Audit: log, Log: logger}}
+			Gate: &gate.Gate{Config: cfg, Approvals: approvals, Audit: log, Log: logger, Tracer: tracer}}
 		if _, err := front.CAPEM(); err != nil {
 			kln.Close()
 			ln.Close()

@@ -132,3 +132,15 @@ func BenchSettings() (seconds, rounds int) {
 	}
 	return seconds, rounds
 }
+
+// Otelcol starts an OpenTelemetry Collector (OTLP/HTTP receiver to a file) on a free
+// loopback port and stops it when the test ends.
+func Otelcol(t testing.TB) *devserver.Otelcol {
+	t.Helper()
+	o, err := devserver.StartOtelcol(tempDir(t, "portcullis-otelcol-"))
+	if err != nil {
+		t.Fatalf("could not start the OpenTelemetry Collector: %v", err)
+	}
+	t.Cleanup(func() { o.Stop() })
+	return o
+}

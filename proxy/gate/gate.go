@@ -11,6 +11,9 @@ import (
 	"slices"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
@@ -26,6 +29,9 @@ type Gate struct {
 	// Audit takes the events Hold and Await write.
 	Audit *audit.Log
 	Log   *slog.Logger
+	// Tracer, when set, makes spans: the decision and the approval wait of a request
+	// whose span is recorded (see Span).
+	Tracer trace.Tracer
 }
 
 // Verdict is what the gate decided.
@@ -59,6 +65,7 @@ func (v *Verdict) CredentialRole(res *configs.Resource) string {
 // A grant store that cannot be read fails closed: the identity is decided without its
 // grants, and no break-glass session applies.
 func (g *Gate) Decide(ctx context.Context, who *policy.Subject, resource string, act *policy.Action, now time.Time, d *policy.Decision) Verdict {
+	ctx, span := g.child(ctx, "portcullis.decide")
 	v := Verdict{Subject: g.Subject(ctx, who, now)}
 	if n := len(who.Roles); len(v.Subject.Roles) > n {
 		v.Grants = v.Subject.Roles[n:]
@@ -69,6 +76,11 @@ func (g *Gate) Decide(ctx context.Context, who *policy.Subject, resource string,
 		if bg := g.Approvals.BreakGlassFor(ctx, who.User, resource, act.Class.String(), now); bg != nil {
 			v.Effect, v.BreakGlass = policy.Allow, bg
 		}
+	}
+	if span.IsRecording() {
+		EndSpan(span, nil, attribute.String("portcullis.resource", resource), attribute.String("portcullis.class", act.Class.String()),
+			attribute.String("portcullis.decision", v.Effect.String()), attribute.String("portcullis.policy_snapshot", d.Snapshot),
+			attribute.Bool("portcullis.breakglass", v.BreakGlass != nil))
 	}
 	return v
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/policy"
@@ -34,12 +36,26 @@ type Withdrawn struct{ Cause error }
 func (w *Withdrawn) Error() string { return "withdrawn: " + w.Cause.Error() }
 func (w *Withdrawn) Unwrap() error { return w.Cause }
 
+// ErrShuttingDown is the cause with which a front end withdraws a wait when Portcullis
+// shuts down: Await leaves the request pending for a re-run instead of abandoning it.
+var ErrShuttingDown = errors.New("Portcullis is shutting down")
+
 // Hold makes the approval request for art, asked by who in session, and writes ev — the
 // event of the held action, decided before anything runs — with its result "waiting"
 // and the request's id. If the event cannot be written, the request is abandoned and
 // ErrAudit returned.
 func (g *Gate) Hold(ctx context.Context, who *policy.Subject, session string, art elevation.Artifact, ev *audit.Event) (*elevation.Request, error) {
-	req, err := g.Approvals.Create(ctx, who, session, art)
+	// A re-run of a statement whose request was left waiting (its Portcullis was killed or
+	// shut down) takes that request up, with the votes it has, rather than ask again.
+	req, err := g.Approvals.Adopt(ctx, who, session, art.Hash(), art.Snapshot)
+	if err != nil {
+		g.log().Warn("could not look for a request to take up; asking anew", "session", session, "err", err)
+	}
+	if req != nil {
+		ev.Attrs = append(ev.Attrs, audit.Bool("taken_up", true))
+	} else {
+		req, err = g.Approvals.Create(ctx, who, session, art)
+	}
 	if err != nil {
 		g.log().Error("could not create an approval request", "session", session, "err", err)
 		return nil, fmt.Errorf("%w: %v", ErrNotRecorded, err)
@@ -66,7 +82,15 @@ type Closed = audit.Event
 // policy snapshot in force now — and the request returned with a nil error. Denied or
 // expired: ErrNotApproved with the request. ctx ended: *Withdrawn (the request is
 // abandoned). Otherwise ErrRefused, ErrLostTrack or ErrAudit; nothing may run.
-func (g *Gate) Await(ctx context.Context, req *elevation.Request, closed *Closed) (*elevation.Request, error) {
+func (g *Gate) Await(ctx context.Context, req *elevation.Request, closed *Closed) (r *elevation.Request, err error) {
+	ctx, span := g.child(ctx, "portcullis.approval.wait")
+	defer func() {
+		EndSpan(span, err, attribute.String("portcullis.approval", req.ID), attribute.String("portcullis.result", closed.Result))
+	}()
+	return g.await(ctx, req, closed)
+}
+
+func (g *Gate) await(ctx context.Context, req *elevation.Request, closed *Closed) (*elevation.Request, error) {
 	if closed.Details == nil {
 		closed.Details = map[string]any{}
 	}
@@ -78,6 +102,16 @@ func (g *Gate) Await(ctx context.Context, req *elevation.Request, closed *Closed
 			g.log().Error("waiting for an approval failed", "session", req.Session, "approval", req.ID, "err", err)
 			g.abandon(req.ID, req.Session, "Portcullis could not read the approval request: "+err.Error())
 			return nil, fmt.Errorf("%w: %v", ErrLostTrack, err)
+		}
+		if errors.Is(cause, ErrShuttingDown) {
+			// Left pending: the client is told to run the statement again, on another
+			// replica, which takes the request up (Hold).
+			if err := g.Approvals.Release(context.WithoutCancel(ctx), req.ID); err != nil {
+				g.log().Warn("could not release a request left pending; a re-run takes it up once its lease lapses", "approval", req.ID, "err", err)
+			}
+			closed.Result, closed.Reason = "left_pending", cause.Error()+"; the request stays pending for a re-run"
+			g.auditLoudly(closed)
+			return nil, &Withdrawn{Cause: cause}
 		}
 		g.abandon(req.ID, req.Session, cause.Error())
 		closed.Result, closed.Reason = elevation.StateAbandoned, cause.Error()

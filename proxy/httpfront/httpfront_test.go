@@ -65,6 +65,7 @@ policies:
 // seen is what the upstream received.
 type seen struct {
 	method, path, auth, cookie, body string
+	traceparent                      string
 }
 
 type env struct {
@@ -150,7 +151,7 @@ func newEnvConfig(t testing.TB, mutate func(string) string) *env {
 		b, _ := io.ReadAll(r.Body)
 		if !e.quiet.Load() {
 			e.mu.Lock()
-			e.got = append(e.got, seen{r.Method, r.URL.RequestURI(), r.Header.Get("Authorization"), r.Header.Get("Cookie"), string(b)})
+			e.got = append(e.got, seen{r.Method, r.URL.RequestURI(), r.Header.Get("Authorization"), r.Header.Get("Cookie"), string(b), r.Header.Get("Traceparent")})
 			e.mu.Unlock()
 		}
 		if e.slow.Load() {

@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
@@ -224,6 +226,8 @@ func (rt *route) classify(method string, u *url.URL) *policy.Action {
 // request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.init()
+	r, span := s.Gate.RequestSpan(r, "http.request", attribute.String("server.address", r.Host))
+	defer span.End()
 	if err := checkFraming(r); err != nil {
 		// Content-Length with Transfer-Encoding, or repeated framing fields: a request that
 		// two servers could split differently (smuggling). Refused, and the connection closed.
@@ -682,7 +686,7 @@ func (s *Server) reverseProxy(res *configs.Resource, transport http.RoundTripper
 				pr.Out.Header.Del("Accept-Encoding")
 			}
 		},
-		Transport:  transport,
+		Transport:  s.Gate.Transport(transport),
 		BufferPool: httpx.CopyBuffers,
 		ModifyResponse: func(resp *http.Response) error {
 			if max := res.HTTP.MaxResponseBytes; max > 0 {

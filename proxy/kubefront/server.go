@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
@@ -148,7 +150,7 @@ func (s *Server) setUp() error {
 			x := pr.In.Context().Value(exchangeKey{}).(*exchange)
 			x.rewrite(pr.Out.Header)
 		},
-		Transport:     byUpgrade{plain: tr, upgrade: h1},
+		Transport:     s.Gate.Transport(byUpgrade{plain: tr, upgrade: h1}),
 		FlushInterval: -1, // watches and logs -f: every chunk as it comes
 		BufferPool:    httpx.CopyBuffers,
 		ModifyResponse: func(resp *http.Response) error {
@@ -243,6 +245,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status(w, http.StatusBadGateway, "ServiceUnavailable", s.Resource.Name+" is not set up correctly; see Portcullis's log", nil)
 		return
 	}
+	r, span := s.Gate.RequestSpan(r, "k8s.request", attribute.String("portcullis.resource", s.Resource.Name))
+	defer span.End()
 	who := s.authenticate(w, r)
 	if who == nil {
 		return

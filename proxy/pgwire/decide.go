@@ -19,6 +19,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
@@ -33,6 +35,28 @@ var errClientGone = errors.New("the client went away")
 // authorize decides a statement about to run and returns whether to forward it. When it
 // does not, the client has been answered. simple says which protocol's error shape to use.
 func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int16, simple bool) (*stmtResult, bool) {
+	if ss.srv.Tracer == nil {
+		return ss.decide(context.Background(), act, params, formats, simple)
+	}
+	ctx, span := ss.srv.gate.Span(ss.traceCtx, "pg.statement", trace.SpanKindInternal)
+	span.SetAttributes(attribute.String("db.operation.name", act.Kind), attribute.String("portcullis.class", act.Class.String()),
+		attribute.StringSlice("db.collection.names", act.Tables))
+	st, ok := ss.decide(ctx, act, params, formats, simple)
+	span.SetAttributes(attribute.String("portcullis.decision", ss.dec.Effect.String()))
+	if !ok {
+		gate.EndSpan(span, errors.New("not run: "+ss.dec.Effect.String()))
+		return nil, false
+	}
+	if st.approval != "" {
+		span.SetAttributes(attribute.String("portcullis.approval", st.approval))
+	}
+	st.span = span
+	_, st.upSpan = ss.srv.Tracer.Start(ctx, "pg.upstream", trace.WithSpanKind(trace.SpanKindClient))
+	return st, true
+}
+
+// decide is authorize under ctx (which carries the statement's span when traced).
+func (ss *session) decide(ctx context.Context, act *policy.Action, params [][]byte, formats []int16, simple bool) (*stmtResult, bool) {
 	ss.stats.statements++
 	act = ss.srv.refine(ss.res, act, ss.id)
 	now := ss.srv.Now()
@@ -45,7 +69,7 @@ func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int1
 		estimated = true
 	}
 	d := &ss.dec
-	v := ss.srv.gate.Decide(context.Background(), &ss.who.Subject, ss.res.Name, act, now, d)
+	v := ss.srv.gate.Decide(ctx, &ss.who.Subject, ss.res.Name, act, now, d)
 	if v.Effect == policy.RequireApproval && !estimated && estimable(act) {
 		// No policy reads the estimate, but the approver wants the blast radius.
 		act = ss.withEstimate(act, params, formats)
@@ -93,7 +117,7 @@ func (ss *session) authorize(act *policy.Action, params [][]byte, formats []int1
 			return nil, false
 		}
 		held := *act // act may be the session's scratch Action, and the wait outlives it
-		return ss.awaitApproval(&held, params, formats, d, ev, simple)
+		return ss.awaitApproval(ctx, &held, params, formats, d, ev, simple)
 	}
 }
 
@@ -268,9 +292,8 @@ func (ss *session) paramsSum(params [][]byte) uint64 {
 // awaitApproval has the gate hold the statement for approval, tells the client, and
 // waits — this session only — for the decision. The gate audits and binds; this
 // translates its answers into the protocol's.
-func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []int16, d *policy.Decision, ev *audit.Event, simple bool) (*stmtResult, bool) {
+func (ss *session) awaitApproval(ctx context.Context, act *policy.Action, params [][]byte, formats []int16, d *policy.Decision, ev *audit.Event, simple bool) (*stmtResult, bool) {
 	ss.stats.approvals++
-	ctx := context.Background()
 	// A cancel from the client withdraws the request from now on: one that arrives while
 	// the request is being created must not go to the server instead and be lost.
 	wctx, cancel := context.WithCancelCause(ctx)
@@ -325,8 +348,8 @@ func (ss *session) awaitApproval(act *policy.Action, params [][]byte, formats []
 		case errors.Is(err, errCancelRequested):
 			ss.fail(simple, errorResponse("ERROR", codeQueryCanceled, "canceling statement due to user request; approval request "+req.ID+" withdrawn", "", ""))
 		case errors.Is(err, errShuttingDown):
-			ss.fail(simple, errorResponse("ERROR", codeAdminShutdown, "statement not run: Portcullis is shutting down; approval request "+req.ID+" withdrawn", "",
-				"Connect again and run the statement again: another Portcullis asks for its approval."))
+			ss.fail(simple, errorResponse("ERROR", codeAdminShutdown, "statement not run: Portcullis is shutting down; approval request "+req.ID+" stays pending", "",
+				"Connect again and run the same statement again: another Portcullis takes the request up, with the votes it has."))
 		default:
 			ss.client.Close()
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
@@ -49,6 +50,9 @@ type Server struct {
 	// DialUpstream dials PostgreSQL for a session (default: a net.Dialer bounded by
 	// StartupTimeout).
 	DialUpstream pgconn.DialFunc
+	// Tracer, when set, makes a span per session, per statement, for its decision, its
+	// approval wait and its run upstream (nil: no tracing, no cost).
+	Tracer trace.Tracer
 
 	initOnce sync.Once
 	cache    *classCache
@@ -77,7 +81,7 @@ func (s *Server) init() {
 			s.Log = slog.New(slog.DiscardHandler)
 		}
 		s.cache = newClassCache(50_000)
-		s.gate = &gate.Gate{Config: s.Config, Approvals: s.Approvals, Audit: s.Audit, Log: s.Log}
+		s.gate = &gate.Gate{Config: s.Config, Approvals: s.Approvals, Audit: s.Audit, Log: s.Log, Tracer: s.Tracer}
 		s.sessions = map[uint32]*session{}
 	})
 }

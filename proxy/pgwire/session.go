@@ -15,11 +15,15 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/portcullis/portcullis/audit"
 	"github.com/portcullis/portcullis/configs"
 	"github.com/portcullis/portcullis/elevation"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy/gate"
 	"github.com/portcullis/portcullis/proxy/identity"
 )
 
@@ -47,6 +51,8 @@ type session struct {
 	grant        *elevation.Request // the grant (elevation or break-glass) the session is bound to, or nil
 	reason       string             // portcullis.reason: why the client runs what it runs, for approvers
 	stopWatch    func()             // stops the grant watcher
+	// traceCtx carries the session's span when Server.Tracer is set (else Background).
+	traceCtx context.Context
 
 	pid      uint32
 	secret   []byte
@@ -148,6 +154,8 @@ type stmtResult struct {
 	// refers to once forwarded: finish frees them for the next one. actCopy holds act.
 	reuse   bool
 	actCopy policy.Action
+	// span is the statement's and upSpan its run upstream's, when traced; finish ends them.
+	span, upSpan trace.Span
 }
 
 // newResult returns the result record of an allowed statement, with a copy of act: the
@@ -173,6 +181,15 @@ func (ss *session) run() {
 	ss.running = true
 	ss.mu.Unlock()
 	start := ss.srv.Now()
+	ss.traceCtx = context.Background()
+	var span trace.Span
+	if ss.srv.Tracer != nil {
+		ss.traceCtx, span = ss.srv.gate.Span(ss.traceCtx, "pg.session", trace.SpanKindServer)
+		span.SetAttributes(attribute.String("portcullis.session", ss.id), attribute.String("enduser.id", ss.who.User),
+			attribute.String("portcullis.resource", ss.res.Name), attribute.String("db.system.name", "postgresql"),
+			attribute.String("client.address", ss.remote))
+		defer span.End()
+	}
 	relayDone := make(chan struct{})
 	go func() {
 		defer close(relayDone)
@@ -202,6 +219,10 @@ func (ss *session) run() {
 	ss.up.Close()
 	<-relayDone
 	for _, e := range ss.queue { // owed answers that will never come
+		if e.stmt != nil && e.stmt.span != nil {
+			e.stmt.errCode, e.stmt.errMsg = codeConnectionFailure, "the session ended before PostgreSQL answered"
+			endStatement(e.stmt)
+		}
 		if e.stmt != nil && e.stmt.approval != "" {
 			ss.outcome(e.stmt.approval, elevation.Outcome{Result: elevation.OutcomeUnknown, Message: "the session ended before PostgreSQL answered"})
 			e.stmt.approval = ""
@@ -215,6 +236,12 @@ func (ss *session) run() {
 	result, reason := "ok", ""
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		result, reason = "error", err.Error()
+		if span != nil {
+			span.SetStatus(codes.Error, reason)
+		}
+	}
+	if span != nil {
+		span.SetAttributes(attribute.Int("portcullis.statements", ss.stats.statements), attribute.Int("portcullis.denied", ss.stats.denied))
 	}
 	ss.srv.Audit.Enqueue(&audit.Event{Type: audit.TypePGSessionEnd, Actor: ss.who.User, Resource: ss.res.Name, Session: ss.id, Result: result, Reason: reason,
 		Details: map[string]any{"duration_ms": ss.srv.Now().Sub(start).Milliseconds(), "statements": ss.stats.statements, "denied": ss.stats.denied, "approvals": ss.stats.approvals}})
@@ -269,8 +296,9 @@ func endedMessage(r *elevation.Request) string {
 	return fmt.Sprintf("terminating connection: your %s elevation (%s) ended", r.Artifact.Role, r.ID)
 }
 
-// errShuttingDown withdraws a statement waiting for approval when Portcullis shuts down.
-var errShuttingDown = errors.New("Portcullis is shutting down")
+// errShuttingDown withdraws a statement waiting for approval when Portcullis shuts down;
+// its request stays pending for a re-run.
+var errShuttingDown = gate.ErrShuttingDown
 
 // drain ends the session if it is idle, telling the client why (see Server.Shutdown); a
 // statement waiting for approval is withdrawn first, its client told, and the session
@@ -609,9 +637,29 @@ func (ss *session) finish(e *entry) {
 		st.approval = "" // recorded
 	}
 	ss.srv.Audit.Enqueue(ev)
+	if st.span != nil {
+		endStatement(st)
+	}
 	if st.reuse {
 		ss.freeResult = st
 	}
+}
+
+// endStatement ends a traced statement's spans with how it ended.
+func endStatement(st *stmtResult) {
+	var err error
+	switch {
+	case st.skipped:
+		err = errors.New("not run: an earlier message of the pipeline failed")
+	case st.errCode != "":
+		err = errors.New(st.errCode + ": " + st.errMsg)
+	}
+	attrs := []attribute.KeyValue{attribute.String("db.response.status_code", st.errCode), attribute.String("portcullis.tag", st.tag)}
+	if st.upSpan != nil {
+		gate.EndSpan(st.upSpan, err, attrs...)
+	}
+	gate.EndSpan(st.span, err, attrs...)
+	st.span, st.upSpan = nil, nil
 }
 
 // outcome records what became of an approved statement on its request, without holding

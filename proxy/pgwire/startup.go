@@ -61,7 +61,11 @@ func (s *Server) serveConn(conn net.Conn, loopback bool) {
 		var se *startupError
 		switch {
 		case errors.As(err, &se):
-			w := bufio.NewWriter(ss.clientConnOr(conn))
+			// The startup deadline may be what ended the startup (an upstream slow to
+			// connect): the client still gets the error, not a bare close.
+			c := ss.clientConnOr(conn)
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			w := bufio.NewWriter(c)
 			w.Write(encode(errorResponse("FATAL", se.code, se.msg, "", se.hint)))
 			w.Flush()
 			s.Log.Info("pg connection refused", "remote", conn.RemoteAddr().String(), "code", se.code, "reason", se.msg)
