@@ -15,6 +15,10 @@ VAULT_PLUGIN  := $(VAULT_DIR)/plugins/postgresql-database-plugin
 VAULT_K8S_VERSION := 0.12.0
 VAULT_K8S     := $(VAULT_DIR)/plugins/vault-plugin-secrets-kubernetes
 VAULT_K8S_STAMP := $(VAULT_DIR)/.vault-plugin-secrets-kubernetes-$(VAULT_K8S_VERSION)
+# Vault's Kubernetes auth method (Portcullis's own login on Kubernetes), also external.
+VAULT_K8S_AUTH_VERSION := 0.23.1
+VAULT_K8S_AUTH := $(VAULT_DIR)/plugins/vault-plugin-auth-kubernetes
+VAULT_K8S_AUTH_STAMP := $(VAULT_DIR)/.vault-plugin-auth-kubernetes-$(VAULT_K8S_AUTH_VERSION)
 KUBE_VERSION  := 1.36.3
 KUBE_DIR      := $(CACHE_DIR)/kubernetes-$(KUBE_VERSION)
 ETCD_VERSION  := 3.6.8
@@ -188,7 +192,7 @@ servers:
 	fi
 
 ## vault: build the pinned Vault server and its PostgreSQL and Kubernetes plugins once (about 5 minutes cold).
-vault: $(VAULT) $(VAULT_PLUGIN) $(VAULT_K8S_STAMP)
+vault: $(VAULT) $(VAULT_PLUGIN) $(VAULT_K8S_STAMP) $(VAULT_K8S_AUTH_STAMP)
 
 $(VAULT):
 	@echo "building Vault $(VAULT_VERSION) into $(VAULT_DIR) (once; several minutes)"
@@ -208,6 +212,15 @@ $(VAULT_K8S_STAMP): $(VAULT)
 	cd deploy/vault && CGO_ENABLED=0 GOFLAGS=-mod=mod $(GO) build -trimpath -ldflags='-s -w' \
 		-o $(VAULT_K8S).tmp github.com/hashicorp/vault-plugin-secrets-kubernetes/cmd/vault-plugin-secrets-kubernetes
 	mv $(VAULT_K8S).tmp $(VAULT_K8S)
+	touch $@
+
+# Built outside the plugin directory and moved in whole: a running dev Vault registers
+# every file there.
+$(VAULT_K8S_AUTH_STAMP): $(VAULT)
+	@mkdir -p $(VAULT_DIR)/plugins $(VAULT_DIR)/build
+	cd /tmp && CGO_ENABLED=0 GOBIN=$(VAULT_DIR)/build $(GO) install -trimpath -ldflags='-s -w' \
+		github.com/hashicorp/vault-plugin-auth-kubernetes/cmd/vault-plugin-auth-kubernetes@v$(VAULT_K8S_AUTH_VERSION)
+	mv $(VAULT_DIR)/build/vault-plugin-auth-kubernetes $(VAULT_K8S_AUTH)
 	touch $@
 
 ## kubernetes: build the pinned etcd, kube-apiserver and kubectl once (several minutes cold),

@@ -425,7 +425,21 @@ type Vault struct {
 	Address string   `yaml:"address"`
 	Token   string   `yaml:"token"`
 	AppRole *AppRole `yaml:"approle"`
-	Timeout Duration `yaml:"timeout"`
+	// Kubernetes logs in with the pod's service account token (Vault's Kubernetes auth
+	// method), for Portcullis running on Kubernetes.
+	Kubernetes *VaultKubernetes `yaml:"kubernetes"`
+	Timeout    Duration         `yaml:"timeout"`
+}
+
+// VaultKubernetes is Vault Kubernetes auth login material.
+type VaultKubernetes struct {
+	// Role is the Vault role bound to Portcullis's service account.
+	Role string `yaml:"role"`
+	// Mount is where the auth method is enabled (default kubernetes).
+	Mount string `yaml:"mount"`
+	// TokenFile is the service account token, read again at each login (projected tokens
+	// rotate); default /var/run/secrets/kubernetes.io/serviceaccount/token.
+	TokenFile string `yaml:"token_file"`
 }
 
 // AppRole is Vault AppRole login material.

@@ -138,6 +138,14 @@ func (c *Config) applyDefaults() {
 	if c.Vault.AppRole != nil && c.Vault.AppRole.Mount == "" {
 		c.Vault.AppRole.Mount = "approle"
 	}
+	if k := c.Vault.Kubernetes; k != nil {
+		if k.Mount == "" {
+			k.Mount = "kubernetes"
+		}
+		if k.TokenFile == "" {
+			k.TokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+		}
+	}
 	if c.Console.SessionTTL == 0 {
 		c.Console.SessionTTL = Duration(8 * time.Hour)
 	}
@@ -415,8 +423,11 @@ func (c *Config) validate(o origin, errs *Error) {
 	if usesVault && c.Vault.Address == "" {
 		errs.add(o.file, o.line("vault"), "vault.address is required: resources take credentials from Vault")
 	}
-	if c.Vault.AppRole != nil && c.Vault.Token != "" {
-		errs.add(o.file, o.line("vault"), "vault: give token or approle, not both")
+	if n := btoi(c.Vault.Token != "") + btoi(c.Vault.AppRole != nil) + btoi(c.Vault.Kubernetes != nil); n > 1 {
+		errs.add(o.file, o.line("vault"), "vault: give one of token, approle and kubernetes")
+	}
+	if k := c.Vault.Kubernetes; k != nil && k.Role == "" {
+		errs.add(o.file, o.line("vault", "kubernetes"), "vault.kubernetes.role: the Vault role bound to Portcullis's service account is required")
 	}
 	bg := c.BreakGlass
 	for i, sc := range bg.Scopes {
@@ -565,4 +576,11 @@ func validateKube(errs *Error, o origin, i int, r *Resource) {
 func httpURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

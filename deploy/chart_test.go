@@ -120,9 +120,9 @@ func TestChart(t *testing.T) {
 				}
 			}},
 		{"sentinel-vault", []string{"helm/examples/sentinel-vault.yaml"},
-			map[string]string{"OIDC_CLIENT_SECRET": "s", "CONSOLE_SESSION_KEY": strings.Repeat("k", 32), "REDIS_PASSWORD": "r", "VAULT_ROLE_ID": "i", "VAULT_SECRET_ID": "s", "CLUSTER_TOKEN": "t"},
+			map[string]string{"OIDC_CLIENT_SECRET": "s", "CONSOLE_SESSION_KEY": strings.Repeat("k", 32), "REDIS_PASSWORD": "r", "CLUSTER_TOKEN": "t"},
 			func(t *testing.T, objs map[string]map[string]any, cfg *configs.Config) {
-				if cfg.Store.Sentinel == nil || cfg.Store.Sentinel.Master != "portcullis" || len(cfg.Store.Sentinel.Addrs) != 3 || cfg.Vault.AppRole == nil || cfg.Server.HTTPListen != "" {
+				if cfg.Store.Sentinel == nil || cfg.Store.Sentinel.Master != "portcullis" || len(cfg.Store.Sentinel.Addrs) != 3 || cfg.Vault.Kubernetes == nil || cfg.Server.HTTPListen != "" {
 					t.Errorf("configuration: store %+v, vault %+v, server %+v", cfg.Store, cfg.Vault, cfg.Server)
 				}
 				d := objs["Deployment"]
@@ -134,6 +134,23 @@ func TestChart(t *testing.T) {
 				}
 				if at(d, "spec", "template", "spec", "volumes", 1, "persistentVolumeClaim", "claimName") != "portcullis-audit" {
 					t.Errorf("audit volume: %v", at(d, "spec", "template", "spec", "volumes"))
+				}
+				// Vault's Kubernetes auth reads the projected, audience-bound token the chart
+				// mounts where the configuration says; the API token stays unmounted.
+				if tf := cfg.Vault.Kubernetes.TokenFile; tf != "/var/run/secrets/portcullis/vault/token" {
+					t.Errorf("vault.kubernetes.token_file %q", tf)
+				}
+				var projected any
+				for _, v := range at(d, "spec", "template", "spec", "volumes").([]any) {
+					if v.(map[string]any)["name"] == "vault-token" {
+						projected = at(v, "projected", "sources", 0, "serviceAccountToken")
+					}
+				}
+				if at(projected, "audience") != "vault" || at(projected, "path") != "token" {
+					t.Errorf("the Vault token volume: %v", projected)
+				}
+				if at(d, "spec", "template", "spec", "automountServiceAccountToken") != false {
+					t.Error("the API token is mounted")
 				}
 				if p := at(objs["Service"], "spec", "ports", 2, "port"); p != 6443 {
 					t.Errorf("the Kubernetes front end's port: %v", at(objs["Service"], "spec", "ports"))

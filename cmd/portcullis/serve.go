@@ -214,6 +214,7 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 	}
 	var store elevation.Store
 	if cfg.Store.Redis != "" || cfg.Store.Sentinel != nil {
+		redisstore.LogTo(logger)
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		var rs *redisstore.Store
 		if cfg.Store.Sentinel != nil {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sort"
 	"syscall"
@@ -281,4 +282,15 @@ func (s *Store) RevokeSession(ctx context.Context, key string, until time.Time) 
 func (s *Store) SessionRevoked(ctx context.Context, key string) (bool, error) {
 	n, err := s.rdb.Exists(ctx, s.prefix+"revoked:"+key).Result()
 	return n > 0, unavailable(err)
+}
+
+// LogTo sends what the Redis client logs of its own (a failover seen, a reconnect, a
+// pool problem) to logger as warnings, instead of to standard error unformatted. The
+// client's logger is process-wide.
+func LogTo(logger *slog.Logger) { redis.SetLogger(slogPrintf{logger}) }
+
+type slogPrintf struct{ l *slog.Logger }
+
+func (p slogPrintf) Printf(ctx context.Context, format string, v ...any) {
+	p.l.WarnContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
 }

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,25 +51,46 @@ func NewBroker(ctx context.Context, cfg *configs.Config, log *slog.Logger) (*Bro
 		return nil, fmt.Errorf("vault client: %w", err)
 	}
 	client.SetToken(cfg.Vault.Token)
-	if ar := cfg.Vault.AppRole; ar != nil {
-		s, err := client.Logical().WriteWithContext(ctx, "auth/"+ar.Mount+"/login", map[string]any{"role_id": ar.RoleID, "secret_id": ar.SecretID})
-		if err != nil || s == nil || s.Auth == nil {
-			return nil, fmt.Errorf("%w: AppRole login failed: %v", elevation.ErrVaultUnavailable, err)
-		}
-		client.SetToken(s.Auth.ClientToken)
-	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	b := &Broker{client: client, cfg: cfg, static: elevation.NewStaticBroker(cfg), log: log, now: time.Now, renew: map[string]context.CancelFunc{}}
+	if err := b.login(ctx); err != nil {
+		return nil, err
+	}
 	tctx, cancel := context.WithCancel(context.Background())
 	b.stopToken = cancel
 	go b.keepToken(tctx)
 	return b, nil
 }
 
-// keepToken renews Portcullis's own Vault token at half its TTL; for AppRole, it logs in
-// again when renewal fails. A non-expiring token (TTL 0) needs nothing.
+// login gets Portcullis's own token with AppRole or the pod's service account token
+// (Kubernetes auth); with a static token there is nothing to do.
+func (b *Broker) login(ctx context.Context) error {
+	var path, method string
+	var data map[string]any
+	switch v := b.cfg.Vault; {
+	case v.AppRole != nil:
+		path, method, data = "auth/"+v.AppRole.Mount+"/login", "AppRole", map[string]any{"role_id": v.AppRole.RoleID, "secret_id": v.AppRole.SecretID}
+	case v.Kubernetes != nil:
+		jwt, err := os.ReadFile(v.Kubernetes.TokenFile) // again at each login: projected tokens rotate
+		if err != nil {
+			return fmt.Errorf("%w: Kubernetes login: the service account token: %v", elevation.ErrVaultUnavailable, err)
+		}
+		path, method, data = "auth/"+v.Kubernetes.Mount+"/login", "Kubernetes", map[string]any{"role": v.Kubernetes.Role, "jwt": strings.TrimSpace(string(jwt))}
+	default:
+		return nil
+	}
+	s, err := b.client.Logical().WriteWithContext(ctx, path, data)
+	if err != nil || s == nil || s.Auth == nil {
+		return fmt.Errorf("%w: %s login failed: %v", elevation.ErrVaultUnavailable, method, err)
+	}
+	b.client.SetToken(s.Auth.ClientToken)
+	return nil
+}
+
+// keepToken renews Portcullis's own Vault token at half its TTL; for AppRole and
+// Kubernetes auth, it logs in again when renewal fails (past the token's max TTL). A non-expiring token (TTL 0) needs nothing.
 func (b *Broker) keepToken(ctx context.Context) {
 	for {
 		s, err := b.client.Auth().Token().LookupSelfWithContext(ctx)
@@ -86,13 +109,8 @@ func (b *Broker) keepToken(ctx context.Context) {
 		}
 		if _, err := b.client.Auth().Token().RenewSelfWithContext(ctx, 0); err != nil {
 			b.log.Warn("vault token renewal failed", "err", err)
-			if ar := b.cfg.Vault.AppRole; ar != nil {
-				s, lerr := b.client.Logical().WriteWithContext(ctx, "auth/"+ar.Mount+"/login", map[string]any{"role_id": ar.RoleID, "secret_id": ar.SecretID})
-				if lerr == nil && s != nil && s.Auth != nil {
-					b.client.SetToken(s.Auth.ClientToken)
-				} else {
-					b.log.Error("vault AppRole login failed", "err", lerr)
-				}
+			if err := b.login(ctx); err != nil {
+				b.log.Error("vault login failed", "err", err)
 			}
 		}
 	}

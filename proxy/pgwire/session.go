@@ -9,6 +9,7 @@ import (
 	"hash"
 	"io"
 	"net"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -354,8 +355,16 @@ var errCancelRequested = errors.New("canceling statement due to user request")
 
 // relay copies upstream messages to the client and settles the response queue.
 func (ss *session) relay() {
+	locked := false // ss.mu is held: a panic under it must not lock again
 	defer func() {
-		ss.mu.Lock()
+		if p := recover(); p != nil {
+			// A bug must cost this session only: it is closed, loudly.
+			ss.srv.Log.Error("a session's relay failed; the session is closed", "session", ss.id, "panic", p, "stack", string(debug.Stack()))
+			ss.kill()
+		}
+		if !locked {
+			ss.mu.Lock()
+		}
 		ss.upDone = true
 		ss.cond.Broadcast()
 		ss.mu.Unlock()
@@ -363,6 +372,7 @@ func (ss *session) relay() {
 	for {
 		typ, body, err := ss.ur.next()
 		ss.mu.Lock()
+		locked = true
 		if err != nil {
 			if !ss.ending && !ss.terminating {
 				ss.srv.Log.Warn("upstream connection lost", "session", ss.id, "err", err)
@@ -370,6 +380,7 @@ func (ss *session) relay() {
 				ss.cw.Flush()
 			}
 			ss.mu.Unlock()
+			locked = false
 			ss.client.Close() // ends the client loop
 			return
 		}
@@ -377,6 +388,7 @@ func (ss *session) relay() {
 		if mm := ss.settle(typ, body); mm != nil {
 			ss.deceived(mm)
 			ss.mu.Unlock()
+			locked = false
 			return
 		}
 		if show {
@@ -387,11 +399,13 @@ func (ss *session) relay() {
 		if !ss.ur.buffered() {
 			if err := ss.cw.Flush(); err != nil {
 				ss.mu.Unlock()
+				locked = false
 				ss.up.Close()
 				return
 			}
 		}
 		ss.mu.Unlock()
+		locked = false
 	}
 }
 

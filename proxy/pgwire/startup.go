@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net"
 	"net/url"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,6 +56,16 @@ func fatal(code, format string, args ...any) error {
 // serveConn runs one client connection from accept to close.
 func (s *Server) serveConn(conn net.Conn, loopback bool) {
 	defer conn.Close()
+	var ss *session
+	defer func() {
+		if p := recover(); p != nil {
+			// A bug must cost this session only, not the process and every other session.
+			s.Log.Error("a PostgreSQL session failed; it is closed", "remote", conn.RemoteAddr().String(), "panic", p, "stack", string(debug.Stack()))
+			if ss != nil && ss.up != nil {
+				ss.up.Close()
+			}
+		}
+	}()
 	conn.SetDeadline(time.Now().Add(s.StartupTimeout))
 	ss, err := s.startup(conn, loopback)
 	if err != nil {
