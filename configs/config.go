@@ -399,8 +399,20 @@ type Store struct {
 	// Sentinel, instead of Redis, finds the Redis primary through Redis Sentinel and
 	// follows it across failovers.
 	Sentinel *RedisSentinel `yaml:"sentinel"`
+	// Cluster, instead of Redis or Sentinel, uses a Redis Cluster.
+	Cluster *RedisCluster `yaml:"cluster"`
 	// Path is the embedded store's directory.
 	Path string `yaml:"path"`
+}
+
+// RedisCluster is a Redis Cluster, found through any of its nodes.
+type RedisCluster struct {
+	// Addrs are some of the cluster's nodes (host:port); the client learns the rest.
+	Addrs    []string `yaml:"addrs"`
+	Username string   `yaml:"username"`
+	Password string   `yaml:"password"`
+	// TLS connects over TLS, verified with the system's roots.
+	TLS bool `yaml:"tls"`
 }
 
 // RedisSentinel is a Redis primary found through Sentinel.

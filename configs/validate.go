@@ -407,10 +407,20 @@ func (c *Config) validate(o origin, errs *Error) {
 			errs.add(o.file, o.line("telemetry", "traces", "sample_ratio"), "telemetry.traces.sample_ratio: want a share from 0 to 1")
 		}
 	}
-	if sn := c.Store.Sentinel; sn != nil {
-		if c.Store.Redis != "" {
-			errs.add(o.file, o.line("store", "sentinel"), "store: set redis or sentinel, not both")
+	if btoi(c.Store.Redis != "")+btoi(c.Store.Sentinel != nil)+btoi(c.Store.Cluster != nil) > 1 {
+		errs.add(o.file, o.line("store"), "store: set one of redis, sentinel and cluster")
+	}
+	if cl := c.Store.Cluster; cl != nil {
+		if len(cl.Addrs) == 0 {
+			errs.add(o.file, o.line("store", "cluster"), "store.cluster.addrs: at least one node's host:port is required")
 		}
+		for i, a := range cl.Addrs {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				errs.add(o.file, o.line("store", "cluster", "addrs", i), "store.cluster.addrs: %q is not host:port", a)
+			}
+		}
+	}
+	if sn := c.Store.Sentinel; sn != nil {
 		if sn.Master == "" || len(sn.Addrs) == 0 {
 			errs.add(o.file, o.line("store", "sentinel"), "store.sentinel: master and addrs (the sentinels' host:port) are required")
 		}

@@ -213,13 +213,16 @@ func serve(ctx context.Context, cfg *configs.Config, logger *slog.Logger, ready 
 		{Name: "audit", Check: func(context.Context) error { return log.Err() }},
 	}
 	var store elevation.Store
-	if cfg.Store.Redis != "" || cfg.Store.Sentinel != nil {
+	if cfg.Store.Redis != "" || cfg.Store.Sentinel != nil || cfg.Store.Cluster != nil {
 		redisstore.LogTo(logger)
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		var rs *redisstore.Store
-		if cfg.Store.Sentinel != nil {
+		switch {
+		case cfg.Store.Cluster != nil:
+			rs, err = redisstore.OpenCluster(sctx, cfg.Store.Cluster, "portcullis:")
+		case cfg.Store.Sentinel != nil:
 			rs, err = redisstore.OpenSentinel(sctx, cfg.Store.Sentinel, "portcullis:")
-		} else {
+		default:
 			rs, err = redisstore.Open(sctx, cfg.Store.Redis, "portcullis:")
 		}
 		cancel()

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,7 +35,7 @@ func unavailable(err error) error {
 // prefix+"req:"+id and an index set, so that every Portcullis replica sharing the Redis sees
 // the same requests. Update is atomic across replicas (WATCH/MULTI, retried on conflict).
 type Store struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 }
 
@@ -67,7 +68,22 @@ func OpenSentinel(ctx context.Context, sn *configs.RedisSentinel, prefix string)
 	return open(ctx, redis.NewFailoverClient(opt), prefix)
 }
 
-func open(ctx context.Context, rdb *redis.Client, prefix string) (*Store, error) {
+// OpenCluster connects to a Redis Cluster through the nodes named. Every key Portcullis
+// keeps carries one hash tag (the prefix's), so that they share a slot: an update's
+// transaction spans a request, its index and its grant.
+func OpenCluster(ctx context.Context, cl *configs.RedisCluster, prefix string) (*Store, error) {
+	opt := &redis.ClusterOptions{Addrs: cl.Addrs, Username: cl.Username, Password: cl.Password,
+		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, MaxRedirects: 3}
+	if cl.TLS {
+		opt.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if prefix == "" {
+		prefix = "portcullis:"
+	}
+	return open(ctx, redis.NewClusterClient(opt), "{"+strings.TrimSuffix(prefix, ":")+"}:")
+}
+
+func open(ctx context.Context, rdb redis.UniversalClient, prefix string) (*Store, error) {
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
 		return nil, fmt.Errorf("could not reach Redis: %w", err)

@@ -205,3 +205,74 @@ func (s *Sentinel) Addr() string { return addr(s.Port) }
 
 // Stop shuts the sentinel down.
 func (s *Sentinel) Stop() error { return s.proc.stop(syscall.SIGTERM, 5*time.Second) }
+
+// RedisCluster is a Redis Cluster of three primaries on loopback, the 16384 hash slots
+// split between them.
+type RedisCluster struct {
+	Nodes []*Redis
+}
+
+// StartRedisCluster starts three cluster-enabled redis-servers with their files in dir,
+// joins them and assigns the slots; it returns once every node says the cluster is ok.
+func StartRedisCluster(dir string) (*RedisCluster, error) {
+	c := &RedisCluster{}
+	for range 3 {
+		port, err := FreePort()
+		if err != nil {
+			c.Stop()
+			return nil, err
+		}
+		n, err := startRedis(dir, port, "--cluster-enabled", "yes", "--cluster-config-file", fmt.Sprintf("nodes-%d.conf", port),
+			"--cluster-node-timeout", "2000")
+		if err != nil {
+			c.Stop()
+			return nil, err
+		}
+		c.Nodes = append(c.Nodes, n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const slots = 16384
+	for i, n := range c.Nodes {
+		from, to := i*slots/len(c.Nodes), (i+1)*slots/len(c.Nodes)-1
+		if _, err := command(ctx, n.Addr(), fmt.Sprintf("CLUSTER ADDSLOTSRANGE %d %d", from, to)); err != nil {
+			c.Stop()
+			return nil, fmt.Errorf("cluster slots on %s: %w", n.Addr(), err)
+		}
+		if i > 0 {
+			if _, err := command(ctx, c.Nodes[0].Addr(), fmt.Sprintf("CLUSTER MEET 127.0.0.1 %d", n.Port)); err != nil {
+				c.Stop()
+				return nil, fmt.Errorf("cluster meet: %w", err)
+			}
+		}
+	}
+	for _, n := range c.Nodes {
+		if err := n.proc.waitReady(30*time.Second, func(ctx context.Context) error {
+			info, err := command(ctx, n.Addr(), "CLUSTER INFO")
+			if err == nil && !strings.Contains(info, "cluster_state:ok") {
+				err = errors.New("the cluster is not ok yet")
+			}
+			return err
+		}); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Addrs returns every node's host:port.
+func (c *RedisCluster) Addrs() []string {
+	var out []string
+	for _, n := range c.Nodes {
+		out = append(out, n.Addr())
+	}
+	return out
+}
+
+// Stop stops every node.
+func (c *RedisCluster) Stop() {
+	for _, n := range c.Nodes {
+		n.Stop()
+	}
+}

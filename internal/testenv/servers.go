@@ -72,6 +72,18 @@ func RedisSentinel(t testing.TB) (primary, replica *devserver.Redis, sentinel *d
 	return primary, replica, sentinel
 }
 
+// RedisCluster starts a Redis Cluster of three primaries on loopback and stops it when
+// the test ends.
+func RedisCluster(t testing.TB) *devserver.RedisCluster {
+	t.Helper()
+	c, err := devserver.StartRedisCluster(tempDir(t, "portcullis-redis-cluster-"))
+	if err != nil {
+		t.Fatalf("could not start a Redis Cluster: %v", err)
+	}
+	t.Cleanup(c.Stop)
+	return c
+}
+
 // Rsyslog starts rsyslogd collecting syslog on loopback ports into r.File, and stops it
 // when the test ends.
 func Rsyslog(t testing.TB) *devserver.Rsyslog {
